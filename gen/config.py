@@ -1,0 +1,442 @@
+"""Design configuration: one TOML file describes one generated design.
+
+File format
+-----------
+::
+
+    name = "nm24_int8_4x4"        # top-level Verilog module name (see below)
+
+    [array]
+    rows = 4                       # integer 1..64
+    cols = 4                       # integer 1..64
+    dataflow = "output_stationary" # one of DATAFLOWS
+
+    [sparsity]
+    nm = "2:4"                     # "N:M", M in {2, 4, 8, 16}, 1 <= N <= M; N == M means dense
+
+    [pe]
+    kind = "int"                   # one of PE_KINDS
+    act_width = 8                  # signed integer activation bits, 2..16
+    weight_width = 8               # signed integer weight bits, 2..16
+    acc_width = 32                 # act_width + weight_width .. 48
+    overflow = "wrap"              # one of OVERFLOW_MODES; either way a sticky overflow flag exists
+
+    [synth]                        # optional table
+    clock_mhz = 120.0              # target clock for place and route, 1..1000, default 120
+
+Every key above is required except the ``[synth]`` table and its ``clock_mhz`` key. Unknown keys
+and tables are errors, at every level. Integers must be TOML integers (a boolean or a float is not
+an integer; ``clock_mhz`` may be either and is stored as a float). ``name`` must be a Verilog
+identifier ``[A-Za-z_][A-Za-z0-9_]*`` (``$`` and escaped identifiers are legal Verilog but are
+refused: the name also becomes a file name) that is not a
+Verilog-2005 or SystemVerilog (IEEE 1800-2017) keyword.
+
+Errors
+------
+Every problem raises :class:`ConfigError`, whose ``field`` is the dotted key (``"sparsity.nm"``,
+``"pe.act_width"``, ``"array.rows"``; ``"file"`` for an unreadable or syntactically invalid file)
+and whose text is always one line::
+
+    <source>: <field>: <problem>; allowed: <allowed values>
+
+Public API
+----------
+``Config``, ``ConfigError``, ``load_config(path)``, ``parse_config(mapping, source)``,
+``DEFAULT_EXAMPLE``, and the allowed-value tuples ``DATAFLOWS``, ``PE_KINDS``, ``OVERFLOW_MODES``,
+``NM_M_VALUES``. A :class:`Config` validates itself on construction, so ``dataclasses.replace``
+cannot produce an invalid design either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+    "DEFAULT_EXAMPLE",
+    "DATAFLOWS",
+    "PE_KINDS",
+    "OVERFLOW_MODES",
+    "NM_M_VALUES",
+]
+
+#: Default example design, relative to the repository root.
+DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
+
+#: Allowed ``array.dataflow`` values (later dataflows add one entry each).
+DATAFLOWS: tuple[str, ...] = ("output_stationary",)
+#: Allowed ``pe.kind`` values.
+PE_KINDS: tuple[str, ...] = ("int",)
+#: Allowed ``pe.overflow`` values.
+OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
+#: Allowed group sizes M of an "N:M" pattern.
+NM_M_VALUES: tuple[int, ...] = (2, 4, 8, 16)
+
+ROWS_RANGE = (1, 64)
+COLS_RANGE = (1, 64)
+ACT_WIDTH_RANGE = (2, 16)
+WEIGHT_WIDTH_RANGE = (2, 16)
+ACC_WIDTH_MAX = 48
+CLOCK_MHZ_RANGE = (1.0, 1000.0)
+DEFAULT_CLOCK_MHZ = 120.0
+
+# Verilog-2005 (IEEE 1364-2005) and SystemVerilog (IEEE 1800-2017, Annex B) reserved keywords.
+VERILOG_KEYWORDS: frozenset[str] = frozenset("""
+accept_on alias always always_comb always_ff always_latch and assert assign assume automatic before
+begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle checker class
+clocking cmos config const constraint context continue cover covergroup coverpoint cross deassign
+default defparam design disable dist do edge else end endcase endchecker endclass endclocking
+endconfig endfunction endgenerate endgroup endinterface endmodule endpackage endprimitive endprogram
+endproperty endspecify endsequence endtable endtask enum event eventually expect export extends
+extern final first_match for force foreach forever fork forkjoin function generate genvar global
+highz0 highz1 if iff ifnone ignore_bins illegal_bins implements implies import incdir include
+initial inout input inside instance int integer interconnect interface intersect join join_any
+join_none large let liblist library local localparam logic longint macromodule matches medium
+modport module nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or
+output package packed parameter pmos posedge primitive priority program property protected pull0
+pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase randsequence
+rcmos real realtime ref reg reject_on release repeat restrict return rnmos rpmos rtran rtranif0
+rtranif1 s_always s_eventually s_nexttime s_until s_until_with scalared sequence shortint shortreal
+showcancelled signed small soft solve specify specparam static string strong strong0 strong1 struct
+super supply0 supply1 sync_accept_on sync_reject_on table tagged task this throughout time
+timeprecision timeunit tran tranif0 tranif1 tri tri0 tri1 triand trior trireg type typedef union
+unique unique0 unsigned until until_with untyped use uwire var vectored virtual void wait wait_order
+wand weak weak0 weak1 while wildcard wire with within wor xnor xor
+""".split())
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NM_RE = re.compile(r"([0-9]+):([0-9]+)")
+
+# Schema: table -> ordered keys (None is the top level). Order is the order of validation.
+_TOP_KEYS = ("name", "array", "sparsity", "pe", "synth")
+_TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "array": ("rows", "cols", "dataflow"),
+    "sparsity": ("nm",),
+    "pe": ("kind", "act_width", "weight_width", "acc_width", "overflow"),
+    "synth": ("clock_mhz",),
+}
+_OPTIONAL_TABLES = ("synth",)
+_OPTIONAL_KEYS = ("synth.clock_mhz",)
+
+
+def _one_line(text: str) -> str:
+    """Collapse all line breaks and runs of whitespace into single spaces."""
+    return " ".join(str(text).split())
+
+
+def _choices(values) -> str:
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+
+
+_ALLOWED_NM = (f"\"N:M\" with M in {{{_choices(NM_M_VALUES)}}} and 1 <= N <= M "
+               "(N = M means dense)")
+_ALLOWED: dict[str, str] = {
+    "name": ("a Verilog identifier [A-Za-z_][A-Za-z0-9_]* that is not a "
+             "Verilog-2005/SystemVerilog keyword"),
+    "array": "a table with keys " + _choices(_TABLE_KEYS["array"]),
+    "sparsity": "a table with keys " + _choices(_TABLE_KEYS["sparsity"]),
+    "pe": "a table with keys " + _choices(_TABLE_KEYS["pe"]),
+    "synth": "a table with keys " + _choices(_TABLE_KEYS["synth"]),
+    "array.rows": "integer {}..{}".format(*ROWS_RANGE),
+    "array.cols": "integer {}..{}".format(*COLS_RANGE),
+    "array.dataflow": _choices(DATAFLOWS),
+    "sparsity.nm": _ALLOWED_NM,
+    "pe.kind": _choices(PE_KINDS),
+    "pe.act_width": "integer {}..{}".format(*ACT_WIDTH_RANGE),
+    "pe.weight_width": "integer {}..{}".format(*WEIGHT_WIDTH_RANGE),
+    "pe.acc_width": (f"integer pe.act_width + pe.weight_width .. {ACC_WIDTH_MAX} "
+                     "(the lower bound depends on the activation and weight widths)"),
+    "pe.overflow": _choices(OVERFLOW_MODES),
+    "synth.clock_mhz": "number {:g}..{:g} (default {:g})".format(*CLOCK_MHZ_RANGE,
+                                                               DEFAULT_CLOCK_MHZ),
+}
+
+
+class ConfigError(Exception):
+    """An invalid design configuration.
+
+    Attributes: ``source`` (file path or ``"<config>"``), ``field`` (dotted key, or ``"file"``),
+    ``problem`` and ``allowed`` (``None`` when there is no allowed set). ``str()`` is one line:
+    ``<source>: <field>: <problem>; allowed: <allowed>``.
+    """
+
+    def __init__(self, source: str, field: str, problem: str, allowed: str | None = None):
+        self.source = _one_line(source)
+        self.field = _one_line(field)
+        self.problem = _one_line(problem)
+        self.allowed = None if allowed is None else _one_line(allowed)
+        msg = f"{self.source}: {self.field}: {self.problem}"
+        if self.allowed is not None:
+            msg += f"; allowed: {self.allowed}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean " + ("true" if value else "false")
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return type(value).__name__
+
+
+def _fail(source: str, field: str, problem: str) -> ConfigError:
+    return ConfigError(source, field, problem, _ALLOWED.get(field))
+
+
+def _check_int(source: str, field: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(source, field, f"expected an integer, got {_toml_type(value)}")
+    if not lo <= value <= hi:
+        raise _fail(source, field, f"{value} is out of range")
+
+
+def _check_choice(source: str, field: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise _fail(source, field, f"expected a string, got {_toml_type(value)}")
+    if value not in choices:
+        raise _fail(source, field, f"unknown value {value!r}")
+
+
+def _validate(source: str, cfg: "Config") -> None:
+    """Check every field of a Config; raise ConfigError naming the first bad field."""
+    name = cfg.name
+    if not isinstance(name, str):
+        raise _fail(source, "name", f"expected a string, got {_toml_type(name)}")
+    if not _IDENT_RE.fullmatch(name):
+        raise _fail(source, "name", f"{name!r} is not a legal Verilog identifier")
+    if name in VERILOG_KEYWORDS:
+        raise _fail(source, "name", f"{name!r} is a Verilog/SystemVerilog keyword")
+
+    _check_int(source, "array.rows", cfg.rows, *ROWS_RANGE)
+    _check_int(source, "array.cols", cfg.cols, *COLS_RANGE)
+    _check_choice(source, "array.dataflow", cfg.dataflow, DATAFLOWS)
+
+    n, m = cfg.n, cfg.m
+    for part, v in (("N", n), ("M", m)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _fail(source, "sparsity.nm", f"{part} must be an integer, got {_toml_type(v)}")
+    if m not in NM_M_VALUES:
+        raise ConfigError(source, "sparsity.nm", f"M={m} is not supported",
+                          f"M in {{{_choices(NM_M_VALUES)}}}")
+    if n < 1:
+        raise ConfigError(source, "sparsity.nm", f"N={n} is below 1", "1 <= N <= M")
+    if n > m:
+        raise ConfigError(source, "sparsity.nm", f"N={n} exceeds M={m}",
+                          "1 <= N <= M (N = M means dense)")
+
+    _check_choice(source, "pe.kind", cfg.pe_kind, PE_KINDS)
+    _check_int(source, "pe.act_width", cfg.act_width, *ACT_WIDTH_RANGE)
+    _check_int(source, "pe.weight_width", cfg.weight_width, *WEIGHT_WIDTH_RANGE)
+    acc_lo = cfg.act_width + cfg.weight_width
+    acc = cfg.acc_width
+    if isinstance(acc, bool) or not isinstance(acc, int):
+        raise _fail(source, "pe.acc_width", f"expected an integer, got {_toml_type(acc)}")
+    if not acc_lo <= acc <= ACC_WIDTH_MAX:
+        raise ConfigError(
+            source, "pe.acc_width", f"{acc} is out of range",
+            f"integer {acc_lo}..{ACC_WIDTH_MAX} (lower bound is pe.act_width + pe.weight_width "
+            f"= {cfg.act_width} + {cfg.weight_width}, so it depends on those widths)")
+    _check_choice(source, "pe.overflow", cfg.overflow, OVERFLOW_MODES)
+
+    clk = cfg.clock_mhz
+    if isinstance(clk, bool) or not isinstance(clk, (int, float)):
+        raise _fail(source, "synth.clock_mhz", f"expected a number, got {_toml_type(clk)}")
+    lo, hi = CLOCK_MHZ_RANGE
+    if not (math.isfinite(clk) and lo <= clk <= hi):
+        raise _fail(source, "synth.clock_mhz", f"{clk!r} is out of range")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One validated design. Build it with :func:`load_config` or :func:`parse_config`."""
+
+    name: str            # top-level Verilog module name
+    rows: int            # PE rows
+    cols: int            # PE columns
+    dataflow: str        # one of DATAFLOWS
+    n: int               # kept values per group (N of N:M)
+    m: int               # group size along K (M of N:M)
+    pe_kind: str         # one of PE_KINDS
+    act_width: int       # signed activation bits
+    weight_width: int    # signed weight bits
+    acc_width: int       # accumulator bits
+    overflow: str        # one of OVERFLOW_MODES
+    clock_mhz: float = DEFAULT_CLOCK_MHZ  # place-and-route target clock
+
+    def __post_init__(self) -> None:
+        _validate("<Config>", self)
+        # Integer clock values are normalised so equal designs compare and hash equal.
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
+
+    @property
+    def dense(self) -> bool:
+        """True when N == M (every element of a group is used)."""
+        return self.n == self.m
+
+    @property
+    def nm(self) -> str:
+        """The pattern as the "N:M" string."""
+        return f"{self.n}:{self.m}"
+
+    @property
+    def multipliers(self) -> int:
+        """Physical multipliers in the array: rows * cols * N."""
+        return self.rows * self.cols * self.n
+
+    @property
+    def dense_macs_per_cycle(self) -> int:
+        """Dense-equivalent MACs per cycle at full utilisation: rows * cols * M."""
+        return self.rows * self.cols * self.m
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested, TOML-shaped dict; ``parse_config(cfg.to_dict()) == cfg``."""
+        return {
+            "name": self.name,
+            "array": {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow},
+            "sparsity": {"nm": self.nm},
+            "pe": {
+                "kind": self.pe_kind,
+                "act_width": self.act_width,
+                "weight_width": self.weight_width,
+                "acc_width": self.acc_width,
+                "overflow": self.overflow,
+            },
+            "synth": {"clock_mhz": self.clock_mhz},
+        }
+
+    def config_hash(self) -> str:
+        """sha256 hex digest of the canonical (sorted-key, compact) JSON of :meth:`to_dict`."""
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=True, allow_nan=False)
+        return hashlib.sha256(canon.encode("ascii")).hexdigest()
+
+
+def _check_keys(source: str, prefix: str, table: Mapping, allowed: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in allowed:
+            where = "table" if isinstance(table[key], Mapping) else "key"
+            field = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(source, field, f"unknown {where} {str(key)!r}",
+                              ("keys " if prefix else "top-level keys ") + _choices(allowed))
+
+
+def _get(source: str, table: Mapping, prefix: str, key: str) -> Any:
+    field = f"{prefix}.{key}" if prefix else key
+    if key not in table:
+        if field in _OPTIONAL_KEYS:
+            return None
+        raise _fail(source, field, "missing required key")
+    return table[key]
+
+
+def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Validate a TOML-shaped mapping (as from ``tomllib`` or :meth:`Config.to_dict`)."""
+    source = str(source)
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(source, "(top level)", f"expected a table, got {_toml_type(mapping)}",
+                          "a table with top-level keys " + _choices(_TOP_KEYS))
+    _check_keys(source, "", mapping, _TOP_KEYS)
+
+    name = _get(source, mapping, "", "name")
+
+    tables: dict[str, Mapping] = {}
+    for tname, keys in _TABLE_KEYS.items():
+        if tname not in mapping and tname in _OPTIONAL_TABLES:
+            tables[tname] = {}
+            continue
+        table = _get(source, mapping, "", tname)
+        if not isinstance(table, Mapping):
+            raise _fail(source, tname, f"expected a table, got {_toml_type(table)}")
+        _check_keys(source, tname, table, keys)
+        tables[tname] = table
+
+    # Fetch every key first so a missing key is reported before any value problem elsewhere.
+    values = {f"{t}.{k}": _get(source, tables[t], t, k)
+              for t, keys in _TABLE_KEYS.items() for k in keys}
+
+    nm = values["sparsity.nm"]
+    if not isinstance(nm, str):
+        raise _fail(source, "sparsity.nm", f"expected a string, got {_toml_type(nm)}")
+    match = _NM_RE.fullmatch(nm)
+    if match is None:
+        raise _fail(source, "sparsity.nm", f"malformed pattern {nm!r}, expected \"N:M\"")
+    n, m = int(match.group(1)), int(match.group(2))
+
+    clock = values["synth.clock_mhz"]
+    fields = dict(
+        name=name,
+        rows=values["array.rows"],
+        cols=values["array.cols"],
+        dataflow=values["array.dataflow"],
+        n=n,
+        m=m,
+        pe_kind=values["pe.kind"],
+        act_width=values["pe.act_width"],
+        weight_width=values["pe.weight_width"],
+        acc_width=values["pe.acc_width"],
+        overflow=values["pe.overflow"],
+        clock_mhz=DEFAULT_CLOCK_MHZ if clock is None else clock,
+    )
+    # Validate with the real source before construction (Config re-validates with "<Config>").
+    _validate(source, _Fields(**fields))
+    return Config(**fields)
+
+
+@dataclasses.dataclass
+class _Fields:
+    """Unvalidated field bag with Config's field names, for source-aware validation."""
+
+    name: Any
+    rows: Any
+    cols: Any
+    dataflow: Any
+    n: Any
+    m: Any
+    pe_kind: Any
+    act_width: Any
+    weight_width: Any
+    acc_width: Any
+    overflow: Any
+    clock_mhz: Any
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one design TOML file; errors name ``path`` as their source."""
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(source, "file", f"config file not found: {source}") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "file", f"config path is a directory: {source}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "file", f"TOML syntax error: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "file", f"not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(source, "file",
+                          f"cannot read config file {source}: {exc.strerror or exc}") from None
+    return parse_config(data, source=source)

@@ -1,0 +1,80 @@
+"""The manifest: everything a user or a testbench needs to drive a generated block.
+
+Payload layouts are described as plain JSON trees so that consumers (the cocotb testbenches,
+host software) can pack and unpack port bits without importing Amaranth:
+  {"kind": "int", "width": w, "signed": bool}
+  {"kind": "array", "length": n, "stride": bits, "element": <layout>}       element i at i*stride
+  {"kind": "struct", "width": w, "fields": {name: {"offset": o, "layout": <layout>}}}
+"""
+import hashlib
+import re
+
+from amaranth import Shape
+from amaranth.lib import data, stream, wiring
+
+from .. import __version__
+
+PORT_DECLARATION = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+);", re.M)
+STREAM_PROTOCOL = ("amaranth.lib.stream: a beat transfers on a rising clock edge where valid and "
+                   "ready are both high; valid never waits for ready; payload is stable while valid")
+
+
+def describe_layout(shape) -> dict:
+    """JSON description of an Amaranth shape or data layout (see module docstring)."""
+    if isinstance(shape, data.ArrayLayout):
+        element = describe_layout(shape.elem_shape)
+        stride = Shape.cast(shape.elem_shape).width
+        return {"kind": "array", "length": shape.length, "stride": stride, "element": element}
+    if isinstance(shape, data.StructLayout):
+        fields = {name: {"offset": field.offset, "layout": describe_layout(field.shape)}
+                  for name, field in shape}
+        return {"kind": "struct", "width": shape.size, "fields": fields}
+    shape = Shape.cast(shape)
+    return {"kind": "int", "width": shape.width, "signed": shape.signed}
+
+
+def describe_interfaces(component) -> dict:
+    """Every top-level member of a component: streams with their payload layout, plain ports with
+    their layout (so a testbench can drive a PE's or decoder's ports the same way)."""
+    interfaces = {}
+    for name, member in component.signature.members.items():
+        direction = "in" if member.flow == wiring.In else "out"
+        if member.is_signature and isinstance(member.signature, stream.Signature):
+            interfaces[name] = {"kind": "stream", "direction": direction,
+                                "payload": describe_layout(member.signature.members["payload"].shape)}
+        elif member.is_port:
+            interfaces[name] = {"kind": "port", "direction": direction,
+                                "layout": describe_layout(member.shape)}
+    return interfaces
+
+
+def verilog_ports(verilog_text, module) -> list:
+    """Every port (name, direction, width) of `module`, read from the generated Verilog."""
+    body = re.search(rf"^module {re.escape(module)}\(.*?^endmodule", verilog_text, re.M | re.S)
+    return [{"name": name, "direction": direction, "width": int(msb) + 1 if msb else 1}
+            for direction, msb, name in PORT_DECLARATION.findall(body.group(0))]
+
+
+def build_manifest(config, block, component, module, verilog_text) -> dict:
+    """The manifest of one generated block."""
+    return {
+        "generator": {"name": "nmforge", "version": __version__},
+        "module": module,
+        "block": block,
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "parameters": {
+            "rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
+            "nm": config.nm, "dense": config.dense, "dataflow": config.dataflow,
+            "pe_kind": config.pe_kind, "act_width": config.act_width,
+            "weight_width": config.weight_width, "acc_width": config.acc_width,
+            "overflow": config.overflow, "multipliers": config.multipliers,
+            "dense_macs_per_cycle": config.dense_macs_per_cycle,
+        },
+        "latency_cycles": getattr(component, "latency", 0),
+        "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
+        "stream_protocol": STREAM_PROTOCOL,
+        "interfaces": describe_interfaces(component),
+        "ports": verilog_ports(verilog_text, module),
+        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
+    }

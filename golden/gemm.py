@@ -1,0 +1,74 @@
+"""Bit-exact integer GEMM semantics of the MAC arrays (SPEC section 2, integer accumulation).
+
+C = A @ W with A (rows, K) and W (K, cols). K is processed in groups of M in ascending order: each
+group's sum is formed exactly, then `acc = policy(acc + group_sum)` where the policy wraps or
+saturates the exact sum to `acc_width` signed bits. A sticky flag records whether any update's
+exact sum fell outside the signed `acc_width` range (for both policies).
+"""
+
+import numpy as np
+
+from .ints import int_array, int_range, saturate, wrap
+from .nm import _compressed_groups, check_pattern, num_groups, validate_indices
+
+MAX_ACC_WIDTH = 48
+POLICIES = {"wrap": wrap, "saturate": saturate}
+
+
+def _check_operands(a, w, m):
+    """Return `a` and `w` as int64, raising ValueError if an exact group sum could exceed int64."""
+    a = int_array(a, "a").astype(np.int64)
+    w = int_array(w, "w").astype(np.int64)
+    bound = m
+    for x in (a, w):
+        bound *= max(-int(np.min(x, initial=0)), int(np.max(x, initial=0)))
+    if bound > 1 << 62:
+        raise ValueError("operands too large: exact group sums would not fit in int64")
+    return a, w
+
+
+def _accumulate(group_sums, acc_width, overflow):
+    """Fold exact group sums (G, rows, cols) in ascending group order; return (acc, overflowed)."""
+    if overflow not in POLICIES:
+        raise ValueError(f"overflow must be one of {sorted(POLICIES)}, got {overflow!r}")
+    if not 1 <= acc_width <= MAX_ACC_WIDTH:
+        raise ValueError(f"acc_width must be in 1..{MAX_ACC_WIDTH}, got {acc_width}")
+    policy = POLICIES[overflow]
+    lo, hi = int_range(acc_width)
+    acc = np.zeros(group_sums.shape[1:], dtype=np.int64)
+    overflowed = False
+    for group_sum in group_sums:
+        exact = acc + group_sum
+        overflowed |= bool(((exact < lo) | (exact > hi)).any())
+        acc = policy(exact, acc_width)
+    return acc, overflowed
+
+
+def gemm_int(a, w, m, acc_width, overflow):
+    """Dense reference: C = A @ W accumulated group by group (M along K); returns (c, overflowed)."""
+    a, w = _check_operands(a, w, m)
+    if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
+        raise ValueError(f"shapes {a.shape} and {w.shape} do not form a matrix product")
+    groups = num_groups(w.shape[0], m)
+    a_groups = a.reshape(a.shape[0], groups, m).transpose(1, 0, 2)
+    group_sums = a_groups @ w.reshape(groups, m, w.shape[1])
+    return _accumulate(group_sums, acc_width, overflow)
+
+
+def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow):
+    """C = A @ W from W's compressed N:M form, gathering the kept activations by index.
+
+    Validates the metadata first (MetadataError); returns (c, overflowed), equal to `gemm_int` on
+    the decompressed weights.
+    """
+    n, m = check_pattern(n, m)
+    validate_indices(indices, n, m)
+    value_groups, positions = _compressed_groups(values, indices, n)
+    a, value_groups = _check_operands(a, value_groups, m)
+    groups = value_groups.shape[0]
+    if a.ndim != 2 or a.shape[1] != groups * m:
+        raise ValueError(f"a has shape {a.shape}, expected (rows, {groups * m}) for {groups} groups of M={m}")
+    a_groups = a.reshape(a.shape[0], groups, m)
+    kept = a_groups[:, np.arange(groups)[:, None, None], positions]  # (rows, G, N, cols)
+    group_sums = np.einsum("rgjc,gjc->grc", kept, value_groups)
+    return _accumulate(group_sums, acc_width, overflow)

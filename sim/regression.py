@@ -1,0 +1,18 @@
+"""Runs the testbench of a generated block, given its Verilog and manifest."""
+import json
+import pathlib
+
+from .runner import run_testbench
+
+TESTBENCHES = {"array": "nmforge.sim.tb_array", "pe": "nmforge.sim.tb_pe", "decoder": "nmforge.sim.tb_decoder"}
+
+
+def run_regression(verilog: pathlib.Path, manifest_path: pathlib.Path, work_dir: pathlib.Path,
+                   seed: int, waves: bool = False, options: dict | None = None, log=print):
+    """Simulate the block described by `manifest_path`; `options` become NMFORGE_* variables
+    of the testbench (e.g. {"stall": 0.3, "gemms": 4})."""
+    manifest = json.loads(manifest_path.read_text())
+    env = {"NMFORGE_MANIFEST": str(manifest_path.resolve())}
+    env.update({f"NMFORGE_{key.upper()}": str(value) for key, value in (options or {}).items()})
+    return run_testbench(verilog.resolve(), manifest["module"], TESTBENCHES[manifest["block"]],
+                         work_dir.resolve(), env, seed, waves, log)

@@ -1,0 +1,150 @@
+"""Array regression: random GEMMs tiled onto the R x C array, checked tile by tile against
+golden.gemm.sparse_gemm_int, under random stalls on every valid and every ready.
+
+Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
+probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
+(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here).
+"""
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from ..golden.gemm import sparse_gemm_int
+from ..golden.ints import random_ints
+from ..golden.nm import compress_nm, random_nm_weights
+from .harness import env_float, env_int, manifest, rngs, start
+from .payload import pack, unpack
+from .streams import StreamMonitor, StreamSink, StreamSource, random_pauses
+
+
+class ArrayModel:
+    """Turns GEMMs into stream beats for one generated array, and its output beats back into tiles."""
+
+    def __init__(self, info):
+        p = info["parameters"]
+        self.rows, self.cols, self.n, self.m = p["rows"], p["cols"], p["n"], p["m"]
+        self.act_width, self.weight_width = p["act_width"], p["weight_width"]
+        self.acc_width, self.overflow = p["acc_width"], p["overflow"]
+        self.dense = p["dense"]
+        interfaces = info["interfaces"]
+        self.act_layout = interfaces["act"]["payload"]
+        self.weight_layout = interfaces["weight"]["payload"]
+        self.result_layout = interfaces["result"]["payload"]
+        self.latency = info["latency_cycles"]
+
+    def random_gemm(self, rng, shape=None, extreme=False):
+        if shape is None:
+            shape = (self.rows * int(rng.integers(1, 3)), self.m * int(rng.integers(1, 7)),
+                     self.cols * int(rng.integers(1, 3)))
+        mdim, k, ndim = shape
+        a = random_ints(rng, (mdim, k), self.act_width)
+        w = random_nm_weights(rng, k, ndim, self.n, self.m, self.weight_width)
+        if extreme:  # the corners: full-scale products of both signs, which also overflow small accumulators
+            lo, hi = -(1 << (self.act_width - 1)), (1 << (self.act_width - 1)) - 1
+            a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
+            w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)), (1 << (self.weight_width - 1)) - 1],
+                                            size=w.shape), 0)
+        return a, w
+
+    def beats(self, a, values, indices):
+        """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
+        groups = a.shape[1] // self.m
+        for i in range(0, a.shape[0], self.rows):
+            for j in range(0, values.shape[1], self.cols):
+                for g in range(groups):
+                    act = {"data": a[i:i + self.rows, g * self.m:(g + 1) * self.m], "last": int(g == groups - 1)}
+                    cols = []
+                    for c in range(j, j + self.cols):
+                        column = {"values": values[g * self.n:(g + 1) * self.n, c]}
+                        if not self.dense:
+                            column["indices"] = indices[g * self.n:(g + 1) * self.n, c]
+                        cols.append(column)
+                    yield pack(self.act_layout, act), pack(self.weight_layout, cols)
+
+    def tiles(self, c):
+        for i in range(0, c.shape[0], self.rows):
+            for j in range(0, c.shape[1], self.cols):
+                yield (i, j), c[i:i + self.rows, j:j + self.cols]
+
+
+def corrupt_groups(rng, indices, n, m, count):
+    """Make `count` distinct (group, column) index groups malformed; returns their set."""
+    groups, cols = indices.shape[0] // n, indices.shape[1]
+    chosen = rng.choice(groups * cols, size=min(count, groups * cols), replace=False)
+    bad = indices.copy()
+    for flat in chosen:
+        g, c = divmod(int(flat), cols)
+        group = bad[g * n:(g + 1) * n, c]
+        group[-1] = group[0]  # a repeated index: not strictly increasing
+    return {divmod(int(f), cols) for f in chosen}, bad
+
+
+@cocotb.test()
+async def gemm_regression(dut):
+    info = manifest()
+    model = ArrayModel(info)
+    rng, prng = rngs()
+    stall = env_float("NMFORGE_STALL", 0.3)
+    shape = os.environ.get("NMFORGE_SHAPE")
+    corrupt = env_int("NMFORGE_CORRUPT", 0)
+    gemm_count = 1 if shape else env_int("NMFORGE_GEMMS", 4)
+
+    await start(dut)
+    act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
+    weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
+    result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
+    monitors = [StreamMonitor(dut, name, dut.clk) for name in ("act", "weight", "result")]
+
+    expected_overflow = False
+    expected_bad = 0
+    timings = []
+    for number in range(gemm_count):
+        fixed = tuple(int(x) for x in shape.split("x")) if shape else None
+        a, w = model.random_gemm(rng, fixed, extreme=number % 2 == 1)
+        values, indices = compress_nm(w, model.n, model.m)
+        c, overflowed = sparse_gemm_int(a, values, indices, model.n, model.m, model.acc_width, model.overflow)
+        expected_overflow |= overflowed
+        bad_groups = set()
+        if corrupt and not model.dense:
+            bad_groups, indices = corrupt_groups(rng, indices, model.n, model.m, corrupt)
+            expected_bad += len(bad_groups) * (a.shape[0] // model.rows)  # re-streamed per row tile
+        start_cycle = monitors[0].cycle
+        beats = list(model.beats(a, values, indices))
+        for act_beat, weight_beat in beats:
+            act.send_nowait(act_beat)
+            weight.send_nowait(weight_beat)
+        tiles = list(model.tiles(c))
+        while result.count() < len(tiles):
+            await RisingEdge(dut.clk)
+        if not bad_groups:  # results computed from malformed metadata are flagged, not checked
+            for ((i, j), want), got_bits in zip(tiles, result.queue):
+                got = np.array(unpack(model.result_layout, got_bits))
+                assert np.array_equal(got, want), (
+                    f"GEMM {number} {a.shape[0]}x{a.shape[1]}x{w.shape[1]} ({model.overflow}): output tile "
+                    f"at row {i} col {j} differs\ngot\n{got}\nwant\n{want}")
+        result.queue.clear()
+        end_cycle = monitors[2].beats[-1][0]
+        timings.append({"shape": [a.shape[0], a.shape[1], w.shape[1]], "beats": len(beats),
+                        "cycles": end_cycle - start_cycle, "tiles": len(tiles)})
+        await ClockCycles(dut.clk, 4)  # sticky flags settle two cycles after the last accumulation
+        assert bool(dut.overflow.value) == expected_overflow, \
+            f"overflow flag {int(dut.overflow.value)} after GEMM {number}, golden says {expected_overflow}"
+        assert bool(dut.meta_error.value) == (expected_bad > 0), "meta_error flag disagrees with injected groups"
+        assert int(dut.bad_groups.value) == expected_bad, \
+            f"bad_groups counted {int(dut.bad_groups.value)}, injected {expected_bad}"
+
+    for monitor in monitors:
+        assert not monitor.protocol_errors, monitor.protocol_errors[:3]
+    if stall == 0 and not corrupt:
+        # With no stalls the first tile's result must appear exactly `latency` cycles after its last beat.
+        act_cycles = [cycle for cycle, _ in monitors[0].beats]
+        groups_per_tile = timings[0]["beats"] // timings[0]["tiles"]
+        first_result = monitors[2].beats[0][0]
+        assert first_result - act_cycles[groups_per_tile - 1] == model.latency, \
+            f"latency {first_result - act_cycles[groups_per_tile - 1]} != manifest {model.latency}"
+    if os.environ.get("NMFORGE_RESULT_JSON"):
+        with open(os.environ["NMFORGE_RESULT_JSON"], "w") as f:
+            json.dump({"gemms": timings}, f)

@@ -1,0 +1,40 @@
+"""Shared fixtures: configs built in code, and a session-wide Verilator build cache."""
+import pathlib
+
+import pytest
+
+from nmforge.gen.config import parse_config
+from nmforge.gen.generate import generate
+from nmforge.sim.regression import run_regression
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+def make_config(name="t", rows=2, cols=3, nm="2:4", act_width=8, weight_width=8, acc_width=32,
+                overflow="wrap"):
+    return parse_config({
+        "name": name,
+        "array": {"rows": rows, "cols": cols, "dataflow": "output_stationary"},
+        "sparsity": {"nm": nm},
+        "pe": {"kind": "int", "act_width": act_width, "weight_width": weight_width,
+               "acc_width": acc_width, "overflow": overflow},
+    }, source="test")
+
+
+@pytest.fixture(scope="session")
+def sim_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim")
+
+
+@pytest.fixture
+def simulate(sim_cache):
+    """simulate(config, block, seed=1, **options) -> (SimResult, manifest info); builds are cached
+    per generated Verilog for the whole session."""
+    def run(config, block="array", seed=1, **options):
+        work = sim_cache / f"{config.name}-{block}"
+        generated = generate(config, work, block)
+        result = run_regression(generated.verilog, generated.manifest, work, seed, options=options,
+                                log=lambda line: None)
+        return result, generated
+    return run
