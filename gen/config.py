@@ -15,7 +15,7 @@ File format
     nm = "2:4"                     # "N:M", M in {2, 4, 8, 16}, 1 <= N <= M; N == M means dense
 
     [pe]
-    kind = "int"                   # one of PE_KINDS
+    kind = "int"                   # one of IMPLEMENTED_PE_KINDS; the other keys depend on it
     act_width = 8                  # signed integer activation bits, 2..16
     weight_width = 8               # signed integer weight bits, 2..16
     acc_width = 32                 # act_width + weight_width .. 48
@@ -23,6 +23,27 @@ File format
 
     [synth]                        # optional table
     clock_mhz = 120.0              # target clock for place and route, 1..1000, default 120
+
+PE kinds
+--------
+``pe.kind`` selects the multiply-accumulate unit of every PE, and the kind decides which other
+``[pe]`` keys exist (``PE_KIND_SCHEMAS``: one entry per kind, so a new kind adds one entry):
+
+- ``"int"`` (above): signed integer products into a wrap/saturate accumulator.
+- ``"fp"``: floating-point element codes, exact products, FP32 results::
+
+      [pe]
+      kind = "fp"
+      act_format = "fp8_e4m3"      # one of FP_FORMATS
+      weight_format = "fp8_e4m3"   # one of FP_FORMATS; may differ from act_format
+      accumulate = "exact"         # one of FP_ACCUMULATE_MODES: "exact" (wide fixed point,
+                                   # rounded once to FP32) or "fp32" (FP32 RNE additions)
+
+- ``"scalable"``, ``"mpgemm"``, ``"mx"``, ``"bitserial"``, ``"posit"``: reserved names of
+  planned kinds; choosing one is an error ("reserved, not implemented yet").
+
+A key of another kind (``act_format`` with ``kind = "int"``, ``acc_width`` with ``kind = "fp"``)
+is an error naming the keys of the chosen kind.
 
 Every key above is required except the ``[synth]`` table and its ``clock_mhz`` key. Unknown keys
 and tables are errors, at every level. Integers must be TOML integers (a boolean or a float is not
@@ -42,9 +63,11 @@ and whose text is always one line::
 Public API
 ----------
 ``Config``, ``ConfigError``, ``load_config(path)``, ``parse_config(mapping, source)``,
-``DEFAULT_EXAMPLE``, and the allowed-value tuples ``DATAFLOWS``, ``PE_KINDS``, ``OVERFLOW_MODES``,
-``NM_M_VALUES``. A :class:`Config` validates itself on construction, so ``dataclasses.replace``
-cannot produce an invalid design either.
+``DEFAULT_EXAMPLE``, ``PE_KIND_SCHEMAS`` (``PeKindSchema`` per kind name), and the allowed-value
+tuples ``DATAFLOWS``, ``IMPLEMENTED_PE_KINDS``, ``OVERFLOW_MODES``, ``FP_FORMATS``,
+``FP_ACCUMULATE_MODES``, ``NM_M_VALUES`` (``PE_KINDS`` is the first schema's tuple, see below).
+A :class:`Config` validates itself on construction, so ``dataclasses.replace`` cannot produce an
+invalid design either.
 """
 
 from __future__ import annotations
@@ -67,7 +90,12 @@ __all__ = [
     "DEFAULT_EXAMPLE",
     "DATAFLOWS",
     "PE_KINDS",
+    "IMPLEMENTED_PE_KINDS",
+    "PE_KIND_SCHEMAS",
+    "PeKindSchema",
     "OVERFLOW_MODES",
+    "FP_FORMATS",
+    "FP_ACCUMULATE_MODES",
     "NM_M_VALUES",
 ]
 
@@ -76,10 +104,18 @@ DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
 
 #: Allowed ``array.dataflow`` values (later dataflows add one entry each).
 DATAFLOWS: tuple[str, ...] = ("output_stationary",)
-#: Allowed ``pe.kind`` values.
+#: The kinds of the first ``[pe]`` schema (integer PEs only). Kept unchanged because
+#: tests/test_config.py pins it; the kinds ``pe.kind`` accepts are IMPLEMENTED_PE_KINDS.
 PE_KINDS: tuple[str, ...] = ("int",)
-#: Allowed ``pe.overflow`` values.
+#: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
+#: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
+FP_FORMATS: tuple[str, ...] = ("fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "bf16")
+#: Allowed ``pe.accumulate`` values (kind "fp").
+FP_ACCUMULATE_MODES: tuple[str, ...] = ("exact", "fp32")
+# Code width of each FP_FORMATS entry (golden.formats is the reference; tests cross-check).
+_FORMAT_BITS: dict[str, int] = {"fp8_e4m3": 8, "fp8_e5m2": 8, "fp6_e3m2": 6, "fp6_e2m3": 6,
+                                "fp4_e2m1": 4, "bf16": 16}
 #: Allowed group sizes M of an "N:M" pattern.
 NM_M_VALUES: tuple[int, ...] = (2, 4, 8, 16)
 
@@ -120,12 +156,54 @@ _NM_RE = re.compile(r"([0-9]+):([0-9]+)")
 
 # Schema: table -> ordered keys (None is the top level). Order is the order of validation.
 _TOP_KEYS = ("name", "array", "sparsity", "pe", "synth")
+# The "pe" entry lists every key of every implemented kind; PE_KIND_SCHEMAS says which apply.
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "array": ("rows", "cols", "dataflow"),
     "sparsity": ("nm",),
-    "pe": ("kind", "act_width", "weight_width", "acc_width", "overflow"),
+    "pe": ("kind", "act_width", "weight_width", "acc_width", "overflow",
+           "act_format", "weight_format", "accumulate"),
     "synth": ("clock_mhz",),
 }
+# [pe] key -> Config attribute.
+_PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
+                             "weight_width": "weight_width", "acc_width": "acc_width",
+                             "overflow": "overflow", "act_format": "act_format",
+                             "weight_format": "weight_format", "accumulate": "accumulate"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PeKindSchema:
+    """One ``pe.kind``: its ``[pe]`` keys (all required, besides ``kind``, in validation order)
+    and whether the generator implements it (reserved names have no keys yet)."""
+
+    keys: tuple[str, ...]
+    description: str
+    implemented: bool = True
+
+
+#: Every PE kind name: implemented kinds with their keys, and reserved names of planned kinds.
+PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
+    "int": PeKindSchema(("act_width", "weight_width", "acc_width", "overflow"),
+                        "signed integer products, wrap/saturate accumulator"),
+    "fp": PeKindSchema(("act_format", "weight_format", "accumulate"),
+                       "floating-point codes, exact products, exact or FP32 accumulation"),
+    "scalable": PeKindSchema((), "precision-scalable integer PE (SPEC 3)", implemented=False),
+    "mpgemm": PeKindSchema((), "mixed-precision mpGEMM PE (SPEC 3)", implemented=False),
+    "mx": PeKindSchema((), "MX block-scaled dot-product PE (SPEC 3)", implemented=False),
+    "bitserial": PeKindSchema((), "bit-serial PE (SPEC 3)", implemented=False),
+    "posit": PeKindSchema((), "posit PE with a quire (SPEC 2)", implemented=False),
+}
+#: Allowed ``pe.kind`` values.
+IMPLEMENTED_PE_KINDS: tuple[str, ...] = tuple(k for k, s in PE_KIND_SCHEMAS.items()
+                                              if s.implemented)
+#: Names kept for planned kinds (choosing one is an error).
+RESERVED_PE_KINDS: tuple[str, ...] = tuple(k for k, s in PE_KIND_SCHEMAS.items()
+                                           if not s.implemented)
+
+
+def _pe_keys(kind: str) -> tuple[str, ...]:
+    """The ``[pe]`` keys of an implemented kind, ``kind`` first."""
+    return ("kind",) + PE_KIND_SCHEMAS[kind].keys
 _OPTIONAL_TABLES = ("synth",)
 _OPTIONAL_KEYS = ("synth.clock_mhz",)
 
@@ -146,18 +224,22 @@ _ALLOWED: dict[str, str] = {
              "Verilog-2005/SystemVerilog keyword"),
     "array": "a table with keys " + _choices(_TABLE_KEYS["array"]),
     "sparsity": "a table with keys " + _choices(_TABLE_KEYS["sparsity"]),
-    "pe": "a table with keys " + _choices(_TABLE_KEYS["pe"]),
+    "pe": ("a table with key 'kind' and that kind's keys: "
+           + "; ".join(f"{k!r}: " + _choices(_pe_keys(k)) for k in IMPLEMENTED_PE_KINDS)),
     "synth": "a table with keys " + _choices(_TABLE_KEYS["synth"]),
     "array.rows": "integer {}..{}".format(*ROWS_RANGE),
     "array.cols": "integer {}..{}".format(*COLS_RANGE),
     "array.dataflow": _choices(DATAFLOWS),
     "sparsity.nm": _ALLOWED_NM,
-    "pe.kind": _choices(PE_KINDS),
+    "pe.kind": _choices(IMPLEMENTED_PE_KINDS),
     "pe.act_width": "integer {}..{}".format(*ACT_WIDTH_RANGE),
     "pe.weight_width": "integer {}..{}".format(*WEIGHT_WIDTH_RANGE),
     "pe.acc_width": (f"integer pe.act_width + pe.weight_width .. {ACC_WIDTH_MAX} "
                      "(the lower bound depends on the activation and weight widths)"),
     "pe.overflow": _choices(OVERFLOW_MODES),
+    "pe.act_format": _choices(FP_FORMATS),
+    "pe.weight_format": _choices(FP_FORMATS),
+    "pe.accumulate": _choices(FP_ACCUMULATE_MODES),
     "synth.clock_mhz": "number {:g}..{:g} (default {:g})".format(*CLOCK_MHZ_RANGE,
                                                                DEFAULT_CLOCK_MHZ),
 }
@@ -246,7 +328,35 @@ def _validate(source: str, cfg: "Config") -> None:
         raise ConfigError(source, "sparsity.nm", f"N={n} exceeds M={m}",
                           "1 <= N <= M (N = M means dense)")
 
-    _check_choice(source, "pe.kind", cfg.pe_kind, PE_KINDS)
+    kind = cfg.pe_kind
+    _check_pe_kind(source, kind)
+    keys = PE_KIND_SCHEMAS[kind].keys
+    for key, attr in _PE_ATTRS.items():
+        if key != "kind" and key not in keys and getattr(cfg, attr) is not None:
+            raise _not_for_kind(source, key, kind)
+    _PE_VALIDATORS[kind](source, cfg)
+
+    clk = cfg.clock_mhz
+    if isinstance(clk, bool) or not isinstance(clk, (int, float)):
+        raise _fail(source, "synth.clock_mhz", f"expected a number, got {_toml_type(clk)}")
+    lo, hi = CLOCK_MHZ_RANGE
+    if not (math.isfinite(clk) and lo <= clk <= hi):
+        raise _fail(source, "synth.clock_mhz", f"{clk!r} is out of range")
+
+
+def _check_pe_kind(source: str, kind: Any) -> None:
+    _check_choice(source, "pe.kind", kind, tuple(PE_KIND_SCHEMAS))
+    if not PE_KIND_SCHEMAS[kind].implemented:
+        raise _fail(source, "pe.kind", f"{kind!r} is a reserved PE kind "
+                    f"({PE_KIND_SCHEMAS[kind].description}), not implemented yet")
+
+
+def _not_for_kind(source: str, key: str, kind: str) -> ConfigError:
+    return ConfigError(source, f"pe.{key}", f"key {key!r} does not apply to pe.kind {kind!r}",
+                       f"keys {_choices(_pe_keys(kind))} (for pe.kind {kind!r})")
+
+
+def _validate_int_pe(source: str, cfg: "Config") -> None:
     _check_int(source, "pe.act_width", cfg.act_width, *ACT_WIDTH_RANGE)
     _check_int(source, "pe.weight_width", cfg.weight_width, *WEIGHT_WIDTH_RANGE)
     acc_lo = cfg.act_width + cfg.weight_width
@@ -260,12 +370,15 @@ def _validate(source: str, cfg: "Config") -> None:
             f"= {cfg.act_width} + {cfg.weight_width}, so it depends on those widths)")
     _check_choice(source, "pe.overflow", cfg.overflow, OVERFLOW_MODES)
 
-    clk = cfg.clock_mhz
-    if isinstance(clk, bool) or not isinstance(clk, (int, float)):
-        raise _fail(source, "synth.clock_mhz", f"expected a number, got {_toml_type(clk)}")
-    lo, hi = CLOCK_MHZ_RANGE
-    if not (math.isfinite(clk) and lo <= clk <= hi):
-        raise _fail(source, "synth.clock_mhz", f"{clk!r} is out of range")
+
+def _validate_fp_pe(source: str, cfg: "Config") -> None:
+    _check_choice(source, "pe.act_format", cfg.act_format, FP_FORMATS)
+    _check_choice(source, "pe.weight_format", cfg.weight_format, FP_FORMATS)
+    _check_choice(source, "pe.accumulate", cfg.accumulate, FP_ACCUMULATE_MODES)
+
+
+# Value checks of each implemented kind's keys (the kind's schema says which keys exist).
+_PE_VALIDATORS = {"int": _validate_int_pe, "fp": _validate_fp_pe}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,12 +391,17 @@ class Config:
     dataflow: str        # one of DATAFLOWS
     n: int               # kept values per group (N of N:M)
     m: int               # group size along K (M of N:M)
-    pe_kind: str         # one of PE_KINDS
-    act_width: int       # signed activation bits
-    weight_width: int    # signed weight bits
-    acc_width: int       # accumulator bits
-    overflow: str        # one of OVERFLOW_MODES
+    pe_kind: str         # one of IMPLEMENTED_PE_KINDS
+    # Kind "int" (None for other kinds):
+    act_width: int | None = None     # signed activation bits
+    weight_width: int | None = None  # signed weight bits
+    acc_width: int | None = None     # accumulator bits
+    overflow: str | None = None      # one of OVERFLOW_MODES
     clock_mhz: float = DEFAULT_CLOCK_MHZ  # place-and-route target clock
+    # Kind "fp" (None for other kinds):
+    act_format: str | None = None    # one of FP_FORMATS
+    weight_format: str | None = None  # one of FP_FORMATS
+    accumulate: str | None = None    # one of FP_ACCUMULATE_MODES
 
     def __post_init__(self) -> None:
         _validate("<Config>", self)
@@ -310,19 +428,43 @@ class Config:
         """Dense-equivalent MACs per cycle at full utilisation: rows * cols * M."""
         return self.rows * self.cols * self.m
 
+    @property
+    def pe_params(self) -> dict[str, Any]:
+        """The ``[pe]`` table of this kind, without ``kind`` (e.g. {"act_format": ...})."""
+        return {key: getattr(self, _PE_ATTRS[key]) for key in PE_KIND_SCHEMAS[self.pe_kind].keys}
+
+    @property
+    def act_bits(self) -> int:
+        """Bits of one activation element on the ports (an integer or a format code)."""
+        if self.pe_kind == "fp":
+            return _FORMAT_BITS[self.act_format]
+        return self.act_width
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of one weight element on the ports (an integer or a format code)."""
+        if self.pe_kind == "fp":
+            return _FORMAT_BITS[self.weight_format]
+        return self.weight_width
+
+    @property
+    def pe_summary(self) -> str:
+        """One-line description of the PE arithmetic, e.g. "INT8xINT8 -> 32 bits" or
+        "fp8_e4m3 x fp8_e4m3 -> fp32 (exact accumulation)"."""
+        if self.pe_kind == "fp":
+            return (f"{self.act_format} x {self.weight_format} -> fp32 "
+                    f"({self.accumulate} accumulation)")
+        return f"INT{self.act_width}xINT{self.weight_width} -> {self.acc_width} bits"
+
     def to_dict(self) -> dict[str, Any]:
-        """The nested, TOML-shaped dict; ``parse_config(cfg.to_dict()) == cfg``."""
+        """The nested, TOML-shaped dict; ``parse_config(cfg.to_dict()) == cfg``. The ``pe``
+        table holds exactly the chosen kind's keys, so int designs keep their original dict
+        (and hash)."""
         return {
             "name": self.name,
             "array": {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow},
             "sparsity": {"nm": self.nm},
-            "pe": {
-                "kind": self.pe_kind,
-                "act_width": self.act_width,
-                "weight_width": self.weight_width,
-                "acc_width": self.acc_width,
-                "overflow": self.overflow,
-            },
+            "pe": {"kind": self.pe_kind, **self.pe_params},
             "synth": {"clock_mhz": self.clock_mhz},
         }
 
@@ -340,6 +482,23 @@ def _check_keys(source: str, prefix: str, table: Mapping, allowed: tuple[str, ..
             field = f"{prefix}.{key}" if prefix else str(key)
             raise ConfigError(source, field, f"unknown {where} {str(key)!r}",
                               ("keys " if prefix else "top-level keys ") + _choices(allowed))
+
+
+def _implemented_kind(kind: Any) -> bool:
+    return isinstance(kind, str) and kind in IMPLEMENTED_PE_KINDS
+
+
+def _check_pe_keys(source: str, table: Mapping) -> None:
+    """Unknown keys of the [pe] table: a key of no kind, or (when `kind` names an implemented
+    kind) a key of another kind."""
+    kind = table.get("kind")
+    if not _implemented_kind(kind):
+        _check_keys(source, "pe", table, _TABLE_KEYS["pe"])
+        return
+    for key in table:
+        if key in _TABLE_KEYS["pe"] and key not in _pe_keys(kind):
+            raise _not_for_kind(source, key, kind)
+        _check_keys(source, "pe", {key: table[key]}, _pe_keys(kind))
 
 
 def _get(source: str, table: Mapping, prefix: str, key: str) -> Any:
@@ -369,12 +528,25 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
         table = _get(source, mapping, "", tname)
         if not isinstance(table, Mapping):
             raise _fail(source, tname, f"expected a table, got {_toml_type(table)}")
-        _check_keys(source, tname, table, keys)
+        if tname == "pe":
+            _check_pe_keys(source, table)
+        else:
+            _check_keys(source, tname, table, keys)
         tables[tname] = table
 
     # Fetch every key first so a missing key is reported before any value problem elsewhere.
+    # [pe]: `kind` first; then the chosen kind's keys (all absent ones are None when the kind
+    # itself is bad, which validation reports).
     values = {f"{t}.{k}": _get(source, tables[t], t, k)
-              for t, keys in _TABLE_KEYS.items() for k in keys}
+              for t, keys in _TABLE_KEYS.items() if t != "pe" for k in keys}
+    kind = _get(source, tables["pe"], "pe", "kind")
+    for key in _TABLE_KEYS["pe"]:
+        if key == "kind":
+            values["pe.kind"] = kind
+        elif _implemented_kind(kind) and key in PE_KIND_SCHEMAS[kind].keys:
+            values[f"pe.{key}"] = _get(source, tables["pe"], "pe", key)
+        else:
+            values[f"pe.{key}"] = tables["pe"].get(key)
 
     nm = values["sparsity.nm"]
     if not isinstance(nm, str):
@@ -392,12 +564,8 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
         dataflow=values["array.dataflow"],
         n=n,
         m=m,
-        pe_kind=values["pe.kind"],
-        act_width=values["pe.act_width"],
-        weight_width=values["pe.weight_width"],
-        acc_width=values["pe.acc_width"],
-        overflow=values["pe.overflow"],
         clock_mhz=DEFAULT_CLOCK_MHZ if clock is None else clock,
+        **{attr: values[f"pe.{key}"] for key, attr in _PE_ATTRS.items()},
     )
     # Validate with the real source before construction (Config re-validates with "<Config>").
     _validate(source, _Fields(**fields))
@@ -420,6 +588,9 @@ class _Fields:
     acc_width: Any
     overflow: Any
     clock_mhz: Any
+    act_format: Any
+    weight_format: Any
+    accumulate: Any
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

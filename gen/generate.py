@@ -36,4 +36,5 @@ def _write_atomically(path: pathlib.Path, text: str):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; outputs are ordinary files
     os.replace(tmp, path)

@@ -13,6 +13,7 @@ from amaranth import Shape
 from amaranth.lib import data, stream, wiring
 
 from .. import __version__
+from .elaborate import find_mac, mac_parameters
 
 PORT_DECLARATION = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+);", re.M)
 STREAM_PROTOCOL = ("amaranth.lib.stream: a beat transfers on a rising clock edge where valid and "
@@ -56,21 +57,36 @@ def verilog_ports(verilog_text, module) -> list:
 
 
 def build_manifest(config, block, component, module, verilog_text) -> dict:
-    """The manifest of one generated block."""
-    return {
+    """The manifest of one generated block.
+
+    `parameters` holds the array geometry, the PE kind with that kind's config keys (int:
+    act_width, weight_width, acc_width, overflow; fp: act_format, weight_format, accumulate)
+    and, for every kind, the port widths of one element: act_bits, weight_bits, result_bits.
+    `pe` (blocks that contain a MAC unit) is the MAC unit's arithmetic: kind, formats or widths,
+    accumulation mode, accumulator bits, and its own latency `mac_latency`.
+    """
+    mac = find_mac(component, block)
+    parameters = {
+        "rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
+        "nm": config.nm, "dense": config.dense, "dataflow": config.dataflow,
+        "pe_kind": config.pe_kind, **config.pe_params,
+        "act_bits": config.act_bits, "weight_bits": config.weight_bits,
+        "result_bits": (Shape.cast(mac.signature.members["result"].shape).width
+                        if mac is not None else None),
+        "pe_summary": config.pe_summary, "multipliers": config.multipliers,
+        "dense_macs_per_cycle": config.dense_macs_per_cycle,
+    }
+    info = {
         "generator": {"name": "nmforge", "version": __version__},
         "module": module,
         "block": block,
         "config": config.to_dict(),
         "config_hash": config.config_hash(),
-        "parameters": {
-            "rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
-            "nm": config.nm, "dense": config.dense, "dataflow": config.dataflow,
-            "pe_kind": config.pe_kind, "act_width": config.act_width,
-            "weight_width": config.weight_width, "acc_width": config.acc_width,
-            "overflow": config.overflow, "multipliers": config.multipliers,
-            "dense_macs_per_cycle": config.dense_macs_per_cycle,
-        },
+        "parameters": parameters,
+    }
+    if mac is not None:
+        info["pe"] = mac_parameters(config, mac)
+    return info | {
         "latency_cycles": getattr(component, "latency", 0),
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
         "stream_protocol": STREAM_PROTOCOL,

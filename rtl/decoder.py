@@ -1,8 +1,9 @@
-"""N:M index decoder: routes the N kept activations of one group of M to N multipliers.
+"""N:M decoders: route the N kept activations of one group of M to N multipliers.
 
-Combinational (latency 0): callers register its outputs.
+Two metadata encodings (SPEC §1): `NMDecoder` reads N indices, `BitmapDecoder` an M-bit bitmap.
+Both are combinational (latency 0): callers register their outputs.
 """
-from amaranth import Module, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -25,6 +26,30 @@ def indices_malformed(indices, m) -> Value:
     return Value.cast(0) if not bad else _any(bad)
 
 
+def bitmap_prefix_counts(bitmap, module=None):
+    """Prefix popcounts of an M-bit bitmap: M+1 values, entry i = set bits among bitmap[0:i].
+
+    Entry i is ``bits_for(i)`` bits wide (exact, no overflow); entry M is the popcount. With a
+    ``module``, entries 2..M are named signals (``popcount_below<i>``) driven in its comb domain, so
+    the adder chain appears once in the netlist however often the entries are used.
+    """
+    bitmap = Value.cast(bitmap)
+    counts = [Const(0, 1)]
+    for i, bit in enumerate(bitmap):
+        count = bit if i == 0 else (counts[-1] + bit)[:(i + 1).bit_length()]
+        if module is not None and i > 0:
+            sig = Signal(len(count), name=f"popcount_below{i + 1}")
+            module.d.comb += sig.eq(count)
+            count = sig
+        counts.append(count)
+    return counts
+
+
+def bitmap_malformed(bitmap, n) -> Value:
+    """1 when a group's bitmap (M bits, bit i = element i kept) does not have exactly N bits set (SPEC §1)."""
+    return bitmap_prefix_counts(bitmap)[-1] != n
+
+
 def _any(bits):
     out = bits[0]
     for bit in bits[1:]:
@@ -35,16 +60,17 @@ def _any(bits):
 class NMDecoder(wiring.Component):
     """Selects, from one group of M activations, the N addressed by the weights' indices.
 
+    Elements are of any shape (an integer, or a PE kind's number-format code).
     Dense (N == M) needs no metadata: operand i is activation i. `malformed` rises when the
     group's indices break SPEC §1 (not strictly increasing, or >= M).
     """
 
-    def __init__(self, n, m, width):
-        self.n, self.m, self.width = n, m, width
+    def __init__(self, n, m, elem_shape):
+        self.n, self.m = n, m
         self.dense = n == m
         ports = {
-            "group": In(data.ArrayLayout(signed(width), m)),
-            "operands": Out(data.ArrayLayout(signed(width), n)),
+            "group": In(data.ArrayLayout(elem_shape, m)),
+            "operands": Out(data.ArrayLayout(elem_shape, n)),
             "malformed": Out(1),
         }
         if not self.dense:
@@ -59,4 +85,50 @@ class NMDecoder(wiring.Component):
         for i in range(self.n):
             m.d.comb += self.operands[i].eq(self.group[self.indices[i]])
         m.d.comb += self.malformed.eq(indices_malformed(self.indices, self.m))
+        return m
+
+
+class BitmapDecoder(wiring.Component):
+    """Selects, from one group of M activations, the N marked in the weights' bitmap (SPEC §1).
+
+    `bitmap` bit i set means element i is kept; operand j is the element of the j-th set bit in
+    index order. `malformed` rises when the popcount is not N; the operands are then unspecified
+    (deterministic, but not part of the contract). Elements are of any shape, as for `NMDecoder`;
+    dense (N == M) needs no metadata and has no `bitmap` port: operand i is activation i.
+
+    Selection is by prefix popcount: element i feeds operand j when bit i is set and exactly j bits
+    below it are set. For a well-formed bitmap the j-th set bit lies in positions j..M-N+j, so each
+    operand is an AND-OR mux of only M-N+1 candidates (N*(M-N+1) in all, not N*M).
+    """
+
+    def __init__(self, n, m, elem_shape):
+        self.n, self.m = n, m
+        self.dense = n == m
+        ports = {
+            "group": In(data.ArrayLayout(elem_shape, m)),
+            "operands": Out(data.ArrayLayout(elem_shape, n)),
+            "malformed": Out(1),
+        }
+        if not self.dense:
+            ports["bitmap"] = In(m)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.dense:
+            m.d.comb += self.operands.eq(self.group)
+            return m
+        group = Value.cast(self.group)
+        width = len(group) // self.m
+        elems = [group[i * width:(i + 1) * width] for i in range(self.m)]
+        counts = bitmap_prefix_counts(self.bitmap, m)
+        operands = []
+        for j in range(self.n):
+            picks = [Mux(self.bitmap[i] & (counts[i] == j), elems[i], 0)
+                     for i in range(j, self.m - self.n + j + 1)]
+            operands.append(_any(picks))
+        m.d.comb += [
+            Value.cast(self.operands).eq(Cat(*operands)),
+            self.malformed.eq(counts[-1] != self.n),  # = bitmap_malformed(self.bitmap, self.n)
+        ]
         return m

@@ -14,42 +14,44 @@ Activations enter row r after r cycles of skew and move right one PE per cycle; 
 the valid/last control) enter column c after c cycles and move down. `overflow` and `meta_error`
 are sticky until reset; `bad_groups` counts malformed index groups (column x K-group).
 """
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .decoder import indices_malformed
-from .pe import SparsePE, pe_latency, weight_layout
+from .pipeline import delay
+from .pe import SparsePE, weight_layout
 
 BAD_GROUP_COUNTER_WIDTH = 32
 
 
-def act_layout(rows, m, width):
-    return data.StructLayout({"data": data.ArrayLayout(data.ArrayLayout(signed(width), m), rows),
+def act_layout(rows, m, act_shape):
+    return data.StructLayout({"data": data.ArrayLayout(data.ArrayLayout(act_shape, m), rows),
                               "last": 1})
 
 
-def weights_layout(cols, n, m, width):
-    return data.ArrayLayout(weight_layout(n, m, width), cols)
+def weights_layout(cols, n, m, weight_shape):
+    return data.ArrayLayout(weight_layout(n, m, weight_shape), cols)
 
 
-def result_layout(rows, cols, acc_width):
-    return data.ArrayLayout(data.ArrayLayout(signed(acc_width), cols), rows)
+def result_layout(rows, cols, result_shape):
+    return data.ArrayLayout(data.ArrayLayout(result_shape, cols), rows)
 
 
 class SparseArray(wiring.Component):
-    """The generated top level. Latency from the `last` beat's transfer to `result.valid`:
-    `latency` cycles (skew R-1 + C-1, plus the PE pipeline, plus the output register)."""
+    """The generated top level; `make_mac()` builds one PE kind's MAC unit per PE.
+    Latency from the `last` beat's transfer to `result.valid`: `latency` cycles (skew R-1 + C-1,
+    plus the PE pipeline, plus the output register)."""
 
-    def __init__(self, rows, cols, n, m, act_width, weight_width, acc_width, overflow="wrap"):
+    def __init__(self, rows, cols, n, m, make_mac):
         self.rows, self.cols, self.n, self.m = rows, cols, n, m
-        self.pe_args = dict(n=n, m=m, act_width=act_width, weight_width=weight_width,
-                            acc_width=acc_width, overflow=overflow)
-        self.latency = (rows - 1) + (cols - 1) + pe_latency(n) + 1
+        self.pes = [[SparsePE(n, m, make_mac()) for _ in range(cols)] for _ in range(rows)]
+        pe = self.pes[0][0]
+        self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
         super().__init__({
-            "act": In(stream.Signature(act_layout(rows, m, act_width))),
-            "weight": In(stream.Signature(weights_layout(cols, n, m, weight_width))),
-            "result": Out(stream.Signature(result_layout(rows, cols, acc_width))),
+            "act": In(stream.Signature(act_layout(rows, m, pe.act_shape))),
+            "weight": In(stream.Signature(weights_layout(cols, n, m, pe.weight_shape))),
+            "result": Out(stream.Signature(result_layout(rows, cols, pe.result_shape))),
             "overflow": Out(1),
             "meta_error": Out(1),
             "bad_groups": Out(BAD_GROUP_COUNTER_WIDTH),
@@ -71,20 +73,20 @@ class SparseArray(wiring.Component):
 
         self._check_metadata(m, beat)
 
-        pes = [[SparsePE(**self.pe_args) for _ in range(cols)] for _ in range(rows)]
+        pes = self.pes
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
         # Skewed entry at the edges, then neighbour-to-neighbour forwarding.
         for r in range(rows):
-            m.d.comb += pes[r][0].act.eq(self._delay(m, self.act.payload.data[r], r, f"act_skew{r}"))
+            m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
             for c in range(1, cols):
                 m.d.comb += pes[r][c].act.eq(pes[r][c - 1].act_out)
         for c in range(cols):
-            weight = self._delay(m, self.weight.payload[c], c, f"weight_skew{c}")
-            valid = self._delay(m, beat, c, f"valid_skew{c}")
-            last = self._delay(m, self.act.payload.last, c, f"last_skew{c}")
+            weight = delay(m, self.weight.payload[c], c, f"weight_skew{c}_", reset_less=True)
+            valid = delay(m, beat, c, f"valid_skew{c}_", reset_less=False)
+            last = delay(m, self.act.payload.last, c, f"last_skew{c}_", reset_less=False)
             m.d.comb += [pes[0][c].weight.eq(weight), pes[0][c].valid.eq(valid), pes[0][c].last.eq(last)]
             for r in range(1, rows):
                 above = pes[r - 1][c]
@@ -117,13 +119,3 @@ class SparseArray(wiring.Component):
         with m.If(bad.any()):
             m.d.sync += [self.meta_error.eq(1),
                          self.bad_groups.eq(self.bad_groups + sum(bad[c] for c in range(self.cols)))]
-
-    @staticmethod
-    def _delay(m, value, cycles, name):
-        """`value` delayed by `cycles` registers (a skew line)."""
-        for i in range(cycles):
-            delayed = Signal.like(value, name=f"{name}_{i}") if isinstance(value, Signal) else \
-                Signal(value.shape(), name=f"{name}_{i}")
-            m.d.sync += delayed.eq(value)
-            value = delayed
-        return value

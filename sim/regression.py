@@ -4,7 +4,21 @@ import pathlib
 
 from .runner import run_testbench
 
-TESTBENCHES = {"array": "nmforge.sim.tb_array", "pe": "nmforge.sim.tb_pe", "decoder": "nmforge.sim.tb_decoder"}
+TESTBENCHES = {"array": "nmforge.sim.tb_array", "pe": "nmforge.sim.tb_pe", "decoder": "nmforge.sim.tb_decoder",
+               "mac": "nmforge.sim.tb_mac_fp"}
+# The "mac" block's testbench depends on the PE kind (the int MAC is verified inside tb_pe).
+MAC_TESTBENCHES = {"fp": "nmforge.sim.tb_mac_fp"}
+
+
+def testbench_for(manifest: dict) -> str:
+    """The cocotb module that verifies the block a manifest describes."""
+    if manifest["block"] != "mac":
+        return TESTBENCHES[manifest["block"]]
+    kind = manifest["parameters"]["pe_kind"]
+    if kind not in MAC_TESTBENCHES:
+        raise ValueError(f"no MAC-level testbench for PE kind {kind!r} (verify it with block 'pe'); "
+                         f"allowed: {', '.join(MAC_TESTBENCHES)}")
+    return MAC_TESTBENCHES[kind]
 
 
 def run_regression(verilog: pathlib.Path, manifest_path: pathlib.Path, work_dir: pathlib.Path,
@@ -14,5 +28,5 @@ def run_regression(verilog: pathlib.Path, manifest_path: pathlib.Path, work_dir:
     manifest = json.loads(manifest_path.read_text())
     env = {"NMFORGE_MANIFEST": str(manifest_path.resolve())}
     env.update({f"NMFORGE_{key.upper()}": str(value) for key, value in (options or {}).items()})
-    return run_testbench(verilog.resolve(), manifest["module"], TESTBENCHES[manifest["block"]],
+    return run_testbench(verilog.resolve(), manifest["module"], testbench_for(manifest),
                          work_dir.resolve(), env, seed, waves, log)

@@ -1,9 +1,12 @@
-"""Array regression: random GEMMs tiled onto the R x C array, checked tile by tile against
-golden.gemm.sparse_gemm_int, under random stalls on every valid and every ready.
+"""Array regression: random GEMMs tiled onto the R x C array, checked tile by tile against the PE
+kind's golden model (sim.kinds: golden.gemm.sparse_gemm_int for "int", golden.fp_mac for "fp"),
+under random stalls on every valid and every ready.
 
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
 probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
-(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here).
+(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here),
+NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
+against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 """
 import json
 import os
@@ -12,10 +15,8 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from ..golden.gemm import sparse_gemm_int
-from ..golden.ints import random_ints
-from ..golden.nm import compress_nm, random_nm_weights
 from .harness import env_float, env_int, manifest, rngs, start
+from .kinds import kind_model
 from .payload import pack, unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, random_pauses
 
@@ -26,9 +27,8 @@ class ArrayModel:
     def __init__(self, info):
         p = info["parameters"]
         self.rows, self.cols, self.n, self.m = p["rows"], p["cols"], p["n"], p["m"]
-        self.act_width, self.weight_width = p["act_width"], p["weight_width"]
-        self.acc_width, self.overflow = p["acc_width"], p["overflow"]
         self.dense = p["dense"]
+        self.kind = kind_model(info)
         interfaces = info["interfaces"]
         self.act_layout = interfaces["act"]["payload"]
         self.weight_layout = interfaces["weight"]["payload"]
@@ -36,18 +36,11 @@ class ArrayModel:
         self.latency = info["latency_cycles"]
 
     def random_gemm(self, rng, shape=None, extreme=False):
+        """(a, values, indices) of a random GEMM, as port values (sim.kinds)."""
         if shape is None:
             shape = (self.rows * int(rng.integers(1, 3)), self.m * int(rng.integers(1, 7)),
                      self.cols * int(rng.integers(1, 3)))
-        mdim, k, ndim = shape
-        a = random_ints(rng, (mdim, k), self.act_width)
-        w = random_nm_weights(rng, k, ndim, self.n, self.m, self.weight_width)
-        if extreme:  # the corners: full-scale products of both signs, which also overflow small accumulators
-            lo, hi = -(1 << (self.act_width - 1)), (1 << (self.act_width - 1)) - 1
-            a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
-            w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)), (1 << (self.weight_width - 1)) - 1],
-                                            size=w.shape), 0)
-        return a, w
+        return self.kind.random_gemm(rng, shape, extreme)
 
     def beats(self, a, values, indices):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
@@ -90,7 +83,8 @@ async def gemm_regression(dut):
     stall = env_float("NMFORGE_STALL", 0.3)
     shape = os.environ.get("NMFORGE_SHAPE")
     corrupt = env_int("NMFORGE_CORRUPT", 0)
-    gemm_count = 1 if shape else env_int("NMFORGE_GEMMS", 4)
+    gemm_file = os.environ.get("NMFORGE_GEMM_FILE")
+    gemm_count = 1 if shape or gemm_file else env_int("NMFORGE_GEMMS", 4)
 
     await start(dut)
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
@@ -103,9 +97,14 @@ async def gemm_regression(dut):
     timings = []
     for number in range(gemm_count):
         fixed = tuple(int(x) for x in shape.split("x")) if shape else None
-        a, w = model.random_gemm(rng, fixed, extreme=number % 2 == 1)
-        values, indices = compress_nm(w, model.n, model.m)
-        c, overflowed = sparse_gemm_int(a, values, indices, model.n, model.m, model.acc_width, model.overflow)
+        if gemm_file:
+            given = np.load(gemm_file)
+            a, values, indices = (given[key].astype(np.int64) for key in ("a", "values", "indices"))
+        else:
+            a, values, indices = model.random_gemm(rng, fixed, extreme=number % 2 == 1)
+        c, overflowed = model.kind.golden(a, values, indices)
+        if gemm_file and "c" in given:
+            c = given["c"].astype(np.int64)  # the RTL is checked against the caller's product itself
         expected_overflow |= overflowed
         bad_groups = set()
         if corrupt and not model.dense:
@@ -123,11 +122,12 @@ async def gemm_regression(dut):
             for ((i, j), want), got_bits in zip(tiles, result.queue):
                 got = np.array(unpack(model.result_layout, got_bits))
                 assert np.array_equal(got, want), (
-                    f"GEMM {number} {a.shape[0]}x{a.shape[1]}x{w.shape[1]} ({model.overflow}): output tile "
-                    f"at row {i} col {j} differs\ngot\n{got}\nwant\n{want}")
+                    f"GEMM {number} {a.shape[0]}x{a.shape[1]}x{values.shape[1]} "
+                    f"({model.kind.describe()}): output tile at row {i} col {j} differs\n"
+                    f"got\n{got}\nwant\n{want}")
         result.queue.clear()
         end_cycle = monitors[2].beats[-1][0]
-        timings.append({"shape": [a.shape[0], a.shape[1], w.shape[1]], "beats": len(beats),
+        timings.append({"shape": [a.shape[0], a.shape[1], values.shape[1]], "beats": len(beats),
                         "cycles": end_cycle - start_cycle, "tiles": len(tiles)})
         await ClockCycles(dut.clk, 4)  # sticky flags settle two cycles after the last accumulation
         assert bool(dut.overflow.value) == expected_overflow, \

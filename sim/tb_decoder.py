@@ -30,14 +30,16 @@ def index_tuples(rng, n, m):
 async def decoder_selects_and_flags(dut):
     info = manifest()
     p = info["parameters"]
-    n, m, width = p["n"], p["m"], p["act_width"]
     ports = info["interfaces"]
+    element = ports["group"]["layout"]["element"]  # an integer, or a PE kind's format code
+    n, m, width, signed = p["n"], p["m"], element["width"], element["signed"]
+    extreme = -(1 << (width - 1)) if signed else (1 << width) - 1
     rng, _ = rngs()
     checked = malformed_seen = 0
     tuples = [tuple(range(n))] if p["dense"] else index_tuples(rng, n, m)
     for indices in tuples:
-        group = random_ints(rng, m, width)
-        group[rng.integers(0, m)] = -(1 << (width - 1))
+        group = random_ints(rng, m, width, signed=signed)
+        group[rng.integers(0, m)] = extreme
         dut.group.value = pack(ports["group"]["layout"], group)
         if not p["dense"]:
             dut.indices.value = pack(ports["indices"]["layout"], indices)

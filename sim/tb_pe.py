@@ -1,16 +1,14 @@
 """Sparse PE check: random tiles of random length, bubbles (valid low, junk payload) between
-beats, full-range values; each published result must equal golden.gemm.sparse_gemm_int for the
-tile, appear exactly `latency` cycles after the tile's last beat, and the forwarded outputs must
-repeat the inputs one cycle later. The overflow strobe must fire iff golden overflowed."""
+beats, full-range values; each published result must equal the PE kind's golden model for the
+tile (sim.kinds: golden.gemm.sparse_gemm_int for "int", golden.fp_mac for "fp"), appear exactly
+`latency` cycles after the tile's last beat, and the forwarded outputs must repeat the inputs one
+cycle later. The overflow strobe must fire iff golden overflowed."""
 import cocotb
-import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from ..golden.gemm import sparse_gemm_int
-from ..golden.ints import random_ints
-from ..golden.nm import compress_nm, random_nm_weights
 from .harness import env_float, env_int, manifest, rngs, start
-from .payload import pack
+from .kinds import kind_model
+from .payload import pack, unpack
 
 TILES = 40
 
@@ -21,6 +19,7 @@ async def pe_accumulates_tiles(dut):
     p = info["parameters"]
     n, m, latency = p["n"], p["m"], info["latency_cycles"]
     ports = info["interfaces"]
+    kind = kind_model(info)
     rng, prng = rngs()
     bubble = env_float("NMFORGE_STALL", 0.3)
     await start(dut)
@@ -29,16 +28,12 @@ async def pe_accumulates_tiles(dut):
     schedule, expected = [], []
     for tile in range(env_int("NMFORGE_TILES", TILES)):
         groups = int(rng.integers(1, 7))
-        a = random_ints(rng, (1, groups * m), p["act_width"])
-        w = random_nm_weights(rng, groups * m, 1, n, m, p["weight_width"])
-        if tile % 3 == 2:  # full-scale corner values
-            a[:] = -(1 << (p["act_width"] - 1))
-            w[w != 0] = -(1 << (p["weight_width"] - 1))
-        values, indices = compress_nm(w, n, m)
-        want, overflowed = sparse_gemm_int(a, values, indices, n, m, p["acc_width"], p["overflow"])
+        # every third tile: the kind's corner values (full scale; zeros, specials)
+        a, values, indices = kind.random_gemm(rng, (1, groups * m, 1), extreme=tile % 3 == 2)
+        want, overflowed = kind.golden(a, values, indices)
         for g in range(groups):
             while prng.random() < bubble:
-                schedule.append((random_ints(rng, m, p["act_width"]), None, 0, int(prng.random() < 0.5)))
+                schedule.append((kind.random_acts(rng, m), None, 0, int(prng.random() < 0.5)))
             weight = {"values": values[g * n:(g + 1) * n, 0]}
             if not p["dense"]:
                 weight["indices"] = indices[g * n:(g + 1) * n, 0]
@@ -61,7 +56,7 @@ async def pe_accumulates_tiles(dut):
             assert (int(dut.act_out.value), int(dut.valid_out.value)) == forwarded, f"forwarding broken at cycle {cycle}"
         forwarded = (int(dut.act.value), int(dut.valid.value))
         if dut.result_valid.value == 1:
-            results.append((cycle, dut.result.value.to_signed()))
+            results.append((cycle, unpack(ports["result"]["layout"], int(dut.result.value))))
         overflow_seen |= dut.overflow.value == 1
 
     assert len(results) == len(expected), f"{len(results)} results for {len(expected)} tiles"

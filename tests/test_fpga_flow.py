@@ -73,7 +73,7 @@ def test_ecp5_multiply_report(ecp5_run):
     assert report["tools"]["nextpnr"].startswith("nextpnr")
     # one progress line per step
     assert [ln.split()[0] for ln in lines] == ["[synth]", "[pnr]"]
-    assert "synth_ecp5 -top mul8" in lines[0] and "--out-of-context" in lines[1]
+    assert "synth_ecp5 -noflatten -top mul8" in lines[0] and "--out-of-context" in lines[1]
     # artifacts
     for name in ("yosys.log", "netlist.json", "stat.json", "nextpnr.log", "nextpnr_report.json"):
         assert (out / name).is_file(), name

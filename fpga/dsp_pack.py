@@ -1,0 +1,131 @@
+"""Pack registers into ECP5 MULT18X18D blocks (a netlist pass Yosys lacks for ECP5).
+
+Yosys maps a multiply onto a MULT18X18D with every internal register off, so nextpnr times the
+block as a 3.9 ns combinational path between fabric flip-flops in other tiles. This pass moves
+those flip-flops into the block, as vendor tools do:
+  input side:  when every A (or B) pin is driven by a plain flip-flop (or a constant), the pin is
+               rewired to the flip-flop's D net and the block's input register is enabled;
+A packable flip-flop is a TRELLIS_FF with no clock enable, clocked like the others on its side,
+and either without set/reset or with a synchronous reset to 0 (LSR over CE, REGSET=RESET) shared
+by the others: that reset drives the block's reset pin of that side (A: RST0, B: RST1) with
+RESETMODE=SYNC.
+Nothing is added, only moved, so the cycle behaviour (and the latency) is unchanged; flip-flops
+left without loads are deleted. The output register is deliberately left in the fabric: with
+both registers inside the block nextpnr would no longer time the 3.9 ns multiply at all, while
+with input registers only it is timed as clock-to-P of the block. The block's registers are always enabled (CE0 = 1), as the
+flip-flops they replace were.
+"""
+
+WIDTH = {"A": 18, "B": 18}
+REGISTER_PARAMS = {"A": "REG_INPUTA", "B": "REG_INPUTB"}
+RESET_PIN = {"A": "RST0", "B": "RST1"}  # one reset pin per side: each keeps its own reset
+
+
+def pack_mult_registers(netlist: dict) -> dict:
+    """Rewrite `netlist` (Yosys JSON, all modules) in place; returns counts of what moved."""
+    stats = {"mult_blocks": 0, "input_registers": 0, "flip_flops_removed": 0}
+    for module in netlist["modules"].values():
+        cells = module.get("cells", {})
+        mults = [name for name, cell in cells.items() if cell["type"] == "MULT18X18D"]
+        if not mults:
+            continue
+        flip_flops_before = _count_flip_flops(module)
+        for name in mults:
+            stats["mult_blocks"] += 1
+            drivers, _ = _connectivity(module)
+            for side in ("A", "B"):
+                if _pack_input(cells, cells[name], side, drivers):
+                    stats["input_registers"] += 1
+        _remove_unloaded_flip_flops(module)
+        stats["flip_flops_removed"] += flip_flops_before - _count_flip_flops(module)
+    return stats
+
+
+def _count_flip_flops(module):
+    return sum(cell["type"] == "TRELLIS_FF" for cell in module.get("cells", {}).values())
+
+
+def _connectivity(module):
+    """bit -> (cell, port) of its driver, and bit -> [(cell, port)] of its loads; module ports
+    count as loads (outputs) and drivers (inputs) under the cell name None."""
+    drivers, loads = {}, {}
+    for name, cell in module.get("cells", {}).items():
+        directions = cell.get("port_directions", {})
+        for port, bits in cell["connections"].items():
+            for bit in bits:
+                if isinstance(bit, int):
+                    if directions.get(port) == "output":
+                        drivers[bit] = (name, port)
+                    else:
+                        loads.setdefault(bit, []).append((name, port))
+    for port in module.get("ports", {}).values():
+        for bit in port["bits"]:
+            if isinstance(bit, int):
+                if port["direction"] == "input":
+                    drivers[bit] = (None, None)
+                else:
+                    loads.setdefault(bit, []).append((None, None))
+    return drivers, loads
+
+
+def _plain_flip_flop(cell):
+    """(clock bit, synchronous reset bit or "0") of a packable TRELLIS_FF, else None."""
+    if cell["type"] != "TRELLIS_FF":
+        return None
+    params, conn = cell.get("parameters", {}), cell["connections"]
+    if params.get("CEMUX", "").strip() not in ("1", "") or params.get("CLKMUX", "CLK") != "CLK":
+        return None
+    if conn.get("CE", ["1"]) != ["1"]:
+        return None
+    reset = conn.get("LSR", ["0"])[0]
+    if reset != "0" and not (params.get("SRMODE") == "LSR_OVER_CE" and params.get("REGSET") == "RESET"
+                             and params.get("LSRMUX", "LSR") == "LSR"):
+        return None
+    return conn["CLK"][0], reset
+
+
+def _enable_register(mult, side, clock, reset):
+    conn = mult["connections"]
+    if conn.get("CLK0", [clock]) != [clock]:
+        return False  # nextpnr times every MULT18X18D register from CLK0
+    prefix, reset_pin = REGISTER_PARAMS[side], RESET_PIN[side]
+    params = mult.setdefault("parameters", {})
+    params[f"{prefix}_CLK"], params[f"{prefix}_CE"], params[f"{prefix}_RST"] = "CLK0", "CE0", reset_pin
+    params["RESETMODE"] = "SYNC"
+    conn["CLK0"], conn["CE0"], conn[reset_pin] = [clock], ["1"], [reset]
+    mult.setdefault("port_directions", {}).update({"CLK0": "input", "CE0": "input", reset_pin: "input"})
+    return True
+
+
+def _pack_input(cells, mult, side, drivers):
+    conn = mult["connections"]
+    if mult.get("parameters", {}).get(f"{REGISTER_PARAMS[side]}_CLK", "NONE") != "NONE":
+        return False
+    sources, clocks = {}, set()
+    for i in range(WIDTH[side]):
+        bits = conn.get(f"{side}{i}", ["0"])
+        if not isinstance(bits[0], int):
+            continue
+        driver, port = drivers.get(bits[0], (None, None))
+        control = _plain_flip_flop(cells[driver]) if driver is not None and port == "Q" else None
+        if control is None:
+            return False
+        sources[i] = cells[driver]["connections"]["DI"][0]
+        clocks.add(control)
+    if len(clocks) != 1 or not _enable_register(mult, side, *clocks.pop()):
+        return False
+    for i, d_bit in sources.items():
+        conn[f"{side}{i}"] = [d_bit]
+    return True
+
+
+def _remove_unloaded_flip_flops(module):
+    """Delete flip-flops whose output no longer drives anything."""
+    while True:
+        _, loads = _connectivity(module)
+        dead = [name for name, cell in module["cells"].items()
+                if cell["type"] == "TRELLIS_FF" and not loads.get(cell["connections"]["Q"][0])]
+        if not dead:
+            break
+        for name in dead:
+            del module["cells"][name]

@@ -1,0 +1,316 @@
+"""The `fp` PE kind: N floating-point code pairs per beat, exact products, FP32 tile results.
+
+Same port contract as rtl.mac_int.IntMac: `a`/`w` = N element codes (unsigned, the raw bits of
+`act_format` / `weight_format`), `valid`, `last` in; `result` (FP32 bits), `result_valid`,
+`overflow` out; `latency` cycles from a beat at `a`/`w` to `result` for the beat marked `last`.
+`result` holds its value until the next tile's result replaces it.
+
+The bit-exact model is golden.fp_mac (`fp_mac_exact`, `fp_mac_fp32`), which also states the
+order of operations and the special-value rules; the short version:
+
+Products (both modes): sign = sa ^ sb, exponent offsets added, mantissa product ma * mb of the
+unpacked significands (hidden bit, subnormals with exponent 1), one LUT multiplier per lane
+(4x4 bits for E4M3, 8x8 for bf16; partial products, deliberately not a DSP block). NaN operands,
+inf * 0 (invalid) and +-inf are side-band classes; E4M3's NaN is S.1111.111 (no inf), E5M2 and
+bf16 are IEEE-like, FP6/FP4 have neither.
+
+accumulate = "exact": each lane's product is shifted to its place in a two's-complement fixed
+point accumulator whose LSB weighs 2^(lsb_exp(a) + lsb_exp(b)); `acc_bits` =
+golden.dot.accumulator_bits(a, b, max_products) holds any sum of `max_products` products
+(default MAX_TILE_PRODUCTS = 65536 per tile) exactly. A partial sum beyond it (only possible
+in longer tiles) wraps and poisons the tile: NaN result and `overflow`. On `last` the sum is
+rounded once to FP32 (RNE). Pipeline from `a`/`w`:
+  1 input registers   2 unpacked operands   3 products   4 aligned magnitudes
+  5 signed lane values   6.. adder tree (ceil(log2 N) levels)   then accumulate
+  then: sign/magnitude, the rounding stages (rtl.fp32.round_fp32: a leading-zero count
+  registered every OUT_LZ_SPLIT steps, shift amounts, shift, round), the result register.
+  E4M3 x E4M3, N = 2: 53-bit accumulator, latency 14.
+
+accumulate = "fp32": every addition is an FP32 RNE addition (rtl.fp32.fp32_add, pipelined
+FP32_ADD_LATENCY = A deep). Products are rounded to FP32 (exact but for bf16 x bf16); the N of
+a beat are summed by a pairwise tree of adders; beats go round-robin into L = A + 1 partial sums
+(beat b of the tile into slot b mod L, each slot starting at +0.0), because one FP32 addition
+per cycle cannot close a one-cycle loop (the loop is an operand register and the adder); on
+`last` the slots are summed in index order (((s0 + s1) + s2) + ...). Pipeline: 1 input
+registers, 2 unpacked, 3 products, the rounding stages + a register (FP32 products),
+ceil(log2 N) * A (beat tree), 1 + A (accumulation), 1 snapshot of the slots, (L - 1) * A (slot
+sum), the result register. A = 6 (unpack and order, align and add, leading zeros, shift
+amounts, shift, round and pack), L = 7; E4M3 x E4M3, N = 2: latency 58.
+
+`overflow` pulses with `result_valid` when the tile raised FP32 overflow (a finite value rounded
+to +-inf) or an invalid operation (inf * 0, inf + -inf) or, in exact mode, exceeded the
+accumulator bound; NaN operands propagate quietly. The array keeps it as a sticky flag.
+"""
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..golden.dot import accumulator_bits
+from ..golden.formats import get_format
+from .fp32 import FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
+from .pipeline import delay
+
+ACCUMULATE_MODES = ("exact", "fp32")
+FP_FORMATS = ("fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "bf16")
+MAX_TILE_PRODUCTS = 1 << 16
+# The exact mode's output rounding registers its leading-zero count every OUT_LZ_SPLIT steps.
+OUT_LZ_SPLIT = 2
+
+
+def lut_product(a, b):
+    """a * b of unsigned significands (at most 8 x 8 bits here) as a sum of partial products:
+    synthesis builds it from LUTs and carry chains instead of a DSP block, whose placement far
+    from the logic costs more than these small products."""
+    width = len(a) + len(b)
+    terms = [Mux(b[j], a, 0) << j for j in range(len(b))]
+    while len(terms) > 1:  # a balanced adder tree
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0][:width]
+
+
+def unpack(code, fmt):
+    """(sign, significand, exponent offset, nan, inf) of one element code of `fmt`: the value is
+    (-1)^sign * significand * 2^(fmt.lsb_exp + offset); specials have a zero significand."""
+    man, exp_bits = fmt.man_bits, fmt.exp_bits
+    frac, biased, sign = code[:man], code[man:man + exp_bits], code[fmt.width - 1]
+    normal = biased.any()
+    if fmt.has_inf:  # IEEE-like: all-ones exponent is inf (zero fraction) or NaN
+        nan, inf = biased.all() & frac.any(), biased.all() & ~frac.any()
+    elif fmt.has_nan:  # E4M3: only S.1111.111 is NaN
+        nan, inf = biased.all() & frac.all(), Const(0, 1)
+    else:
+        nan, inf = Const(0, 1), Const(0, 1)
+    significand = Mux(nan | inf, 0, Cat(frac, normal))
+    offset = Mux(normal, biased - 1, 0)[:exp_bits]
+    return sign, significand, offset, nan, inf
+
+
+class FpMac(wiring.Component):
+    """Accumulates, over the beats of a tile, the N products of each beat; FP32 result per tile."""
+
+    def __init__(self, n, act_format, weight_format, accumulate="exact",
+                 max_products=MAX_TILE_PRODUCTS):
+        for fmt in (act_format, weight_format):
+            if fmt not in FP_FORMATS:
+                raise ValueError(f"format {fmt!r} is not supported; "
+                                 f"allowed: {', '.join(FP_FORMATS)}")
+        if accumulate not in ACCUMULATE_MODES:
+            raise ValueError(f"accumulate {accumulate!r}; allowed: {', '.join(ACCUMULATE_MODES)}")
+        self.n, self.accumulate = n, accumulate
+        self.act_format, self.weight_format = act_format, weight_format
+        self.fa, self.fb = get_format(act_format), get_format(weight_format)
+        self.tree_levels = ceil_log2(n)
+        self.product_bits = self.fa.sig_bits + self.fb.sig_bits
+        self.max_offset = (1 << self.fa.exp_bits) - 2 + (1 << self.fb.exp_bits) - 2
+        self.lsb_exp = self.fa.lsb_exp + self.fb.lsb_exp
+        if accumulate == "exact":
+            self.max_products = max_products
+            # One lane's magnitude, then the signed sums of the tree and the accumulator.
+            self.lane_bits = self.product_bits + self.max_offset
+            self.acc_bits = max(accumulator_bits(self.fa, self.fb, max_products),
+                                self.lane_bits + self.tree_levels + 2)
+            self.lanes = None
+            self.round_stages = round_latency(self.acc_bits, OUT_LZ_SPLIT)
+            self.latency = 5 + self.tree_levels + 1 + 1 + self.round_stages + 1
+        else:
+            self.max_products = self.acc_bits = None
+            add = FP32_ADD_LATENCY
+            self.lanes = 1 + add  # operand register + adder: the accumulation loop's length
+            self.round_stages = round_latency(self.product_bits)
+            self.latency = (3 + self.round_stages + 1 + self.tree_levels * add + 1 + add + 1
+                            + (self.lanes - 1) * add + 1)
+        super().__init__({
+            "a": In(data.ArrayLayout(unsigned(self.fa.width), n)),
+            "w": In(data.ArrayLayout(unsigned(self.fb.width), n)),
+            "valid": In(1), "last": In(1),
+            "result": Out(unsigned(32)), "result_valid": Out(1), "overflow": Out(1),
+        })
+
+    # -----------------------------------------------------------------------------------------
+
+    def _products(self, m):
+        """Stages 1-3: input registers, unpacked operands, products. Per lane: (sign, mantissa
+        product, exponent offset sum, nan, inf, invalid) after 3 cycles."""
+        a = delay(m, self.a, 1, "a_in", reset_less=True)
+        w = delay(m, self.w, 1, "w_in", reset_less=True)
+        lanes = []
+        for i in range(self.n):
+            sa, ma, oa, nan_a, inf_a = unpack(a[i], self.fa)
+            sb, mb, ob, nan_b, inf_b = unpack(w[i], self.fb)
+            zero_a = ~ma.any() & ~nan_a & ~inf_a
+            zero_b = ~mb.any() & ~nan_b & ~inf_b
+            invalid = (inf_a & zero_b) | (inf_b & zero_a)
+            u = {k: reg(m, v, f"u{i}_{k}") for k, v in dict(
+                sign=sa ^ sb, ma=ma, mb=mb, oa=oa, ob=ob, nan=nan_a | nan_b | invalid,
+                inf=inf_a | inf_b, invalid=invalid).items()}
+            p = dict(sign=reg(m, u["sign"], f"p{i}_sign"),
+                     mant=reg(m, lut_product(u["ma"], u["mb"]), f"p{i}_mant"),
+                     offset=reg(m, u["oa"] + u["ob"], f"p{i}_offset"),
+                     nan=reg(m, u["nan"], f"p{i}_nan"),
+                     inf=reg(m, u["inf"] & ~u["nan"], f"p{i}_inf"),
+                     invalid=reg(m, u["invalid"], f"p{i}_invalid"))
+            lanes.append(p)
+        return lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._products(m)
+        valid = delay(m, self.valid, 3, "valid_p", reset_less=False)
+        last = delay(m, self.valid & self.last, 3, "last_p", reset_less=False)
+        if self.accumulate == "exact":
+            self._exact(m, lanes, valid, last)
+        else:
+            self._fp32(m, lanes, valid, last)
+        return m
+
+    # ----------------------------------------------------------------------------- exact mode
+
+    def _exact(self, m, lanes, valid, last):
+        terms, nan, inv, pinf, ninf = [], [], [], [], []
+        for i, p in enumerate(lanes):
+            magnitude = reg(m, (p["mant"] << p["offset"])[:self.lane_bits], f"x{i}_mag")
+            sign = reg(m, p["sign"], f"x{i}_sign")
+            value = Signal(signed(self.lane_bits + 1), name=f"x{i}_value")
+            m.d.sync += value.eq(Mux(sign, -magnitude, magnitude))
+            terms.append(value)
+            nan.append(p["nan"])
+            inv.append(p["invalid"])
+            pinf.append(p["inf"] & ~p["sign"])
+            ninf.append(p["inf"] & p["sign"])
+        cycles = 2 + self.tree_levels
+        classes = (("nan", nan), ("invalid", inv), ("pinf", pinf), ("ninf", ninf))
+        special = {name: delay(m, Cat(*bits).any(), cycles, f"beat_{name}", reset_less=True)
+                   for name, bits in classes}
+        for level in range(self.tree_levels):
+            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
+            terms = [Signal(signed(self.lane_bits + 2 + level), name=f"sum{level}_{i}")
+                     for i in range(len(pairs))]
+            m.d.sync += [t.eq(sum(p)) for t, p in zip(terms, pairs)]
+        beat = terms[0]
+        valid = delay(m, valid, cycles, "valid_x", reset_less=False)
+        last = delay(m, last, cycles, "last_x", reset_less=False)
+
+        # Accumulate; on `last` the tile's sum and classes go to the output stage.
+        width = self.acc_bits
+        acc = Signal(signed(width))
+        exact = Signal(signed(width + 1))
+        m.d.comb += exact.eq(acc + beat)
+        top = exact[width - 1:]
+        bound = ~(top.all() | ~top.any())
+        flags = {name: Signal(name=f"tile_{name}")  # sticky over the tile
+                 for name in ("nan", "invalid", "pinf", "ninf", "bound")}
+        new = {name: flags[name] | special[name] for name in special}
+        new["bound"] = flags["bound"] | bound
+        final = Signal(signed(width))
+        final_flags = {name: Signal(name=f"final_{name}") for name in flags}
+        with m.If(last):
+            m.d.sync += [acc.eq(0), final.eq(exact[:width])]
+            m.d.sync += [flags[k].eq(0) for k in flags] + [final_flags[k].eq(new[k]) for k in flags]
+        with m.Elif(valid):
+            m.d.sync += [acc.eq(exact[:width])] + [flags[k].eq(new[k]) for k in flags]
+        final_valid = reg(m, last, "final_valid", reset_less=False)
+
+        # Output: sign/magnitude, then one rounding to FP32.
+        sign = reg(m, final[-1], "out_sign")
+        magnitude = reg(m, Mux(final[-1], -final, final)[:width], "out_mag")
+        f = {k: reg(m, v, f"out_{k}") for k, v in final_flags.items()}
+        both_inf = f["pinf"] & f["ninf"]
+        bits, overflow = round_fp32(m, magnitude, self.lsb_exp, sign, 0,
+                                    nan=f["nan"] | both_inf | f["bound"],
+                                    inf=f["pinf"] | f["ninf"], inf_sign=f["ninf"],
+                                    lz_split=OUT_LZ_SPLIT, name="out")
+        flag = overflow | delay(m, f["invalid"] | both_inf | f["bound"], self.round_stages,
+                                "out_flag", reset_less=True)
+        out_valid = delay(m, final_valid, 1 + self.round_stages, "out_valid", reset_less=False)
+        self._publish(m, bits, flag, out_valid)
+
+    def _publish(self, m, bits, flag, valid):
+        result = Signal(32, name="result_reg", reset_less=True)  # held until the next tile
+        m.d.comb += self.result.eq(result)
+        with m.If(valid):
+            m.d.sync += result.eq(bits)
+        m.d.sync += [self.result_valid.eq(valid), self.overflow.eq(valid & flag)]
+
+    # ------------------------------------------------------------------------------ fp32 mode
+
+    def _fp32(self, m, lanes, valid, last):
+        add = FP32_ADD_LATENCY
+        values = []
+        for i, p in enumerate(lanes):
+            bits, overflow = round_fp32(m, p["mant"], p["offset"] + self.lsb_exp, p["sign"],
+                                        p["sign"], nan=p["nan"], inf=p["inf"], inf_sign=p["sign"],
+                                        name=f"prod{i}")
+            invalid = delay(m, p["invalid"], self.round_stages, f"prod{i}_inv", reset_less=True)
+            values.append((reg(m, bits, f"prod{i}_bits"),
+                           reg(m, overflow | invalid, f"prod{i}_flag")))
+        cycles = self.round_stages + 1
+        # Pairwise tree over the lanes.
+        for level in range(self.tree_levels):
+            nxt = []
+            for i in range(0, len(values) - 1, 2):
+                (x, fx), (y, fy) = values[i], values[i + 1]
+                s, f = fp32_add(m, x, y, name=f"tree{level}_{i // 2}")
+                flags_in = delay(m, fx | fy, add, f"tree{level}_{i // 2}_fin", reset_less=True)
+                nxt.append((s, f | flags_in))
+            if len(values) % 2:
+                x, fx = values[-1]
+                nxt.append((delay(m, x, add, f"tree{level}_pass", reset_less=True),
+                            delay(m, fx, add, f"tree{level}_passf", reset_less=True)))
+            values = nxt
+            cycles += add
+        beat, beat_flag = values[0]
+        valid = delay(m, valid, cycles, "valid_t", reset_less=False)
+        last = delay(m, last, cycles, "last_t", reset_less=False)
+
+        # Round-robin partial sums: beat b of a tile adds into slot b mod L, L = 1 + adder latency.
+        n_slots = self.lanes
+        slot = Signal(range(n_slots), name="slot")
+        full = Signal(name="slots_full")  # this tile already issued L beats: slots hold its sums
+        with m.If(valid):
+            with m.If(last):
+                m.d.sync += [slot.eq(0), full.eq(0)]
+            with m.Else():
+                m.d.sync += [slot.eq(Mux(slot == n_slots - 1, 0, slot + 1)),
+                             full.eq(full | (slot == n_slots - 1))]
+        stored = Array(Signal(33, name=f"slot{j}") for j in range(n_slots))
+        wb_valid = Signal(name="wb_valid")  # the adder's write-back of a slot
+        wb_slot = Signal(range(n_slots), name="wb_slot")
+        wb_bits = Signal(32, name="wb_bits")
+        wb_flag = Signal(name="wb_flag")
+        partial = Signal(33, name="partial")  # (flag, bits) of the slot this beat adds to
+        bypass = wb_valid & (wb_slot == slot)  # written back this very cycle
+        m.d.comb += partial.eq(Mux(~full, 0, Mux(bypass, Cat(wb_bits, wb_flag), stored[slot])))
+        # Operand registers: the slot read stays out of the adder's first stage; so a slot's
+        # next beat comes L = A + 1 beats later.
+        x, y, y_flag = reg(m, partial, "acc_x"), reg(m, beat, "acc_y"), reg(m, beat_flag, "acc_yf")
+        total, add_flag = fp32_add(m, x[:32], y, name="acc")
+        flags_in = delay(m, x[32] | y_flag, add, "acc_fin", reset_less=True)
+        m.d.comb += [wb_bits.eq(total),
+                     wb_flag.eq(add_flag | flags_in),
+                     wb_valid.eq(delay(m, valid, 1 + add, "wb_valid_d", reset_less=False)),
+                     wb_slot.eq(delay(m, slot, 1 + add, "wb_slot_d", reset_less=True))]
+        wb_last = delay(m, last, 1 + add, "wb_last", reset_less=False)
+        wb_full = delay(m, full, 1 + add, "wb_full", reset_less=True)
+        with m.If(wb_valid):
+            m.d.sync += stored[wb_slot].eq(Cat(wb_bits, wb_flag))
+
+        # Snapshot of the tile's slots when its last beat's sum is written back; unused slots of
+        # a short tile read +0.0.
+        snap = []
+        for j in range(n_slots):
+            used = wb_full | (j <= wb_slot)
+            value = Mux(wb_slot == j, Cat(wb_bits, wb_flag), stored[j])
+            snap.append(reg(m, Mux(used, value, 0), f"snap{j}"))
+        snap_valid = reg(m, wb_valid & wb_last, "snap_valid", reset_less=False)
+
+        # (((s0 + s1) + s2) + ...), each slot delayed to meet the running sum.
+        bits, flag = snap[0][:32], snap[0][32]
+        for j in range(1, n_slots):
+            later = delay(m, snap[j], (j - 1) * add, f"snap{j}_d", reset_less=True)
+            s, f = fp32_add(m, bits, later[:32], name=f"sum{j}")
+            flag = f | delay(m, flag | later[32], add, f"sum{j}_fin", reset_less=True)
+            bits = s
+        out_valid = delay(m, snap_valid, (n_slots - 1) * add, "out_valid", reset_less=False)
+        self._publish(m, bits, flag, out_valid)
