@@ -17,8 +17,8 @@ from nmforge.fpga.sweep import (CSV_COLUMNS, SweepError, add_sweep_arguments, cm
                                 pareto_front, run_sweep)
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = REPO / "examples" / "sweep_small.toml"
-ECP5 = REPO / "examples" / "sweep_ecp5.toml"
+SMALL = REPO / "examples" / "sweeps" / "small.toml"
+ECP5 = REPO / "examples" / "sweeps" / "ecp5.toml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 BASE = """\
