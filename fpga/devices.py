@@ -29,6 +29,9 @@ Family fields:
 * ``dsp_units`` (optional) how many units of the device's DSP capacity one DSP cell occupies, when
   the cell types differ in size (Gowin: in 9x9 multipliers, ``MULT18X18`` = 2); default 1 each;
   ``dsp_unit`` names the unit;
+* ``cell_models`` (optional) Yosys' simulation models of the family's cells (a file of its data
+  directory): the flow then also writes the synthesized netlist as Verilog (``netlist.v``), which
+  simulates with them at gate level (tests/test_fpga_gate_level.py);
 * ``timing_note`` (optional) a limit of the family's timing analysis, copied into the report of a
   design that uses DSP blocks;
 * ``capacity_bels`` the nextpnr BEL type counting each class (``utilization`` of nextpnr's JSON
@@ -116,6 +119,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         },
         "luts_per_carry": 0,
         "dsp_unit": "SB_MAC16",
+        "cell_models": "ice40/cells_sim.v",
         # A logic cell (ICESTORM_LC) is one LUT4 + one flip-flop: both classes count against it.
         "capacity_bels": {"LUT4": "ICESTORM_LC", "FF": "ICESTORM_LC", "DSP": "ICESTORM_DSP",
                           "BRAM": "ICESTORM_RAM", "IO": "SB_IO"},

@@ -48,7 +48,7 @@ from .dsp_pack import pack_mult_registers
 from .harness import harness_instance_type, harness_verilog, normalize_ports, ports_from_verilog
 from .report import (classify_resources, count_cells, device_utilization, fit_problems,
                      format_report as _format_report, parse_nextpnr_report)
-from .tools import FlowError, package_version, run_tool, tool_path, tool_version
+from .tools import FlowError, package_version, run_tool, tool_path, tool_version, yosys_data_file
 
 __all__ = ["synthesize", "format_report", "FlowError", "TARGETS", "DEVICES"]
 
@@ -254,8 +254,10 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     script += [f"read_verilog -sv {_quote(tool_path(p, out))}" for p in sources]
     script += [synth_cmd, *(c.format(top=design_top) for c in dev.get("post_synth", ()))]
     script += ["stat", "tee -q -o stat.json stat -json", "write_json netlist.json"]
+    if dev.get("cell_models"):
+        script.append("write_verilog -noattr netlist.v")
     (out / "synth.ys").write_text("\n".join(script) + "\n")
-    for stale in ("netlist.json", "stat.json", "nextpnr_report.json", "report.json", "stat_packed.ys"):
+    for stale in ("netlist.json", "netlist.v", "stat.json", "nextpnr_report.json", "report.json", "stat_packed.ys"):
         (out / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
     run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log")
@@ -367,7 +369,9 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
         "tools": tools,
         "elapsed_s": {"yosys": round(t_yosys, 2), "nextpnr": round(t_pnr, 2)},
         "files": {"yosys_log": "yosys.log", "netlist": "netlist.json", "stat": "stat.json",
-                  "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr_report.json"},
+                  "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr_report.json",
+                  **({"gate_netlist": "netlist.v", "cell_models": str(yosys_data_file(dev["cell_models"]))}
+                     if dev.get("cell_models") else {})},
     }
     if dev.get("board"):
         report["board"] = dev["board"]

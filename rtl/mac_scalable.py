@@ -62,6 +62,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .accumulator import accumulate
 from .pipeline import delay
 
 OVERFLOW_POLICIES = ("wrap", "saturate")
@@ -272,24 +273,12 @@ class ScalableMac(wiring.Component):
             carries = [delay(m, c, 1, f"carry{level}_", reset_less=True) for c in carries]
         beat_sum = terms[0]
         assert len(carries) <= 1
-        carry_in = carries[0] if carries else 0
+        carry_in = carries[0] if carries else None
         valid = delay(m, self.valid, LANE_STAGE + self.tree_levels, "valid", reset_less=False)
         last = delay(m, self.valid & self.last, LANE_STAGE + self.tree_levels, "last", reset_less=False)
 
-        acc = Signal(signed(self.acc_width))
-        exact = Signal(signed(max(self.acc_width, len(beat_sum)) + 1))
-        m.d.comb += exact.eq(acc + beat_sum + carry_in)
-        top = exact[self.acc_width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
-        lo, hi = -(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1
-        next_acc = exact[:self.acc_width]
-        if self.saturate:
-            next_acc = Mux(out_of_range, Mux(exact[-1], lo, hi), next_acc)
         result = Signal.like(self.result, reset_less=True)
         m.d.comb += self.result.eq(result)
-        with m.If(last):
-            m.d.sync += [acc.eq(0), result.eq(next_acc)]
-        with m.Elif(valid):
-            m.d.sync += acc.eq(next_acc)
-        m.d.sync += [self.result_valid.eq(last), self.overflow.eq(valid & out_of_range)]
+        accumulate(m, beat_sum, valid, last, result, self.result_valid, self.overflow,
+                   saturate=self.saturate, carry_in=carry_in)
         return m

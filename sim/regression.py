@@ -21,12 +21,15 @@ def testbench_for(manifest: dict) -> str:
     return MAC_TESTBENCHES[kind]
 
 
-def run_regression(verilog: pathlib.Path, manifest_path: pathlib.Path, work_dir: pathlib.Path,
-                   seed: int, waves: bool = False, options: dict | None = None, log=print):
-    """Simulate the block described by `manifest_path`; `options` become NMFORGE_* variables
-    of the testbench (e.g. {"stall": 0.3, "gemms": 4})."""
+def run_regression(verilog: pathlib.Path | list[pathlib.Path], manifest_path: pathlib.Path,
+                   work_dir: pathlib.Path, seed: int, waves: bool = False, options: dict | None = None,
+                   log=print):
+    """Simulate the block described by `manifest_path` in `verilog` (the generated file, or e.g. a
+    gate-level netlist and its cell models); `options` become NMFORGE_* variables of the testbench
+    (e.g. {"stall": 0.3, "gemms": 4})."""
     manifest = json.loads(manifest_path.read_text())
     env = {"NMFORGE_MANIFEST": str(manifest_path.resolve())}
     env.update({f"NMFORGE_{key.upper()}": str(value) for key, value in (options or {}).items()})
-    return run_testbench(verilog.resolve(), manifest["module"], testbench_for(manifest),
+    sources = [verilog] if isinstance(verilog, pathlib.Path) else verilog
+    return run_testbench([v.resolve() for v in sources], manifest["module"], testbench_for(manifest),
                          work_dir.resolve(), env, seed, waves, log)

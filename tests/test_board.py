@@ -65,6 +65,20 @@ def test_ulx3s_bitstream(tmp_path):
     assert lines[-1].startswith("[board] ") and "timing met" in lines[-1]
 
 
+def test_icebreaker_bitstream(tmp_path):
+    """`nmforge build examples/nm24_int8_2x2.toml --board icebreaker`: Yosys + nextpnr-ice40 + icepack;
+    the 8 multipliers fill the UP5K's 8 SB_MAC16 (tests/test_fpga_gate_level.py simulates that
+    mapping at gate level)."""
+    config = load_config(EXAMPLES / "nm24_int8_2x2.toml")
+    bitstream = build_board(config, "icebreaker", tmp_path, log=lambda line: None)
+    assert bitstream == (tmp_path / "board-icebreaker" / "nm24_int8_2x2_icebreaker.bin").resolve()
+    assert bitstream.stat().st_size > 50_000
+    report = json.loads((bitstream.parent / "report.json").read_text())
+    assert report["resources"]["DSP"] == {"used": 8, "available": 8}
+    assert report["timing_met"] and report["fmax_mhz"] > 12
+    assert report["uart"]["divisor"] == 104
+
+
 def test_icebreaker_rejects_4x4(tmp_path, capsys):
     config = load_config(EXAMPLES / "nm24_int8_4x4.toml")
     with pytest.raises(BoardFitError, match=r"needs 32 multipliers, the iCE40UP5K has 8 DSP blocks \(SB_MAC16\)"):

@@ -22,13 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
 
 EXPECTED_EXAMPLES = {
-    # stem: (nm, rows/cols)
-    "dense_int8_4x4": ("2:2", 4),
-    "nm24_int8_4x4": ("2:4", 4),
-    "dense_int8_8x8": ("2:2", 8),
-    "nm24_int8_8x8": ("2:4", 8),
-    "nm28_int8_8x8": ("2:8", 8),
-    "nm14_int8_8x8": ("1:4", 8),
+    # stem: (nm, rows/cols, clock_mhz)
+    "dense_int8_4x4": ("2:2", 4, 120.0),
+    "nm24_int8_4x4": ("2:4", 4, 120.0),
+    "nm24_int8_2x2": ("2:4", 2, 24.0),  # sized and clocked for the iCE40 UP5K
+    "dense_int8_8x8": ("2:2", 8, 120.0),
+    "nm24_int8_8x8": ("2:4", 8, 120.0),
+    "nm28_int8_8x8": ("2:8", 8, 120.0),
+    "nm14_int8_8x8": ("1:4", 8, 120.0),
 }
 
 VALID = """\
@@ -82,10 +83,10 @@ def test_example_loads(path: Path):
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# ") and len(first) > 10, "first line must describe the design"
     if path.stem in EXPECTED_EXAMPLES:
-        nm, size = EXPECTED_EXAMPLES[path.stem]
+        nm, size, clock_mhz = EXPECTED_EXAMPLES[path.stem]
         assert (cfg.nm, cfg.rows, cfg.cols) == (nm, size, size)
         assert (cfg.pe_kind, cfg.act_width, cfg.weight_width, cfg.acc_width) == ("int", 8, 8, 32)
-        assert cfg.overflow == "wrap" and cfg.clock_mhz == 120.0
+        assert cfg.overflow == "wrap" and cfg.clock_mhz == clock_mhz
         assert cfg.dataflow == "output_stationary"
 
 

@@ -8,12 +8,11 @@ multi-beat tiles with bubbles in every run. Array: FP8 E4M3 2:4 2x3, random stal
 """
 import dataclasses
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, make_config
+from conftest import EXAMPLES
 from nmforge.gen.config import (FP_ACCUMULATE_MODES, FP_FORMATS, IMPLEMENTED_PE_KINDS,
                                 PE_KIND_SCHEMAS, ConfigError, load_config, parse_config)
 from nmforge.gen.elaborate import module_name, to_verilog

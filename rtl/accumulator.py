@@ -1,0 +1,27 @@
+"""The integer accumulator shared by the integer PE kinds."""
+from amaranth import Mux, Signal, signed
+
+
+def accumulate(m, addend, valid, last, result, result_valid, overflow, *, saturate, carry_in=None):
+    """acc += addend (+ carry_in, a 1-bit value, if given) on each `valid` beat, on len(result) bits, wrapping or saturating.
+
+    On a `last` beat the final sum goes to `result` and the accumulator restarts at 0;
+    `result_valid` follows `last` and `overflow` pulses when a beat's exact sum falls outside the
+    signed range. Latency: 1 cycle from the addend to `result`.
+    """
+    width = len(result)
+    acc = Signal(signed(width))
+    exact = Signal(signed(max(width, len(addend)) + 1))
+    total = acc + addend
+    m.d.comb += exact.eq(total if carry_in is None else total + carry_in)
+    top = exact[width - 1:]
+    out_of_range = ~(top.all() | ~top.any())
+    next_acc = exact[:width]
+    if saturate:
+        lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        next_acc = Mux(out_of_range, Mux(exact[-1], lo, hi), next_acc)
+    with m.If(last):
+        m.d.sync += [acc.eq(0), result.eq(next_acc)]
+    with m.Elif(valid):
+        m.d.sync += acc.eq(next_acc)
+    m.d.sync += [result_valid.eq(last), overflow.eq(valid & out_of_range)]
