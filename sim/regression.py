@@ -30,6 +30,5 @@ def run_regression(verilog: pathlib.Path | list[pathlib.Path], manifest_path: pa
     manifest = json.loads(manifest_path.read_text())
     env = {"NMFORGE_MANIFEST": str(manifest_path.resolve())}
     env.update({f"NMFORGE_{key.upper()}": str(value) for key, value in (options or {}).items()})
-    sources = [verilog] if isinstance(verilog, pathlib.Path) else verilog
-    return run_testbench([v.resolve() for v in sources], manifest["module"], testbench_for(manifest),
+    return run_testbench(verilog, manifest["module"], testbench_for(manifest),
                          work_dir.resolve(), env, seed, waves, log)

