@@ -13,6 +13,8 @@ File format
 
     [sparsity]
     nm = "2:4"                     # "N:M", M in {2, 4, 8, 16}, 1 <= N <= M; N == M means dense
+    encoding = "index"             # optional: one of NM_ENCODINGS, default "index"
+    runtime = false                # optional: true = also run every smaller pattern (see below)
 
     [pe]
     kind = "int"                   # one of IMPLEMENTED_PE_KINDS; the other keys depend on it
@@ -39,8 +41,21 @@ PE kinds
       accumulate = "exact"         # one of FP_ACCUMULATE_MODES: "exact" (wide fixed point,
                                    # rounded once to FP32) or "fp32" (FP32 RNE additions)
 
-- ``"scalable"``, ``"mpgemm"``, ``"mx"``, ``"bitserial"``, ``"posit"``: reserved names of
-  planned kinds; choosing one is an error ("reserved, not implemented yet").
+- ``"scalable"``: precision-scalable integer lanes (Bit Fusion style); keys ``acc_width``,
+  ``overflow`` (activation words are 8 bits, weight words 8 bits plus a 3-bit mode per lane).
+- ``"mpgemm"``: low-bit weights times INT8/INT16 activations with a per-group scale and zero
+  point and a dyadic requantized output; keys ``act_format`` (one of MPGEMM_ACT_FORMATS),
+  ``weight_format`` (one of MPGEMM_WEIGHT_FORMATS), ``group_size`` (one of MPGEMM_GROUP_SIZES,
+  a multiple of M), ``out_width`` (integer OUT_WIDTH_RANGE).
+- ``"mx"``: OCP MX block dot products; keys ``format`` (one of MX_FORMATS), ``block_size``
+  (must be 32, MX_BLOCK_SIZES).
+- ``"bitserial"``: one weight bit-plane per beat, shift-accumulate; keys ``act_width``,
+  ``weight_width`` (the most weight bits a beat's plane index can address), ``acc_width``,
+  ``overflow``.
+- ``"posit"``: posit codes, exact products, quire accumulation; key ``format`` (one of
+  POSIT_FORMATS).
+
+A kind whose schema says ``implemented=False`` is refused ("reserved, not implemented yet").
 
 A key of another kind (``act_format`` with ``kind = "int"``, ``acc_width`` with ``kind = "fp"``)
 is an error naming the keys of the chosen kind.
@@ -104,9 +119,6 @@ DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
 
 #: Allowed ``array.dataflow`` values (later dataflows add one entry each).
 DATAFLOWS: tuple[str, ...] = ("output_stationary",)
-#: The kinds of the first ``[pe]`` schema (integer PEs only). Kept unchanged because
-#: tests/test_config.py pins it; the kinds ``pe.kind`` accepts are IMPLEMENTED_PE_KINDS.
-PE_KINDS: tuple[str, ...] = ("int",)
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
@@ -118,6 +130,24 @@ _FORMAT_BITS: dict[str, int] = {"fp8_e4m3": 8, "fp8_e5m2": 8, "fp6_e3m2": 6, "fp
                                 "fp4_e2m1": 4, "bf16": 16}
 #: Allowed group sizes M of an "N:M" pattern.
 NM_M_VALUES: tuple[int, ...] = (2, 4, 8, 16)
+#: Allowed ``sparsity.encoding`` values: N indices per group, or an M-bit bitmap (SPEC 1).
+NM_ENCODINGS: tuple[str, ...] = ("index", "bitmap")
+#: Allowed ``pe.act_format`` / ``pe.weight_format`` values of kind "mpgemm".
+MPGEMM_ACT_FORMATS: tuple[str, ...] = ("int8", "int16")
+MPGEMM_WEIGHT_FORMATS: tuple[str, ...] = ("int4", "int2", "uint4", "uint2")
+#: Allowed ``pe.group_size`` values of kind "mpgemm" (K elements sharing a scale and zero point).
+MPGEMM_GROUP_SIZES: tuple[int, ...] = (16, 32, 64, 128)
+OUT_WIDTH_RANGE = (4, 32)
+#: Allowed ``pe.format`` values of kind "mx" (golden.mx.MX_FORMATS) and its block sizes.
+MX_FORMATS: tuple[str, ...] = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4",
+                               "mxint8")
+MX_BLOCK_SIZES: tuple[int, ...] = (32,)
+#: Allowed ``pe.format`` values of kind "posit" (golden.formats names).
+POSIT_FORMATS: tuple[str, ...] = ("posit8_0", "posit16_1")
+# Code width of each format name used by a PE kind (golden.formats is the reference).
+_FORMAT_BITS.update({"int8": 8, "int16": 16, "int4": 4, "int2": 2, "uint4": 4, "uint2": 2,
+                     "mxfp8_e4m3": 8, "mxfp8_e5m2": 8, "mxfp6_e3m2": 6, "mxfp6_e2m3": 6,
+                     "mxfp4": 4, "mxint8": 8, "posit8_0": 8, "posit16_1": 16})
 
 ROWS_RANGE = (1, 64)
 COLS_RANGE = (1, 64)
@@ -159,16 +189,19 @@ _TOP_KEYS = ("name", "array", "sparsity", "pe", "synth")
 # The "pe" entry lists every key of every implemented kind; PE_KIND_SCHEMAS says which apply.
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "array": ("rows", "cols", "dataflow"),
-    "sparsity": ("nm",),
+    "sparsity": ("nm", "encoding", "runtime"),
     "pe": ("kind", "act_width", "weight_width", "acc_width", "overflow",
-           "act_format", "weight_format", "accumulate"),
+           "act_format", "weight_format", "accumulate", "format", "block_size", "group_size",
+           "out_width"),
     "synth": ("clock_mhz",),
 }
 # [pe] key -> Config attribute.
 _PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
                              "weight_width": "weight_width", "acc_width": "acc_width",
                              "overflow": "overflow", "act_format": "act_format",
-                             "weight_format": "weight_format", "accumulate": "accumulate"}
+                             "weight_format": "weight_format", "accumulate": "accumulate",
+                             "format": "format", "block_size": "block_size",
+                             "group_size": "group_size", "out_width": "out_width"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +220,21 @@ PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
                         "signed integer products, wrap/saturate accumulator"),
     "fp": PeKindSchema(("act_format", "weight_format", "accumulate"),
                        "floating-point codes, exact products, exact or FP32 accumulation"),
-    "scalable": PeKindSchema((), "precision-scalable integer PE (SPEC 3)", implemented=False),
-    "mpgemm": PeKindSchema((), "mixed-precision mpGEMM PE (SPEC 3)", implemented=False),
-    "mx": PeKindSchema((), "MX block-scaled dot-product PE (SPEC 3)", implemented=False),
-    "bitserial": PeKindSchema((), "bit-serial PE (SPEC 3)", implemented=False),
-    "posit": PeKindSchema((), "posit PE with a quire (SPEC 2)", implemented=False),
+    "scalable": PeKindSchema(("acc_width", "overflow"),
+                             "precision-scalable INT8/INT4/INT2 lanes (INT16 by composition)",
+                             implemented=False),
+    "mpgemm": PeKindSchema(("act_format", "weight_format", "group_size", "out_width"),
+                           "low-bit weights, per-group scale and zero point, requantized output",
+                           implemented=False),
+    "mx": PeKindSchema(("format", "block_size"), "MX block dot products with E8M0 scales",
+                       implemented=False),
+    "bitserial": PeKindSchema(("act_width", "weight_width", "acc_width", "overflow"),
+                              "one weight bit-plane per beat, shift-accumulate", implemented=False),
+    "posit": PeKindSchema(("format",), "posit products, exact quire accumulation",
+                          implemented=False),
 }
+#: Every ``pe.kind`` name.
+PE_KINDS: tuple[str, ...] = tuple(PE_KIND_SCHEMAS)
 #: Allowed ``pe.kind`` values.
 IMPLEMENTED_PE_KINDS: tuple[str, ...] = tuple(k for k, s in PE_KIND_SCHEMAS.items()
                                               if s.implemented)
@@ -205,7 +247,7 @@ def _pe_keys(kind: str) -> tuple[str, ...]:
     """The ``[pe]`` keys of an implemented kind, ``kind`` first."""
     return ("kind",) + PE_KIND_SCHEMAS[kind].keys
 _OPTIONAL_TABLES = ("synth",)
-_OPTIONAL_KEYS = ("synth.clock_mhz",)
+_OPTIONAL_KEYS = ("synth.clock_mhz", "sparsity.encoding", "sparsity.runtime")
 
 
 def _one_line(text: str) -> str:
@@ -240,6 +282,11 @@ _ALLOWED: dict[str, str] = {
     "pe.act_format": _choices(FP_FORMATS),
     "pe.weight_format": _choices(FP_FORMATS),
     "pe.accumulate": _choices(FP_ACCUMULATE_MODES),
+    "pe.block_size": _choices(MX_BLOCK_SIZES),
+    "pe.group_size": _choices(MPGEMM_GROUP_SIZES) + " (a multiple of M)",
+    "pe.out_width": "integer {}..{}".format(*OUT_WIDTH_RANGE),
+    "sparsity.encoding": _choices(NM_ENCODINGS) + " (default 'index')",
+    "sparsity.runtime": "true or false (default false)",
     "synth.clock_mhz": "number {:g}..{:g} (default {:g})".format(*CLOCK_MHZ_RANGE,
                                                                DEFAULT_CLOCK_MHZ),
 }
@@ -294,11 +341,28 @@ def _check_int(source: str, field: str, value: Any, lo: int, hi: int) -> None:
         raise _fail(source, field, f"{value} is out of range")
 
 
-def _check_choice(source: str, field: str, value: Any, choices: tuple[str, ...]) -> None:
+def _check_choice(source: str, field: str, value: Any, choices: tuple[str, ...],
+                  allowed: str | None = None) -> None:
+    """`value` must be one of `choices`; the error's allowed text is `allowed` (default: the
+    field's entry of _ALLOWED)."""
+    allowed = _ALLOWED.get(field) if allowed is None else allowed
     if not isinstance(value, str):
-        raise _fail(source, field, f"expected a string, got {_toml_type(value)}")
+        raise ConfigError(source, field, f"expected a string, got {_toml_type(value)}", allowed)
     if value not in choices:
-        raise _fail(source, field, f"unknown value {value!r}")
+        raise ConfigError(source, field, f"unknown value {value!r}", allowed)
+
+
+def _check_kind_choice(source: str, field: str, value: Any, choices: tuple[str, ...],
+                       kind: str) -> None:
+    """A key shared by several PE kinds with different allowed values."""
+    _check_choice(source, field, value, choices, f"{_choices(choices)} (for pe.kind {kind!r})")
+
+
+def _check_int_choice(source: str, field: str, value: Any, choices: tuple[int, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(source, field, f"expected an integer, got {_toml_type(value)}")
+    if value not in choices:
+        raise _fail(source, field, f"{value} is not supported")
 
 
 def _validate(source: str, cfg: "Config") -> None:
@@ -327,6 +391,10 @@ def _validate(source: str, cfg: "Config") -> None:
     if n > m:
         raise ConfigError(source, "sparsity.nm", f"N={n} exceeds M={m}",
                           "1 <= N <= M (N = M means dense)")
+
+    _check_choice(source, "sparsity.encoding", cfg.encoding, NM_ENCODINGS)
+    if not isinstance(cfg.runtime, bool):
+        raise _fail(source, "sparsity.runtime", f"expected a boolean, got {_toml_type(cfg.runtime)}")
 
     kind = cfg.pe_kind
     _check_pe_kind(source, kind)
@@ -359,26 +427,69 @@ def _not_for_kind(source: str, key: str, kind: str) -> ConfigError:
 def _validate_int_pe(source: str, cfg: "Config") -> None:
     _check_int(source, "pe.act_width", cfg.act_width, *ACT_WIDTH_RANGE)
     _check_int(source, "pe.weight_width", cfg.weight_width, *WEIGHT_WIDTH_RANGE)
-    acc_lo = cfg.act_width + cfg.weight_width
+    _check_acc_width(source, cfg, cfg.act_width, cfg.weight_width)
+
+
+def _check_acc_width(source: str, cfg: "Config", act_width: int, weight_width: int,
+                     operands: str = "pe.act_width + pe.weight_width") -> None:
+    """acc_width in act_width + weight_width .. ACC_WIDTH_MAX, then the overflow policy;
+    `operands` names where the two widths come from."""
+    acc_lo = act_width + weight_width
     acc = cfg.acc_width
     if isinstance(acc, bool) or not isinstance(acc, int):
         raise _fail(source, "pe.acc_width", f"expected an integer, got {_toml_type(acc)}")
     if not acc_lo <= acc <= ACC_WIDTH_MAX:
         raise ConfigError(
             source, "pe.acc_width", f"{acc} is out of range",
-            f"integer {acc_lo}..{ACC_WIDTH_MAX} (lower bound is pe.act_width + pe.weight_width "
-            f"= {cfg.act_width} + {cfg.weight_width}, so it depends on those widths)")
+            f"integer {acc_lo}..{ACC_WIDTH_MAX} (lower bound is {operands} "
+            f"= {act_width} + {weight_width}, so it depends on those widths)")
     _check_choice(source, "pe.overflow", cfg.overflow, OVERFLOW_MODES)
 
 
 def _validate_fp_pe(source: str, cfg: "Config") -> None:
-    _check_choice(source, "pe.act_format", cfg.act_format, FP_FORMATS)
-    _check_choice(source, "pe.weight_format", cfg.weight_format, FP_FORMATS)
+    _check_kind_choice(source, "pe.act_format", cfg.act_format, FP_FORMATS, "fp")
+    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, FP_FORMATS, "fp")
     _check_choice(source, "pe.accumulate", cfg.accumulate, FP_ACCUMULATE_MODES)
 
 
-# Value checks of each implemented kind's keys (the kind's schema says which keys exist).
-_PE_VALIDATORS = {"int": _validate_int_pe, "fp": _validate_fp_pe}
+def _validate_scalable_pe(source: str, cfg: "Config") -> None:
+    # 8-bit lane words; INT16 pieces add up to 2^16 * 2^15 per product: acc_width >= 32.
+    _check_acc_width(source, cfg, 16, 16, "the INT16 x INT16 product composed from 8-bit lanes")
+
+
+def _validate_mpgemm_pe(source: str, cfg: "Config") -> None:
+    _check_kind_choice(source, "pe.act_format", cfg.act_format, MPGEMM_ACT_FORMATS, "mpgemm")
+    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, MPGEMM_WEIGHT_FORMATS,
+                       "mpgemm")
+    _check_int_choice(source, "pe.group_size", cfg.group_size, MPGEMM_GROUP_SIZES)
+    if cfg.group_size % cfg.m:
+        raise _fail(source, "pe.group_size", f"{cfg.group_size} is not a multiple of M={cfg.m}")
+    _check_int(source, "pe.out_width", cfg.out_width, *OUT_WIDTH_RANGE)
+
+
+def _validate_mx_pe(source: str, cfg: "Config") -> None:
+    _check_kind_choice(source, "pe.format", cfg.format, MX_FORMATS, "mx")
+    _check_int_choice(source, "pe.block_size", cfg.block_size, MX_BLOCK_SIZES)
+
+
+def _validate_bitserial_pe(source: str, cfg: "Config") -> None:
+    _check_int(source, "pe.act_width", cfg.act_width, *ACT_WIDTH_RANGE)
+    weight = cfg.weight_width
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 16:
+        raise ConfigError(source, "pe.weight_width", f"{_toml_type(weight)} is not a weight width",
+                          "integer 1..16 (for pe.kind 'bitserial': the most weight bit-planes)")
+    _check_acc_width(source, cfg, cfg.act_width, cfg.weight_width)
+
+
+def _validate_posit_pe(source: str, cfg: "Config") -> None:
+    _check_kind_choice(source, "pe.format", cfg.format, POSIT_FORMATS, "posit")
+
+
+# Value checks of each kind's keys (the kind's schema says which keys exist).
+_PE_VALIDATORS = {"int": _validate_int_pe, "fp": _validate_fp_pe,
+                  "scalable": _validate_scalable_pe, "mpgemm": _validate_mpgemm_pe,
+                  "mx": _validate_mx_pe, "bitserial": _validate_bitserial_pe,
+                  "posit": _validate_posit_pe}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +513,15 @@ class Config:
     act_format: str | None = None    # one of FP_FORMATS
     weight_format: str | None = None  # one of FP_FORMATS
     accumulate: str | None = None    # one of FP_ACCUMULATE_MODES
+    # Kinds "mx", "posit": the element format; "mx": its block size; "mpgemm": scale group
+    # size along K and requantized output bits (None for other kinds):
+    format: str | None = None
+    block_size: int | None = None
+    group_size: int | None = None
+    out_width: int | None = None
+    # [sparsity] options: metadata encoding, run-time patterns.
+    encoding: str = "index"
+    runtime: bool = False
 
     def __post_init__(self) -> None:
         _validate("<Config>", self)
@@ -435,35 +555,34 @@ class Config:
 
     @property
     def act_bits(self) -> int:
-        """Bits of one activation element on the ports (an integer or a format code)."""
-        if self.pe_kind == "fp":
-            return _FORMAT_BITS[self.act_format]
-        return self.act_width
+        """Bits of one activation element on the ports (an integer, a format code or a word)."""
+        return _ELEMENT_BITS[self.pe_kind](self)[0]
 
     @property
     def weight_bits(self) -> int:
-        """Bits of one weight element on the ports (an integer or a format code)."""
-        if self.pe_kind == "fp":
-            return _FORMAT_BITS[self.weight_format]
-        return self.weight_width
+        """Bits of one weight element on the ports (an integer, a format code, a word + mode
+        or one bit-plane bit)."""
+        return _ELEMENT_BITS[self.pe_kind](self)[1]
 
     @property
     def pe_summary(self) -> str:
         """One-line description of the PE arithmetic, e.g. "INT8xINT8 -> 32 bits" or
         "fp8_e4m3 x fp8_e4m3 -> fp32 (exact accumulation)"."""
-        if self.pe_kind == "fp":
-            return (f"{self.act_format} x {self.weight_format} -> fp32 "
-                    f"({self.accumulate} accumulation)")
-        return f"INT{self.act_width}xINT{self.weight_width} -> {self.acc_width} bits"
+        return _SUMMARIES[self.pe_kind](self)
 
     def to_dict(self) -> dict[str, Any]:
         """The nested, TOML-shaped dict; ``parse_config(cfg.to_dict()) == cfg``. The ``pe``
-        table holds exactly the chosen kind's keys, so int designs keep their original dict
-        (and hash)."""
+        table holds exactly the chosen kind's keys and ``sparsity`` only its non-default
+        options, so int designs keep their original dict (and hash)."""
+        sparsity = {"nm": self.nm}
+        if self.encoding != "index":
+            sparsity["encoding"] = self.encoding
+        if self.runtime:
+            sparsity["runtime"] = True
         return {
             "name": self.name,
             "array": {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow},
-            "sparsity": {"nm": self.nm},
+            "sparsity": sparsity,
             "pe": {"kind": self.pe_kind, **self.pe_params},
             "synth": {"clock_mhz": self.clock_mhz},
         }
@@ -473,6 +592,31 @@ class Config:
         canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
                            ensure_ascii=True, allow_nan=False)
         return hashlib.sha256(canon.encode("ascii")).hexdigest()
+
+
+# Per kind: (activation element bits, weight element bits) on the ports.
+_ELEMENT_BITS = {
+    "int": lambda c: (c.act_width, c.weight_width),
+    "fp": lambda c: (_FORMAT_BITS[c.act_format], _FORMAT_BITS[c.weight_format]),
+    "scalable": lambda c: (8, 8 + 3),
+    "mpgemm": lambda c: (_FORMAT_BITS[c.act_format], _FORMAT_BITS[c.weight_format]),
+    "mx": lambda c: (_FORMAT_BITS[c.format],) * 2,
+    "bitserial": lambda c: (c.act_width, 1),
+    "posit": lambda c: (_FORMAT_BITS[c.format],) * 2,
+}
+# Per kind: the one-line description of its arithmetic.
+_SUMMARIES = {
+    "int": lambda c: f"INT{c.act_width}xINT{c.weight_width} -> {c.acc_width} bits",
+    "fp": lambda c: (f"{c.act_format} x {c.weight_format} -> fp32 "
+                     f"({c.accumulate} accumulation)"),
+    "scalable": lambda c: f"INT8/INT4/INT2 lanes (INT16 composed) -> {c.acc_width} bits",
+    "mpgemm": lambda c: (f"{c.weight_format} x {c.act_format}, scale per {c.group_size} -> "
+                         f"INT{c.out_width} requantized"),
+    "mx": lambda c: f"{c.format} blocks of {c.block_size} -> fp32",
+    "bitserial": lambda c: (f"INT{c.act_width} x 1..{c.weight_width}-bit weights (bit-serial) "
+                            f"-> {c.acc_width} bits"),
+    "posit": lambda c: f"{c.format} x {c.format} -> quire -> {c.format}",
+}
 
 
 def _check_keys(source: str, prefix: str, table: Mapping, allowed: tuple[str, ...]) -> None:
@@ -557,7 +701,10 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
     n, m = int(match.group(1)), int(match.group(2))
 
     clock = values["synth.clock_mhz"]
+    encoding, runtime = values["sparsity.encoding"], values["sparsity.runtime"]
     fields = dict(
+        encoding="index" if encoding is None else encoding,
+        runtime=False if runtime is None else runtime,
         name=name,
         rows=values["array.rows"],
         cols=values["array.cols"],
@@ -591,6 +738,12 @@ class _Fields:
     act_format: Any
     weight_format: Any
     accumulate: Any
+    format: Any
+    block_size: Any
+    group_size: Any
+    out_width: Any
+    encoding: Any
+    runtime: Any
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -109,7 +109,7 @@ def test_derived_properties():
 
 def test_allowed_sets_are_tuples():
     assert DATAFLOWS == ("output_stationary",)
-    assert PE_KINDS == ("int",)
+    assert PE_KINDS == ("int", "fp", "scalable", "mpgemm", "mx", "bitserial", "posit")
     assert OVERFLOW_MODES == ("wrap", "saturate")
 
 
@@ -243,8 +243,8 @@ UNKNOWN_KEY = [
     pytest.param("top = 1\n" + VALID, "top", "unknown key", id="unknown-top-key"),
     pytest.param(edit("rows = 4", "rows = 4\ndepth = 3"), "array.depth", "unknown key",
                  id="array.depth"),
-    pytest.param(edit("nm = \"2:4\"", "nm = \"2:4\"\nencoding = \"index\""), "sparsity.encoding",
-                 "unknown key", id="sparsity.encoding"),
+    pytest.param(edit("nm = \"2:4\"", "nm = \"2:4\"\norder = \"row\""), "sparsity.order",
+                 "unknown key", id="sparsity.order"),
     pytest.param(VALID + "freq = 3\n", "synth.freq", "unknown key", id="synth.freq"),
     pytest.param(VALID + "[pe.extra]\nx = 1\n", "pe.extra", "unknown table", id="pe.extra-table"),
 ]
