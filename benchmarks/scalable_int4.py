@@ -28,6 +28,7 @@ from amaranth.back import verilog
 from amaranth.lib import data
 
 from nmforge.fpga import synthesize
+from nmforge.rtl.decoder import NMDecoder
 from nmforge.rtl.mac_int import IntMac
 from nmforge.rtl.mac_scalable import OPERAND_WIDTH, ScalableMac, _select
 from nmforge.rtl.pipeline import delay
@@ -88,7 +89,8 @@ DESIGNS = {  # name: (MAC class, keyword arguments); the INT8 reference is IntMa
 def make_pe(design, lanes):
     cls, kwargs = design
     mac = IntMac(lanes, 8, 8, ACC) if cls is IntMac else cls(lanes, ACC, "wrap", **kwargs)
-    return SparsePE(lanes, 2 * lanes, mac), mac
+    act = mac.signature.members["a"].shape.elem_shape
+    return SparsePE(mac, NMDecoder(lanes, 2 * lanes, act)), mac
 
 
 def measure_beats_per_cycle(work, lanes, log):

@@ -8,7 +8,7 @@ same class drives the simulated board (`nmforge.sim.tb_board`), whose bridge imp
 
 The design's payload layouts come from its `manifest.json` (written next to the bitstream):
 beats are packed with `nmforge.sim.payload` and GEMMs are tiled into beats by
-`nmforge.sim.tb_array.ArrayModel`, exactly as the array regression does.
+`nmforge.sim.array_model.ArrayModel`, exactly as the array regression does.
 
     link = HostLink.open_serial("/dev/ttyUSB0", "out/nm24_int8_4x4/manifest.json")
     c = link.gemm(a, values, indices)       # values/indices: golden.nm.compress_nm(w, n, m)
@@ -24,6 +24,8 @@ import numpy as np
 
 from ..rtl.host_link import (INFO_LEN, NOT_DONE, STATUS_BITS, STATUS_LEN, UNKNOWN_OPCODE, Op,
                              ident_bytes, payload_bytes)
+from ..sim.array_model import ArrayModel
+from ..sim.kinds import Operands
 from ..sim.payload import layout_width, pack, unpack
 
 from .board import COMMAND_TIMEOUT_S, DEFAULT_BAUD
@@ -47,7 +49,6 @@ class HostLink:
         if isinstance(manifest, (str, os.PathLike)):
             with open(manifest) as f:
                 manifest = json.load(f)
-        from ..sim.tb_array import ArrayModel  # beat generation shared with the array regression
         self.port = port
         self.manifest = manifest
         self.model = ArrayModel(manifest)
@@ -196,7 +197,8 @@ class HostLink:
         """C = A x W on the device, W given compressed (`golden.nm.compress_nm`): tiled onto the
         array like the array regression (row tiles outer, column tiles inner), one tile's beats
         then its result. Rows of A and columns of W that do not fill a tile are zero-padded (and
-        cropped from C). Returns C (int64); check `status()` for overflow / meta_error."""
+        cropped from C). Returns C (int64); check `status()` for overflow / meta_error.
+        (PE kinds without per-beat side values; see sim.kinds.Operands.)"""
         model = self.model
         a, values = np.asarray(a, dtype=np.int64), np.asarray(values, dtype=np.int64)
         indices = np.asarray(indices, dtype=np.int64) if indices is not None else None
@@ -216,7 +218,7 @@ class HostLink:
         filler = np.tile(np.arange(model.n)[:, None], (k // model.m, pad_cols))  # valid indices
         indices = np.concatenate([indices, filler.reshape(-1, pad_cols)], axis=1) if pad_cols else indices
 
-        beats = list(model.beats(a, values, indices))
+        beats = list(model.beats(Operands(a, values, indices)))
         groups = k // model.m
         c = np.zeros((rows + pad_rows, cols + pad_cols), dtype=np.int64)
         for t, ((i, j), _) in enumerate(model.tiles(c)):

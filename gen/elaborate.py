@@ -4,13 +4,16 @@
 design's top level) and, for block-level regressions, one PE, one N:M decoder and one MAC unit
 (the PE kind's multiply-accumulate unit alone, without the systolic shell and decoder).
 """
-from amaranth import signed, unsigned
 from amaranth.back import verilog
 
-from ..rtl.decoder import NMDecoder
+from ..rtl.decoder import BitmapDecoder, NMDecoder
 from ..rtl.mac_array import SparseArray
 from ..rtl.mac_fp import FpMac
 from ..rtl.mac_int import IntMac
+from ..rtl.mac_mpgemm import MpgemmMac
+from ..rtl.mac_mx import MxMac
+from ..rtl.mac_bitserial import BitserialMac
+from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
 
 BLOCKS = ("array", "pe", "decoder", "mac")
@@ -19,19 +22,33 @@ BLOCKS = ("array", "pe", "decoder", "mac")
 MAC_BUILDERS = {
     "int": lambda c: IntMac(c.n, c.act_width, c.weight_width, c.acc_width, c.overflow),
     "fp": lambda c: FpMac(c.n, c.act_format, c.weight_format, c.accumulate),
+    "mpgemm": lambda c: MpgemmMac(c.n, c.m, c.act_format, c.weight_format, c.group_size,
+                                  c.out_width),
+    "bitserial": lambda c: BitserialMac(c.n, c.act_width, c.weight_width, c.acc_width,
+                                        c.overflow),
+    "posit": lambda c: PositMac(c.n, c.format),
+    "mx": lambda c: MxMac(c.n, c.m, c.format, c.block_size),
 }
 
-
-# Per kind: the shape of one activation element on the ports (the decoder routes these).
-ACT_SHAPES = {
-    "int": lambda c: signed(c.act_width),
-    "fp": lambda c: unsigned(c.act_bits),
-}
+# One decoder per metadata encoding (config `sparsity.encoding`).
+DECODERS = {"index": NMDecoder, "bitmap": BitmapDecoder}
 
 
 def make_mac(config):
     """A fresh MAC unit of the config's PE kind."""
     return MAC_BUILDERS[config.pe_kind](config)
+
+
+def make_decoder(config, mac):
+    """A fresh decoder of the config's encoding for the activation elements of `mac`."""
+    act_shape = mac.signature.members["a"].shape.elem_shape
+    return DECODERS[config.encoding](config.n, config.m, act_shape)
+
+
+def make_pe(config):
+    """A fresh PE: the kind's MAC unit behind the encoding's decoder."""
+    mac = make_mac(config)
+    return SparsePE(mac, make_decoder(config, mac))
 
 
 def _int_parameters(mac) -> dict:
@@ -45,8 +62,35 @@ def _fp_parameters(mac) -> dict:
             "max_products": mac.max_products, "lanes": mac.lanes}
 
 
+def _mpgemm_parameters(mac) -> dict:
+    return {"act_format": mac.act_format, "weight_format": mac.weight_format,
+            "group_size": mac.group_size, "out_width": mac.out_width, "acc_bits": mac.acc_bits,
+            "max_tile_k": mac.max_tile_k, "u_bits": mac.u_bits, "r_bits": mac.r_bits,
+            "rounding": "half up", "output": "saturate"}
+
+
+def _bitserial_parameters(mac) -> dict:
+    return {"act_width": mac.act_width, "weight_width": mac.weight_width,
+            "acc_width": mac.acc_width, "overflow": "saturate" if mac.saturate else "wrap",
+            "plane_bits": mac.plane_bits}
+
+
+def _posit_parameters(mac) -> dict:
+    return {"format": mac.format, "result_format": mac.format, "quire_bits": mac.quire_bits,
+            "quire_lsb_exp": -2 * mac.max_scale, "quire_chunks": mac.chunks}
+
+
+def _mx_parameters(mac) -> dict:
+    return {"format": mac.format, "element_format": mac.elem.name, "block_size": mac.block_size,
+            "scale_format": "e8m0", "beats_per_block": mac.beats_per_block,
+            "scale_sampled": "last beat of each block", "result_format": "fp32",
+            "block_acc_bits": mac.block_acc_bits, "lanes": mac.lanes}
+
+
 # Per kind: the MAC unit's arithmetic facts for the manifest's `pe` section.
-MAC_DESCRIBERS = {"int": _int_parameters, "fp": _fp_parameters}
+MAC_DESCRIBERS = {"int": _int_parameters, "fp": _fp_parameters, "mpgemm": _mpgemm_parameters,
+                  "bitserial": _bitserial_parameters, "posit": _posit_parameters,
+                  "mx": _mx_parameters}
 
 
 def mac_parameters(config, mac) -> dict:
@@ -59,11 +103,13 @@ def mac_parameters(config, mac) -> dict:
 def build(config, block="array"):
     """The Amaranth component for `block` of the design described by `config`."""
     if block == "array":
-        return SparseArray(config.rows, config.cols, config.n, config.m, lambda: make_mac(config))
+        return SparseArray(config.rows, config.cols, lambda: make_pe(config))
     if block == "pe":
-        return SparsePE(config.n, config.m, make_mac(config))
+        return make_pe(config)
     if block == "decoder":
-        return NMDecoder(config.n, config.m, ACT_SHAPES[config.pe_kind](config))
+        mac = make_mac(config)
+        mac._MustUse__silence = True  # built only for its activation shape (Amaranth's opt-out)
+        return make_decoder(config, mac)
     if block == "mac":
         return make_mac(config)
     raise ValueError(f"block: {block!r} is not a block; allowed: {', '.join(BLOCKS)}")

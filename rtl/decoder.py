@@ -1,7 +1,10 @@
 """N:M decoders: route the N kept activations of one group of M to N multipliers.
 
 Two metadata encodings (SPEC §1): `NMDecoder` reads N indices, `BitmapDecoder` an M-bit bitmap.
-Both are combinational (latency 0): callers register their outputs.
+Both are combinational (latency 0): callers register their outputs. A decoder's ports: `group`
+(the M activations of one beat), its metadata inputs (`metadata_ports`: `indices` or `bitmap`;
+none when dense), `operands` (N) and `malformed`; the PE shell builds the weight stream's
+metadata fields from `metadata_ports`, so a new decoder brings its own encoding.
 """
 from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
@@ -50,6 +53,24 @@ def bitmap_malformed(bitmap, n) -> Value:
     return bitmap_prefix_counts(bitmap)[-1] != n
 
 
+def _decoder_ports(n, m, elem_shape, metadata):
+    """The ports every decoder has (`group` of M elements in, N `operands` and `malformed` out)
+    plus, unless dense, its metadata port {name: shape}."""
+    ports = {"group": In(data.ArrayLayout(elem_shape, m)),
+             "operands": Out(data.ArrayLayout(elem_shape, n)),
+             "malformed": Out(1)}
+    if n != m:
+        ports.update({name: In(shape) for name, shape in metadata.items()})
+    return ports
+
+
+def metadata_ports(decoder):
+    """{name: shape} of a decoder's metadata inputs (every input but `group`): what the weight
+    stream must carry per column and beat."""
+    return {name: member.shape for name, member in decoder.signature.members.items()
+            if member.flow == In and name != "group"}
+
+
 def _any(bits):
     out = bits[0]
     for bit in bits[1:]:
@@ -68,14 +89,7 @@ class NMDecoder(wiring.Component):
     def __init__(self, n, m, elem_shape):
         self.n, self.m = n, m
         self.dense = n == m
-        ports = {
-            "group": In(data.ArrayLayout(elem_shape, m)),
-            "operands": Out(data.ArrayLayout(elem_shape, n)),
-            "malformed": Out(1),
-        }
-        if not self.dense:
-            ports["indices"] = In(index_layout(n, m))
-        super().__init__(ports)
+        super().__init__(_decoder_ports(n, m, elem_shape, {"indices": index_layout(n, m)}))
 
     def elaborate(self, platform):
         m = Module()
@@ -104,14 +118,7 @@ class BitmapDecoder(wiring.Component):
     def __init__(self, n, m, elem_shape):
         self.n, self.m = n, m
         self.dense = n == m
-        ports = {
-            "group": In(data.ArrayLayout(elem_shape, m)),
-            "operands": Out(data.ArrayLayout(elem_shape, n)),
-            "malformed": Out(1),
-        }
-        if not self.dense:
-            ports["bitmap"] = In(m)
-        super().__init__(ports)
+        super().__init__(_decoder_ports(n, m, elem_shape, {"bitmap": unsigned(m)}))
 
     def elaborate(self, platform):
         m = Module()

@@ -2,8 +2,11 @@
 
 Streams (amaranth.lib.stream, valid/ready):
   act     in : one group of M activations per array row (`data[r][j]`), plus `last` marking the
-               final K-group of the current output tile.
-  weight  in : per array column, N weight values (+ N indices unless dense) of the same K-group.
+               final K-group of the current output tile; `side[r]` when the PE kind's MAC has a
+               per-row side input (e.g. an MX block scale).
+  weight  in : per array column, N weight values + the decoder's metadata (N indices or an M-bit
+               bitmap; none when dense) of the same K-group, + `side` when the MAC has a
+               per-column side input.
   result  out: the finished R x C output tile (`[r][c]`, signed acc_width).
 One beat of each input stream is joined per cycle; every multiplier does one MAC per beat, so the
 array reduces R*C*M dense-equivalent MACs per cycle. Tiles are pipelined back to back: the next
@@ -12,26 +15,25 @@ the previous result has been taken.
 
 Activations enter row r after r cycles of skew and move right one PE per cycle; weights (with
 the valid/last control) enter column c after c cycles and move down. `overflow` and `meta_error`
-are sticky until reset; `bad_groups` counts malformed index groups (column x K-group).
+are sticky until reset; `bad_groups` counts malformed metadata groups (column x K-group), as
+the top row's decoders see them.
 """
 from amaranth import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import indices_malformed
 from .pipeline import delay
-from .pe import SparsePE, weight_layout
+from .pe import SparsePE
 
 BAD_GROUP_COUNTER_WIDTH = 32
 
 
-def act_layout(rows, m, act_shape):
-    return data.StructLayout({"data": data.ArrayLayout(data.ArrayLayout(act_shape, m), rows),
-                              "last": 1})
-
-
-def weights_layout(cols, n, m, weight_shape):
-    return data.ArrayLayout(weight_layout(n, m, weight_shape), cols)
+def act_layout(rows, group, side=None):
+    """Per row, one PE `act` group (+ the MAC's row side value), and `last`."""
+    fields = {"data": data.ArrayLayout(group, rows), "last": 1}
+    if side is not None:
+        fields["side"] = data.ArrayLayout(side, rows)
+    return data.StructLayout(fields)
 
 
 def result_layout(rows, cols, result_shape):
@@ -39,18 +41,21 @@ def result_layout(rows, cols, result_shape):
 
 
 class SparseArray(wiring.Component):
-    """The generated top level; `make_mac()` builds one PE kind's MAC unit per PE.
+    """The generated top level; `make_pe()` builds one PE (rtl.pe.SparsePE: a PE kind's MAC
+    unit behind a decoder of the chosen metadata encoding) per position.
     Latency from the `last` beat's transfer to `result.valid`: `latency` cycles (skew R-1 + C-1,
     plus the PE pipeline, plus the output register)."""
 
-    def __init__(self, rows, cols, n, m, make_mac):
-        self.rows, self.cols, self.n, self.m = rows, cols, n, m
-        self.pes = [[SparsePE(n, m, make_mac()) for _ in range(cols)] for _ in range(rows)]
+    def __init__(self, rows, cols, make_pe):
+        self.rows, self.cols = rows, cols
+        self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         pe = self.pes[0][0]
+        self.n, self.m = pe.n, pe.m
         self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
+        group = pe.signature.members["act"].shape
         super().__init__({
-            "act": In(stream.Signature(act_layout(rows, m, pe.act_shape))),
-            "weight": In(stream.Signature(weights_layout(cols, n, m, pe.weight_shape))),
+            "act": In(stream.Signature(act_layout(rows, group, pe.act_side))),
+            "weight": In(stream.Signature(data.ArrayLayout(pe.weight_layout, cols))),
             "result": Out(stream.Signature(result_layout(rows, cols, pe.result_shape))),
             "overflow": Out(1),
             "meta_error": Out(1),
@@ -71,8 +76,6 @@ class SparseArray(wiring.Component):
         with m.If(beat & self.act.payload.last):
             m.d.sync += tile_pending.eq(1)
 
-        self._check_metadata(m, beat)
-
         pes = self.pes
         for r in range(rows):
             for c in range(cols):
@@ -83,6 +86,11 @@ class SparseArray(wiring.Component):
             m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
             for c in range(1, cols):
                 m.d.comb += pes[r][c].act.eq(pes[r][c - 1].act_out)
+            if pes[r][0].act_side is not None:
+                side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
+                m.d.comb += pes[r][0].act_side.eq(side)
+                for c in range(1, cols):
+                    m.d.comb += pes[r][c].act_side.eq(pes[r][c - 1].act_side_out)
         for c in range(cols):
             weight = delay(m, self.weight.payload[c], c, f"weight_skew{c}_", reset_less=True)
             valid = delay(m, beat, c, f"valid_skew{c}_", reset_less=False)
@@ -107,15 +115,15 @@ class SparseArray(wiring.Component):
         m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
         with m.If(row_overflow.any()):
             m.d.sync += self.overflow.eq(1)
+
+        self._count_malformed(m)
         return m
 
-    def _check_metadata(self, m, beat):
-        """Flag and count malformed index groups of every accepted weight beat."""
-        if self.n == self.m:
-            return
+    def _count_malformed(self, m):
+        """Flag and count the malformed metadata groups the top row's decoders see (each
+        column's beats pass its top PE exactly once)."""
         bad = Signal(self.cols)
-        m.d.sync += bad.eq(Cat(indices_malformed(self.weight.payload[c].indices, self.m)
-                               for c in range(self.cols)) & beat.replicate(self.cols))
+        m.d.sync += bad.eq(Cat(pe.malformed for pe in self.pes[0]))
         with m.If(bad.any()):
             m.d.sync += [self.meta_error.eq(1),
                          self.bad_groups.eq(self.bad_groups + sum(bad[c] for c in range(self.cols)))]

@@ -2,13 +2,15 @@
 GEMM, both in port terms (the integers that go on and come off the wires).
 
 `kind_model(info)` reads a manifest and returns the kind's model, with:
-  random_gemm(rng, shape, extreme) -> (a, values, indices): activations (M x K) and the N:M
-      compressed weights (K/M*N x cols) with their indices, as port values;
+  k_multiple: K of a GEMM must be a multiple of this (M, or e.g. an MX block of 32);
+  random_gemm(rng, shape, extreme) -> Operands (below) of a (rows, K, cols) GEMM;
   random_acts(rng, count) -> junk activations (for bubbles);
-  golden(a, values, indices) -> (c, overflowed): the (M x cols) result port values and whether
-      the design's overflow flag must rise.
+  golden(ops) -> (c, overflowed): the (rows x cols) result port values and whether the
+      design's overflow flag must rise.
 tb_array and tb_pe use only this interface, so a new PE kind adds one class here.
 """
+import dataclasses
+
 import numpy as np
 
 from ..golden import formats as F
@@ -16,6 +18,27 @@ from ..golden.fp_mac import fp_mac
 from ..golden.gemm import sparse_gemm_int
 from ..golden.ints import random_ints
 from ..golden.nm import compress_nm, random_nm_weights
+from ..golden import bitserial as BS
+from ..golden import dot as D
+from ..golden.ints import int_range
+from .payload import pack, unpack
+from ..golden.posit_mac import posit_mac
+from ..golden.mx import element_format as mx_element_format, mx_mac
+
+
+@dataclasses.dataclass
+class Operands:
+    """One GEMM in port values, one beat per K-group of M:
+    a (rows, K): activation elements; values (K/M*N, cols): weight elements (a struct element
+    as its packed bits); indices (K/M*N, cols): each group's N strictly increasing positions;
+    a_side (rows, K/M) / w_side (K/M, cols): the MAC's per-beat side values (packed bits), for
+    kinds whose MAC has them, else None."""
+
+    a: np.ndarray
+    values: np.ndarray
+    indices: np.ndarray
+    a_side: np.ndarray | None = None
+    w_side: np.ndarray | None = None
 
 
 class IntKind:
@@ -24,6 +47,7 @@ class IntKind:
     def __init__(self, info):
         p = info["parameters"]
         self.n, self.m, self.dense = p["n"], p["m"], p["dense"]
+        self.k_multiple = self.m
         self.act_width, self.weight_width = p["act_width"], p["weight_width"]
         self.acc_width, self.overflow = p["acc_width"], p["overflow"]
 
@@ -43,10 +67,11 @@ class IntKind:
             w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
                                              (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
         values, indices = compress_nm(w, self.n, self.m)
-        return a, values, indices
+        return Operands(a, values, indices)
 
-    def golden(self, a, values, indices):
-        return sparse_gemm_int(a, values, indices, self.n, self.m, self.acc_width, self.overflow)
+    def golden(self, ops):
+        return sparse_gemm_int(ops.a, ops.values, ops.indices, self.n, self.m, self.acc_width,
+                               self.overflow)
 
 
 class FpKind:
@@ -57,6 +82,7 @@ class FpKind:
     def __init__(self, info):
         p, pe = info["parameters"], info["pe"]
         self.n, self.m, self.dense = p["n"], p["m"], p["dense"]
+        self.k_multiple = self.m
         self.act_format, self.weight_format = pe["act_format"], pe["weight_format"]
         self.accumulate, self.lanes, self.acc_bits = pe["accumulate"], pe["lanes"], pe["acc_bits"]
         self.fa, self.fb = F.get_format(self.act_format), F.get_format(self.weight_format)
@@ -111,12 +137,12 @@ class FpKind:
         indices = np.array([[sorted(rng.choice(self.m, self.n, replace=False)) for _ in range(ndim)]
                             for _ in range(groups)])  # (groups, ndim, n)
         indices = indices.transpose(0, 2, 1).reshape(groups * self.n, ndim)
-        return a, values, indices
+        return Operands(a, values, indices)
 
-    def golden(self, a, values, indices):
+    def golden(self, ops):
         """Per output (i, j): the tile of beats g = 0..K/M-1, lanes l = 0..N-1 with the pair
         (a[i, g*M + indices[g*N+l, j]], values[g*N+l, j])."""
-        a, values, indices = (np.asarray(x, dtype=np.int64) for x in (a, values, indices))
+        a, values, indices = (np.asarray(x, dtype=np.int64) for x in (ops.a, ops.values, ops.indices))
         groups = values.shape[0] // self.n
         idx = indices.reshape(groups, self.n, -1)                     # (G, N, cols)
         pos = np.arange(groups)[:, None, None] * self.m + idx          # (G, N, cols)
@@ -129,7 +155,312 @@ class FpKind:
         return bits.astype(np.int64), bool(flags.any())
 
 
-KINDS = {"int": IntKind, "fp": FpKind}
+class PositKind:
+    """Kind "posit": posit codes in and out (both operands and the result in pe.format),
+    golden.posit_mac (exact products, quire, one rounding) over the kept pairs of each tile."""
+
+    NAR_RATE = 0.004  # share of NaR codes among random operands
+
+    def __init__(self, info):
+        p, pe = info["parameters"], info["pe"]
+        self.n, self.m, self.dense = p["n"], p["m"], p["dense"]
+        self.k_multiple = self.m
+        self.format, self.quire_bits = pe["format"], pe["quire_bits"]
+        self.fmt = F.get_format(self.format)
+
+    def describe(self):
+        return f"posit {self.format}, quire {self.quire_bits} bits"
+
+    @staticmethod
+    def codes(fmt, rng, shape, nar_rate=NAR_RATE):
+        """Random codes of `fmt`: every non-NaR code uniformly, NaR at `nar_rate`."""
+        out = rng.integers(0, fmt.num_codes - 1, size=shape)
+        out = np.where(out >= fmt.nar, out + 1, out)  # skip NaR
+        return np.where(rng.random(shape) < nar_rate, fmt.nar, out).astype(np.int64)
+
+    @staticmethod
+    def corner_codes(fmt):
+        """0, NaR, +-maxpos, +-minpos, +-1 and its neighbours, +-2, +-1/2, the codes next to
+        +-maxpos and +-minpos."""
+        top = fmt.nar
+        picks = {0, top, top - 1, 1, top - 2, 2, top >> 1, (top >> 1) - 1, (top >> 1) + 1}
+        picks |= {int(c) for c in fmt.encode([2.0, 0.5])}
+        picks |= {(-c) % fmt.num_codes for c in list(picks)}
+        return np.array(sorted(picks), dtype=np.int64)
+
+    def random_acts(self, rng, count):
+        return self.codes(self.fmt, rng, count)
+
+    def random_gemm(self, rng, shape, extreme=False):
+        mdim, k, ndim = shape
+        groups = k // self.m
+        if extreme:  # corners only: zero, NaR, maxpos, minpos, +-1, ...
+            a = rng.choice(self.corner_codes(self.fmt), size=(mdim, k))
+            values = rng.choice(self.corner_codes(self.fmt), size=(groups * self.n, ndim))
+        else:
+            a = self.codes(self.fmt, rng, (mdim, k))
+            values = self.codes(self.fmt, rng, (groups * self.n, ndim))
+        indices = np.array([[sorted(rng.choice(self.m, self.n, replace=False)) for _ in range(ndim)]
+                            for _ in range(groups)])  # (groups, ndim, n)
+        indices = indices.transpose(0, 2, 1).reshape(groups * self.n, ndim)
+        return Operands(a, values, indices)
+
+    def golden(self, ops):
+        """Per output (i, j): the tile of beats g = 0..K/M-1, lanes l = 0..N-1 with the pair
+        (a[i, g*M + indices[g*N+l, j]], values[g*N+l, j]); a pruned weight takes no part."""
+        a, values, indices = (np.asarray(x, dtype=np.int64) for x in (ops.a, ops.values, ops.indices))
+        groups = values.shape[0] // self.n
+        idx = indices.reshape(groups, self.n, -1)                     # (G, N, cols)
+        pos = np.arange(groups)[:, None, None] * self.m + idx          # (G, N, cols)
+        acts = a[:, pos].transpose(0, 3, 1, 2)                         # (rows, cols, G, N)
+        weights = values.reshape(groups, self.n, -1).transpose(2, 0, 1)  # (cols, G, N)
+        weights = np.broadcast_to(weights, acts.shape)
+        codes, flags = posit_mac(self.fmt, acts, weights, quire=self.quire_bits)
+        return codes.astype(np.int64), bool(flags.any())
+
+
+def side_layout(info, name="w_side"):
+    """The manifest's layout of the MAC unit's side struct `name` ("w_side" / "a_side"), for a
+    manifest of block "mac", "pe" or "array"."""
+    ports = info["interfaces"]
+    if name in ports:  # the MAC unit itself
+        return ports[name]["layout"]
+    port, field = ("weight", "side") if name == "w_side" else ("act", "side")
+    if port == "act" and "act_side" in ports:  # a PE
+        return ports["act_side"]["layout"]
+    layout = ports[port]["payload"] if ports[port]["kind"] == "stream" else ports[port]["layout"]
+    if layout["kind"] == "array":
+        layout = layout["element"]
+    layout = layout["fields"][field]["layout"]
+    return layout["element"] if layout["kind"] == "array" else layout
+
+
+def random_indices(rng, groups, n, m, cols):
+    """Random N:M index metadata (groups*N, cols): N strictly increasing positions per group."""
+    indices = np.array([[sorted(rng.choice(m, n, replace=False)) for _ in range(cols)]
+                        for _ in range(groups)])  # (groups, cols, n)
+    return indices.transpose(0, 2, 1).reshape(groups * n, cols)
+
+
+class MpgemmKind:
+    """Kind "mpgemm": low-bit weights times INT8/INT16 activations, per-group scale and zero
+    point, dyadic requantized output; golden.dot.mpgemm_gemm. K is a multiple of group_size.
+    `w_side` per beat and column: the beat's group scale and zero point; the tile's last beat
+    also carries the output stage's mult and shift (other beats carry junk there)."""
+
+    def __init__(self, info):
+        p, pe = info["parameters"], info["pe"]
+        self.n, self.m = p["n"], p["m"]
+        self.act_format, self.weight_format = pe["act_format"], pe["weight_format"]
+        self.group_size, self.out_width = pe["group_size"], pe["out_width"]
+        self.acc_bits = pe["acc_bits"]
+        self.k_multiple = self.group_size
+        self.fa, self.fw = F.get_format(self.act_format), F.get_format(self.weight_format)
+        self.side = side_layout(info)
+
+    def describe(self):
+        return (f"mpgemm {self.weight_format} x {self.act_format}, groups of {self.group_size}, "
+                f"INT{self.out_width} out")
+
+    def random_acts(self, rng, count):
+        return rng.integers(self.fa.lo, self.fa.hi, size=count, endpoint=True)
+
+    def _gemm(self, ops_a, values, indices, scales, zeros, mult, shift):
+        return D.mpgemm_gemm(ops_a, values, indices, self.n, self.m, scales, zeros, mult, shift,
+                             self.group_size, self.out_width, self.acc_bits,
+                             self.weight_format, self.act_format)
+
+    def random_gemm(self, rng, shape, extreme=False):
+        rows, k, cols = shape
+        groups, quant = k // self.m, k // self.group_size
+        alo, ahi, wlo, whi = self.fa.lo, self.fa.hi, self.fw.lo, self.fw.hi
+        if extreme:  # the corners: full-scale operands, scales and zero points
+            a = rng.choice([alo, ahi, alo, -1, 0, 1], size=(rows, k))
+            values = rng.choice([wlo, whi, whi, 0], size=(groups * self.n, cols))
+            scales = rng.choice([-(1 << 15), (1 << 15) - 1, 1, -1, 0], size=(quant, cols))
+            zeros = rng.choice([wlo, whi, 0], size=(quant, cols))
+        else:
+            a = rng.integers(alo, ahi, size=(rows, k), endpoint=True)
+            values = rng.integers(wlo, whi, size=(groups * self.n, cols), endpoint=True)
+            scales = rng.integers(-(1 << 15), 1 << 15, size=(quant, cols))
+            zeros = rng.integers(wlo, whi, size=(quant, cols), endpoint=True)
+        indices = random_indices(rng, groups, self.n, self.m, cols)
+        # The output stage: per column, a shift that brings the largest |acc * mult| to about
+        # out_width bits, so outputs land in range and at its edges (some saturate).
+        _, acc, _ = self._gemm(a, values, indices, scales, zeros, np.ones(cols, np.int64),
+                               np.zeros(cols, np.int64))
+        mult = rng.integers(1, 1 << 16, size=cols)
+        shift = np.zeros(cols, dtype=np.int64)
+        for j in range(cols):
+            peak = int(np.abs(acc[:, j]).max()) * int(mult[j])
+            shift[j] = min(63, max(0, peak.bit_length() - self.out_width + int(rng.integers(-1, 3))))
+        edge = rng.random(cols) < (0.5 if extreme else 0.1)
+        mult = np.where(edge, rng.choice([0, 1, (1 << 16) - 1], size=cols), mult)
+        shift = np.where(edge, rng.choice([0, 1, 63], size=cols), shift)
+        side = np.zeros((groups, cols), dtype=np.int64)
+        beats = self.group_size // self.m
+        for g in range(groups):
+            q, last = g // beats, g == groups - 1
+            for j in range(cols):
+                side[g, j] = pack(self.side, {
+                    "scale": int(scales[q, j]), "zero": int(zeros[q, j]),
+                    "mult": int(mult[j]) if last else int(rng.integers(0, 1 << 16)),
+                    "shift": int(shift[j]) if last else int(rng.integers(0, 64))})
+        return Operands(a, values, indices, None, side)
+
+    def golden(self, ops):
+        """The group's scale and zero point are those of its last beat (the hardware's); a group
+        whose beats disagree on them is malformed (overflow); mult and shift come from the
+        tile's last beat."""
+        fields = [[unpack(self.side, int(x)) for x in row] for row in np.asarray(ops.w_side)]
+        beats = self.group_size // self.m
+        quant = len(fields) // beats
+
+        def table(name, rows):
+            return np.array([[f[name] for f in fields[r]] for r in rows], dtype=np.int64)
+
+        ends = [q * beats + beats - 1 for q in range(quant)]
+        scales, zeros = table("scale", ends), table("zero", ends)
+        mixed = any(table(name, [q * beats + b for q in range(quant)]).tolist()
+                    != table(name, ends).tolist()
+                    for name in ("scale", "zero") for b in range(beats))
+        y, _, overflowed = self._gemm(ops.a, ops.values, ops.indices, scales, zeros,
+                                      table("mult", [-1])[0], table("shift", [-1])[0])
+        return y, overflowed or mixed
+
+
+class BitserialKind:
+    """Kind "bitserial": one weight bit-plane per beat; operands in beat space (a GEMM of P-bit
+    weights becomes P beats per K-group, golden.bitserial.plane_beats), P drawn per GEMM: the
+    first two GEMMs of a run use P = 1 and P = weight_width (in random order), later ones a
+    random P in 1..weight_width, so back-to-back GEMMs switch the run-time precision."""
+
+    def __init__(self, info):
+        p, pe = info["parameters"], info["pe"]
+        self.n, self.m = p["n"], p["m"]
+        self.k_multiple = self.m
+        self.act_width, self.weight_width = pe["act_width"], pe["weight_width"]
+        self.acc_width, self.overflow = pe["acc_width"], pe["overflow"]
+        self.side = side_layout(info)
+        self.precision, self._plan = None, None
+
+    def describe(self):
+        return (f"bitserial INT{self.act_width} x {self.precision}-bit weights "
+                f"(1..{self.weight_width} at run time), {self.overflow}")
+
+    def random_acts(self, rng, count):
+        return random_ints(rng, count, self.act_width)
+
+    def next_precision(self, rng):
+        if self._plan is None:
+            self._plan = [int(p) for p in rng.permutation(sorted({1, self.weight_width}))]
+        return self._plan.pop() if self._plan else int(rng.integers(1, self.weight_width + 1))
+
+    def random_gemm(self, rng, shape, extreme=False):
+        rows, k, cols = shape
+        groups = k // self.m
+        precision = self.precision = self.next_precision(rng)
+        lo, hi = int_range(precision)
+        if extreme:  # full-scale activations and the most negative / positive weights
+            alo, ahi = int_range(self.act_width)
+            a = rng.choice([alo, ahi, alo, -1, 0, 1], size=(rows, k))
+            values = rng.choice([lo, hi, lo, -1, 0], size=(groups * self.n, cols))
+        else:
+            a = random_ints(rng, (rows, k), self.act_width)
+            values = rng.integers(lo, hi, size=(groups * self.n, cols), endpoint=True)
+        indices = random_indices(rng, groups, self.n, self.m, cols)
+        a_beats, bits, beat_indices, planes, msb = BS.plane_beats(a, values, indices, self.n,
+                                                                  precision)
+        side = np.array([pack(self.side, {"plane": int(p), "msb": int(s)})
+                         for p, s in zip(planes, msb)], dtype=np.int64)
+        return Operands(a_beats, bits, beat_indices, None,
+                        np.repeat(side[:, None], cols, axis=1))
+
+    def golden(self, ops):
+        fields = [[unpack(self.side, int(x)) for x in row] for row in np.asarray(ops.w_side)]
+        planes = np.array([[f["plane"] for f in row] for row in fields], dtype=np.int64)
+        msb = np.array([[f["msb"] for f in row] for row in fields], dtype=np.int64)
+        return BS.bitserial_gemm(ops.a, ops.values, ops.indices, planes, msb, self.n, self.m,
+                                 self.acc_width, self.overflow, self.weight_width)
+
+
+class MxKind:
+    """Kind "mx": MX element codes, the E8M0 block scales as side values (`a_side` per row and
+    beat, `w_side` per column and beat), FP32 bits out; golden.mx.mx_mac over each tile's kept
+    pairs. K is a multiple of the 32-element block; scales are constant within a block."""
+
+    SPECIAL_RATE = 0.002  # share of NaN / inf codes among random operands (per element)
+
+    def __init__(self, info):
+        p, pe = info["parameters"], info["pe"]
+        self.n, self.m = p["n"], p["m"]
+        self.format, self.lanes, self.block_size = pe["format"], pe["lanes"], pe["block_size"]
+        self.k_multiple = self.block_size
+        self.per_block = self.block_size // self.m
+        self.fmt = mx_element_format(self.format)
+
+    def describe(self):
+        return f"mx {self.format}, blocks of {self.block_size}, {self.lanes} FP32 partial sums"
+
+    @staticmethod
+    def codes(fmt, rng, shape, special_rate=SPECIAL_RATE):
+        """Random element codes: finite ones uniformly, NaN / inf codes at `special_rate`."""
+        return FpKind.codes(fmt, rng, shape, special_rate)
+
+    @staticmethod
+    def corner_codes(fmt):
+        """FP elements: FpKind.corner_codes (zeros, +-max, +-min subnormal, +-min normal, +-1,
+        inf, NaN); MXINT8: 0, +-1 LSB, +-1.0, the extremes -2 and 127/64, and their neighbours."""
+        if fmt.kind == "int":
+            return np.array([0x00, 0x01, 0xFF, 0x40, 0xC0, 0x7F, 0x80, 0x81, 0x7E], dtype=np.int64)
+        return FpKind.corner_codes(fmt)
+
+    @staticmethod
+    def random_scales(rng, shape, extreme=False):
+        """E8M0 codes: near 1.0 (2^-15 .. 2^15); `extreme`: also 0, 1, 253, 254 and NaN (0xFF)."""
+        scales = rng.integers(112, 143, size=shape)
+        if extreme:
+            corners = rng.choice(np.array([0, 1, 127, 253, 254, 0xFF]), size=shape)
+            scales = np.where(rng.random(shape) < 0.4, corners, scales)
+        return scales.astype(np.int64)
+
+    def random_acts(self, rng, count):
+        return self.codes(self.fmt, rng, count)
+
+    def random_gemm(self, rng, shape, extreme=False):
+        rows, k, cols = shape
+        groups, blocks = k // self.m, k // self.block_size
+        if extreme:  # corners (finite), a few specials, scales at the extremes
+            corners = self.corner_codes(self.fmt)
+            finite = corners[np.isfinite(self.fmt.decode(corners))]
+            a = rng.choice(finite, size=(rows, k))
+            values = rng.choice(finite, size=(groups * self.n, cols))
+            a = np.where(rng.random(a.shape) < 0.01, rng.choice(corners, size=a.shape), a)
+        else:
+            a = self.codes(self.fmt, rng, (rows, k))
+            values = self.codes(self.fmt, rng, (groups * self.n, cols))
+        a_scale = self.random_scales(rng, (rows, blocks), extreme)
+        w_scale = self.random_scales(rng, (blocks, cols), extreme)
+        return Operands(a, values, random_indices(rng, groups, self.n, self.m, cols),
+                        a_side=np.repeat(a_scale, self.per_block, axis=1),
+                        w_side=np.repeat(w_scale, self.per_block, axis=0))
+
+    def golden(self, ops):
+        """Per output (i, j): the beats g = 0..K/M-1 with the pairs (a[i, g*M + indices[g*N+l, j]],
+        values[g*N+l, j]) and the scales a_side[i, g], w_side[g, j]."""
+        a, values, indices = (np.asarray(x, dtype=np.int64) for x in (ops.a, ops.values, ops.indices))
+        groups = values.shape[0] // self.n
+        pos = np.arange(groups)[:, None, None] * self.m + indices.reshape(groups, self.n, -1)
+        acts = a[:, pos].transpose(0, 3, 1, 2)                           # (rows, cols, G, N)
+        weights = np.broadcast_to(values.reshape(groups, self.n, -1).transpose(2, 0, 1), acts.shape)
+        a_side = np.asarray(ops.a_side, dtype=np.int64)[:, None, :]      # (rows, 1, G)
+        w_side = np.asarray(ops.w_side, dtype=np.int64).T[None, :, :]    # (1, cols, G)
+        a_side, w_side = np.broadcast_arrays(a_side, w_side)
+        bits, flags = mx_mac(self.format, acts, weights, a_side, w_side, self.m, self.lanes)
+        return bits.astype(np.int64), bool(flags.any())
+
+
+KINDS = {"int": IntKind, "fp": FpKind, "mpgemm": MpgemmKind, "bitserial": BitserialKind, "posit": PositKind, "mx": MxKind}
 
 
 def kind_model(info):

@@ -1,8 +1,11 @@
 """Pack and unpack port bits using the manifest's JSON layout trees (see gen/manifest.py).
 
 Values mirror the layout: an int for "int", a sequence (list or numpy array) for "array", a
-dict for "struct". Unpacking returns ints, nested lists and dicts.
+dict for "struct"; a non-negative int for an "array" or "struct" layout is taken as its raw
+bits (e.g. a PE kind's struct element already packed). Unpacking returns ints, nested lists and
+dicts.
 """
+import operator
 
 
 def layout_width(layout) -> int:
@@ -23,6 +26,11 @@ def pack(layout, value) -> int:
             raise ValueError(f"{value} does not fit a {'signed' if layout['signed'] else 'unsigned'} "
                              f"{width}-bit field")
         return value & ((1 << width) - 1)
+    if not isinstance(value, (dict, list, tuple)) and not hasattr(value, "__len__"):
+        bits, width = operator.index(value), layout_width(layout)
+        if not 0 <= bits < 1 << width:
+            raise ValueError(f"raw bits {bits} do not fit a {width}-bit {kind}")
+        return bits
     if kind == "array":
         if len(value) != layout["length"]:
             raise ValueError(f"expected {layout['length']} elements, got {len(value)}")

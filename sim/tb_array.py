@@ -15,64 +15,11 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from .array_model import ArrayModel, corrupt_groups
 from .harness import env_float, env_int, manifest, rngs, start
-from .kinds import kind_model
-from .payload import pack, unpack
+from .kinds import Operands
+from .payload import unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, random_pauses
-
-
-class ArrayModel:
-    """Turns GEMMs into stream beats for one generated array, and its output beats back into tiles."""
-
-    def __init__(self, info):
-        p = info["parameters"]
-        self.rows, self.cols, self.n, self.m = p["rows"], p["cols"], p["n"], p["m"]
-        self.dense = p["dense"]
-        self.kind = kind_model(info)
-        interfaces = info["interfaces"]
-        self.act_layout = interfaces["act"]["payload"]
-        self.weight_layout = interfaces["weight"]["payload"]
-        self.result_layout = interfaces["result"]["payload"]
-        self.latency = info["latency_cycles"]
-
-    def random_gemm(self, rng, shape=None, extreme=False):
-        """(a, values, indices) of a random GEMM, as port values (sim.kinds)."""
-        if shape is None:
-            shape = (self.rows * int(rng.integers(1, 3)), self.m * int(rng.integers(1, 7)),
-                     self.cols * int(rng.integers(1, 3)))
-        return self.kind.random_gemm(rng, shape, extreme)
-
-    def beats(self, a, values, indices):
-        """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
-        groups = a.shape[1] // self.m
-        for i in range(0, a.shape[0], self.rows):
-            for j in range(0, values.shape[1], self.cols):
-                for g in range(groups):
-                    act = {"data": a[i:i + self.rows, g * self.m:(g + 1) * self.m], "last": int(g == groups - 1)}
-                    cols = []
-                    for c in range(j, j + self.cols):
-                        column = {"values": values[g * self.n:(g + 1) * self.n, c]}
-                        if not self.dense:
-                            column["indices"] = indices[g * self.n:(g + 1) * self.n, c]
-                        cols.append(column)
-                    yield pack(self.act_layout, act), pack(self.weight_layout, cols)
-
-    def tiles(self, c):
-        for i in range(0, c.shape[0], self.rows):
-            for j in range(0, c.shape[1], self.cols):
-                yield (i, j), c[i:i + self.rows, j:j + self.cols]
-
-
-def corrupt_groups(rng, indices, n, m, count):
-    """Make `count` distinct (group, column) index groups malformed; returns their set."""
-    groups, cols = indices.shape[0] // n, indices.shape[1]
-    chosen = rng.choice(groups * cols, size=min(count, groups * cols), replace=False)
-    bad = indices.copy()
-    for flat in chosen:
-        g, c = divmod(int(flat), cols)
-        group = bad[g * n:(g + 1) * n, c]
-        group[-1] = group[0]  # a repeated index: not strictly increasing
-    return {divmod(int(f), cols) for f in chosen}, bad
 
 
 @cocotb.test()
@@ -99,19 +46,19 @@ async def gemm_regression(dut):
         fixed = tuple(int(x) for x in shape.split("x")) if shape else None
         if gemm_file:
             given = np.load(gemm_file)
-            a, values, indices = (given[key].astype(np.int64) for key in ("a", "values", "indices"))
+            ops = Operands(*(given[key].astype(np.int64) for key in ("a", "values", "indices")))
         else:
-            a, values, indices = model.random_gemm(rng, fixed, extreme=number % 2 == 1)
-        c, overflowed = model.kind.golden(a, values, indices)
+            ops = model.random_gemm(rng, fixed, extreme=number % 2 == 1)
+        c, overflowed = model.kind.golden(ops)
         if gemm_file and "c" in given:
             c = given["c"].astype(np.int64)  # the RTL is checked against the caller's product itself
         expected_overflow |= overflowed
         bad_groups = set()
         if corrupt and not model.dense:
-            bad_groups, indices = corrupt_groups(rng, indices, model.n, model.m, corrupt)
-            expected_bad += len(bad_groups) * (a.shape[0] // model.rows)  # re-streamed per row tile
+            bad_groups, ops.indices = corrupt_groups(rng, ops.indices, model.n, model.m, corrupt)
+            expected_bad += len(bad_groups) * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
         start_cycle = monitors[0].cycle
-        beats = list(model.beats(a, values, indices))
+        beats = list(model.beats(ops))
         for act_beat, weight_beat in beats:
             act.send_nowait(act_beat)
             weight.send_nowait(weight_beat)
@@ -122,12 +69,12 @@ async def gemm_regression(dut):
             for ((i, j), want), got_bits in zip(tiles, result.queue):
                 got = np.array(unpack(model.result_layout, got_bits))
                 assert np.array_equal(got, want), (
-                    f"GEMM {number} {a.shape[0]}x{a.shape[1]}x{values.shape[1]} "
+                    f"GEMM {number} {ops.a.shape[0]}x{ops.a.shape[1]}x{ops.values.shape[1]} "
                     f"({model.kind.describe()}): output tile at row {i} col {j} differs\n"
                     f"got\n{got}\nwant\n{want}")
         result.queue.clear()
         end_cycle = monitors[2].beats[-1][0]
-        timings.append({"shape": [a.shape[0], a.shape[1], values.shape[1]], "beats": len(beats),
+        timings.append({"shape": [ops.a.shape[0], ops.a.shape[1], ops.values.shape[1]], "beats": len(beats),
                         "cycles": end_cycle - start_cycle, "tiles": len(tiles)})
         await ClockCycles(dut.clk, 4)  # sticky flags settle two cycles after the last accumulation
         assert bool(dut.overflow.value) == expected_overflow, \

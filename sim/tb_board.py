@@ -28,7 +28,7 @@ from ..fpga.host import HostLink
 from ..rtl.host_link import Op
 from .harness import env_int, manifest, rngs, start
 from .streams import StreamMonitor
-from .tb_array import ArrayModel, corrupt_groups
+from .array_model import ArrayModel, corrupt_groups
 
 CLOCK_HZ = 100e6  # harness.start: a 10 ns clock
 
@@ -170,9 +170,9 @@ async def host_gemm(dut):
         beats = tiles = 0
         runs = []
         for number, (mdim, k, ndim) in enumerate(_shapes(model, rng)):
-            a, values, indices = model.random_gemm(rng, (mdim, k, ndim), extreme=number % 2 == 1)
-            want, overflowed = model.kind.golden(a, values, indices)
-            got = link.gemm(a, values, indices)
+            ops = model.random_gemm(rng, (mdim, k, ndim), extreme=number % 2 == 1)
+            want, overflowed = model.kind.golden(ops)
+            got = link.gemm(ops.a, ops.values, ops.indices)
             assert np.array_equal(got, want), f"GEMM {mdim}x{k}x{ndim} differs\ngot\n{got}\nwant\n{want}"
             status = link.status()
             assert status["overflow"] == overflowed, f"overflow flag {status['overflow']}, golden {overflowed}"
@@ -213,24 +213,24 @@ async def host_protocol(dut):
         assert link.try_read_result() is None, "RESULT answered a beat before any was computed"
 
         # One K-group tile (M x M x cols), beat by beat, with the busy answers on the way.
-        a, values, indices = model.random_gemm(rng, (model.rows, model.m, model.cols))
-        (act_beat, weight_beat), = model.beats(a, values, indices)
+        ops = model.random_gemm(rng, (model.rows, model.m, model.cols))
+        (act_beat, weight_beat), = model.beats(ops)
         assert link.try_send_act(act_beat)
         assert not link.try_send_act(act_beat), "a second act beat was accepted while one was held"
         status = link.status()
         assert status["act_full"] and not status["weight_full"]
         assert link.try_send_weight(weight_beat)
         tile = link.read_result()
-        want, _ = model.kind.golden(a, values, indices)
+        want, _ = model.kind.golden(ops)
         assert np.array_equal(tile, want)
         assert link.try_read_result() is None, "the result beat was read twice"
         assert not any(link.status()[k] for k in ("act_full", "weight_full", "result_valid", "link_error"))
 
         # Malformed index metadata: flagged and counted by the array, reported by STATUS.
         if not model.dense:
-            a, values, indices = model.random_gemm(rng, (2 * model.rows, 3 * model.m, model.cols))
-            bad, indices = corrupt_groups(rng, indices, model.n, model.m, 2)
-            link.gemm(a, values, indices)
+            ops = model.random_gemm(rng, (2 * model.rows, 3 * model.m, model.cols))
+            bad, indices = corrupt_groups(rng, ops.indices, model.n, model.m, 2)
+            link.gemm(ops.a, ops.values, indices)
             status = link.status()
             assert status["meta_error"] and status["bad_groups"] == len(bad) * 2, status
             link.clear()
@@ -270,7 +270,8 @@ async def host_protocol(dut):
         status = link.status()
         assert status["link_error"] and not status["act_full"], status
         link.clear()
-        assert link.gemm(*model.random_gemm(rng, (model.rows, model.m, model.cols))).shape == \
+        ops = model.random_gemm(rng, (model.rows, model.m, model.cols))
+        assert link.gemm(ops.a, ops.values, ops.indices).shape == \
             (model.rows, model.cols)
         return link.stats
 

@@ -6,6 +6,7 @@ cycle later. The overflow strobe must fire iff golden overflowed."""
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from .array_model import column_payload, metadata_fields
 from .harness import env_float, env_int, manifest, rngs, start
 from .kinds import kind_model
 from .payload import pack, unpack
@@ -20,6 +21,8 @@ async def pe_accumulates_tiles(dut):
     n, m, latency = p["n"], p["m"], info["latency_cycles"]
     ports = info["interfaces"]
     kind = kind_model(info)
+    metadata = metadata_fields(ports["weight"]["layout"])
+    has_act_side = "act_side" in ports
     rng, prng = rngs()
     bubble = env_float("NMFORGE_STALL", 0.3)
     await start(dut)
@@ -27,27 +30,29 @@ async def pe_accumulates_tiles(dut):
     # Build the whole input schedule first: (act, weight, valid, last) per cycle.
     schedule, expected = [], []
     for tile in range(env_int("NMFORGE_TILES", TILES)):
-        groups = int(rng.integers(1, 7))
+        k = kind.k_multiple * int(rng.integers(1, max(2, 6 * m // kind.k_multiple + 1)))
         # every third tile: the kind's corner values (full scale; zeros, specials)
-        a, values, indices = kind.random_gemm(rng, (1, groups * m, 1), extreme=tile % 3 == 2)
-        want, overflowed = kind.golden(a, values, indices)
+        ops = kind.random_gemm(rng, (1, k, 1), extreme=tile % 3 == 2)
+        want, overflowed = kind.golden(ops)
+        groups = ops.a.shape[1] // m  # beats (a kind may lay one K-group out as several beats)
         for g in range(groups):
             while prng.random() < bubble:
-                schedule.append((kind.random_acts(rng, m), None, 0, int(prng.random() < 0.5)))
-            weight = {"values": values[g * n:(g + 1) * n, 0]}
-            if not p["dense"]:
-                weight["indices"] = indices[g * n:(g + 1) * n, 0]
-            schedule.append((a[0, g * m:(g + 1) * m], weight, 1, int(g == groups - 1)))
+                schedule.append((kind.random_acts(rng, m), None, None, 0, int(prng.random() < 0.5)))
+            side = None if ops.a_side is None else ops.a_side[0, g]
+            schedule.append((ops.a[0, g * m:(g + 1) * m], column_payload(ops, g, 0, n, metadata),
+                             side, 1, int(g == groups - 1)))
         expected.append((len(schedule) - 1, int(want[0, 0]), overflowed))
 
-    zero_weight = {"values": [0] * n} | ({} if p["dense"] else {"indices": list(range(n))})
+    zero_weight = 0  # raw bits: zero values, all-zero metadata (malformed, but on a bubble)
     results, overflow_seen, forwarded = [], False, None
     for cycle in range(len(schedule) + latency + 2):
         await RisingEdge(dut.clk)
         if cycle < len(schedule):
-            act, weight, valid, last = schedule[cycle]
+            act, weight, side, valid, last = schedule[cycle]
             dut.act.value = pack(ports["act"]["layout"], act)
             dut.weight.value = pack(ports["weight"]["layout"], weight or zero_weight)
+            if has_act_side:
+                dut.act_side.value = pack(ports["act_side"]["layout"], side or 0)
             dut.valid.value, dut.last.value = valid, last
         else:
             dut.valid.value = 0
