@@ -59,9 +59,11 @@ def verilog_ports(verilog_text, module) -> list:
 def build_manifest(config, block, component, module, verilog_text) -> dict:
     """The manifest of one generated block.
 
-    `parameters` holds the array geometry, the PE kind with that kind's config keys (int:
-    act_width, weight_width, acc_width, overflow; fp: act_format, weight_format, accumulate)
-    and, for every kind, the port widths of one element: act_bits, weight_bits, result_bits.
+    `parameters` holds the array geometry, the metadata encoding (`encoding`: "index" or
+    "bitmap"), whether patterns are chosen at run time (`runtime`), the PE kind with that
+    kind's config keys (int: act_width, weight_width, acc_width, overflow; fp: act_format,
+    weight_format, accumulate) and, for every kind, the port widths of one element: act_bits,
+    weight_bits, result_bits.
     `pe` (blocks that contain a MAC unit) is the MAC unit's arithmetic: kind, formats or widths,
     accumulation mode, accumulator bits, and its own latency `mac_latency`.
     """
@@ -69,6 +71,7 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
     parameters = {
         "rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
         "nm": config.nm, "dense": config.dense, "dataflow": config.dataflow,
+        "encoding": config.encoding, "runtime": config.runtime,
         "pe_kind": config.pe_kind, **config.pe_params,
         "act_bits": config.act_bits, "weight_bits": config.weight_bits,
         "result_bits": (Shape.cast(mac.signature.members["result"].shape).width
