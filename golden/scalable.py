@@ -32,6 +32,7 @@ import numpy as np
 from .dot import subword_dot
 from .gemm import _accumulate
 from .ints import int_array
+from .nm import kept_pairs
 
 MODE_CODES = {"int8": 0, "int4": 1, "int2": 2, "off": 3,
               "int16_ll": 4, "int16_hl": 5, "int16_lh": 6, "int16_hh": 7}
@@ -80,6 +81,17 @@ def scalable_tile(modes, a_bytes, w_bytes, acc_width, overflow, int16=True):
     sums = np.atleast_1d(beat_sums(modes, a_bytes, w_bytes, int16))
     acc, overflowed = _accumulate(sums.reshape(-1, 1, 1), acc_width, overflow)
     return int(acc[0, 0]), overflowed
+
+
+def sparse_scalable_gemm(a_words, w_words, modes, indices, n, m, acc_width, overflow, int16=True):
+    """C = A x W on scalable PEs from W's compressed N:M form: per output, the tile of beats
+    g = 0..K/M-1 with lane l pairing activation word a[i, g*M + indices[g*N+l, j]] with weight
+    word w_words[g*N+l, j] in mode modes[g*N+l, j]; beat sums accumulated in order.
+    Returns (c (rows, cols) int64, overflowed)."""
+    acts, weights = kept_pairs(a_words, w_words, indices, n, m)   # (rows, cols, G, N)
+    _, lane_modes = kept_pairs(a_words, modes, indices, n, m)
+    sums = beat_sums(lane_modes, acts, weights, int16)              # (rows, cols, G)
+    return _accumulate(sums.transpose(2, 0, 1), acc_width, overflow)
 
 
 def split_int16(x):

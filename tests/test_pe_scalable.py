@@ -1,13 +1,19 @@
 """The precision-scalable PE kind (rtl.mac_scalable.ScalableMac): golden glue checks, then the MAC
 unit under cocotb on Verilator, bit-exact against golden (sim/tb_mac_scalable.py):
 exhaustive INT8 / INT4 / INT2 products, mixed modes per lane and per beat, INT16 composition,
-wrap and saturate with small accumulators, with and without INT16 pieces."""
+wrap and saturate with small accumulators, with and without INT16 pieces; then `pe = "scalable"`
+from a config: the config schema, and the PE and the array (dense and 2:4, modes mixed per lane
+and beat) against golden.scalable.sparse_scalable_gemm."""
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from conftest import EXAMPLES
+from nmforge.gen.config import ConfigError, load_config, parse_config
 from nmforge.golden import scalable as S
+from nmforge.golden.nm import decompress_nm
 from nmforge.golden.dot import subword_products
 from nmforge.rtl import mac_scalable as R
 from nmforge.sim.tb_mac_scalable import run_bench
@@ -143,3 +149,68 @@ def test_testbench_detects_a_wrong_model(bench):
     result = run_bench(verilog, lied, work, tests=["mixed"], instances=["wrap14"], seed=3,
                        options={"tiles": 60}, log=lambda line: None)
     assert not result.passed
+
+
+# ---------------------------------------------------------------------------------------------
+# the kind from a config: schema, golden GEMM, PE and array regressions
+
+EXAMPLE = EXAMPLES / "scalable_nm24_2x2.toml"
+
+
+def scalable_config(**changes):
+    return dataclasses.replace(load_config(EXAMPLE), **changes)
+
+
+def test_config_keys_and_errors():
+    cfg = load_config(EXAMPLE)
+    assert (cfg.pe_kind, cfg.acc_width, cfg.overflow, cfg.act_bits, cfg.weight_bits) == (
+        "scalable", 32, "wrap", 8, 11)
+    table = cfg.to_dict()
+    for pe, field, allowed in [({"acc_width": 24}, "pe.acc_width", "32..48"),
+                               ({"act_width": 8}, "pe.act_width", "'acc_width', 'overflow'"),
+                               ({"overflow": "clip"}, "pe.overflow", "'wrap', 'saturate'")]:
+        with pytest.raises(ConfigError) as info:
+            parse_config({**table, "pe": {**table["pe"], **pe}}, source="s.toml")
+        assert info.value.field == field and allowed in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_sparse_gemm_is_the_dense_lane_sum():
+    """The compressed-form golden equals the lane values of the decompressed words, summed."""
+    rng = np.random.default_rng(5)
+    n, m, k, cols = 2, 4, 12, 3
+    a = rng.integers(0, 256, size=(2, k))
+    w = rng.integers(0, 256, size=(k // m * n, cols))
+    modes = rng.integers(0, 8, size=w.shape)
+    indices = np.tile(np.array([[0], [2]]), (k // m, cols))
+    c, _ = S.sparse_scalable_gemm(a, w, modes, indices, n, m, 48, "wrap")
+    dense_w, dense_modes = (decompress_nm(x, indices, n, m) for x in (w, modes))
+    kept = decompress_nm(np.ones_like(w), indices, n, m).astype(bool)
+    for i in range(2):
+        for j in range(cols):
+            lanes = S.lane_values(dense_modes[:, j], a[i], dense_w[:, j])
+            assert c[i, j] == lanes[kept[:, j]].sum()
+
+
+@pytest.mark.parametrize("block, nm", [("pe", "2:4"), ("array", "2:4"), ("array", "2:2")])
+def test_scalable_pe_and_array(simulate, block, nm):
+    n, m = (int(x) for x in nm.split(":"))
+    config = scalable_config(name=f"sc{n}{m}", n=n, m=m)
+    result, _ = simulate(config, block, seed=3, gemms=4)
+    assert_passed(result)
+
+
+def test_array_regression_detects_a_wrong_model(simulate):
+    """Tell the array testbench the design saturates a 32-bit accumulator when it wraps; corner
+    words with INT16 high pieces overflow it, so the regression must fail."""
+    config = scalable_config(name="sc24lie", rows=1, cols=2)
+    result, generated = simulate(config, "array", seed=2, gemms=4, stall=0)
+    assert_passed(result)
+    from nmforge.sim.regression import run_regression
+    info = generated.info
+    info["parameters"]["overflow"] = "saturate"
+    info["parameters"]["acc_width"] = 20
+    generated.manifest.write_text(json.dumps(info))
+    lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 2,
+                          options={"gemms": 4, "stall": 0}, log=lambda line: None)
+    assert not lied.passed
