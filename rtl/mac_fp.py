@@ -16,7 +16,8 @@ bf16 are IEEE-like, FP6/FP4 have neither.
 
 accumulate = "exact": each lane's product is shifted to its place in a two's-complement fixed
 point accumulator whose LSB weighs 2^(lsb_exp(a) + lsb_exp(b)); `acc_bits` =
-golden.dot.accumulator_bits(a, b, max_products) holds any sum of `max_products` products
+rtl.formats.exact_sum_bits(a, b, max_products) (= golden.dot.accumulator_bits) holds any sum
+of `max_products` products
 (default MAX_TILE_PRODUCTS = 65536 per tile) exactly. A partial sum beyond it (only possible
 in longer tiles) wraps and poisons the tile: NaN result and `overflow`. On `last` the sum is
 rounded once to FP32 (RNE). Pipeline from `a`/`w`:
@@ -46,13 +47,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden.dot import accumulator_bits
-from ..golden.formats import get_format
+from .formats import FLOAT_FORMATS, exact_sum_bits, float_format
 from .fp32 import FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
 from .pipeline import delay
 
 ACCUMULATE_MODES = ("exact", "fp32")
-FP_FORMATS = ("fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "bf16")
+FP_FORMATS = tuple(FLOAT_FORMATS)
 MAX_TILE_PRODUCTS = 1 << 16
 # The exact mode's output rounding registers its leading-zero count every OUT_LZ_SPLIT steps.
 OUT_LZ_SPLIT = 2
@@ -92,15 +92,11 @@ class FpMac(wiring.Component):
 
     def __init__(self, n, act_format, weight_format, accumulate="exact",
                  max_products=MAX_TILE_PRODUCTS):
-        for fmt in (act_format, weight_format):
-            if fmt not in FP_FORMATS:
-                raise ValueError(f"format {fmt!r} is not supported; "
-                                 f"allowed: {', '.join(FP_FORMATS)}")
         if accumulate not in ACCUMULATE_MODES:
             raise ValueError(f"accumulate {accumulate!r}; allowed: {', '.join(ACCUMULATE_MODES)}")
         self.n, self.accumulate = n, accumulate
         self.act_format, self.weight_format = act_format, weight_format
-        self.fa, self.fb = get_format(act_format), get_format(weight_format)
+        self.fa, self.fb = float_format(act_format), float_format(weight_format)
         self.tree_levels = ceil_log2(n)
         self.product_bits = self.fa.sig_bits + self.fb.sig_bits
         self.max_offset = (1 << self.fa.exp_bits) - 2 + (1 << self.fb.exp_bits) - 2
@@ -109,7 +105,7 @@ class FpMac(wiring.Component):
             self.max_products = max_products
             # One lane's magnitude, then the signed sums of the tree and the accumulator.
             self.lane_bits = self.product_bits + self.max_offset
-            self.acc_bits = max(accumulator_bits(self.fa, self.fb, max_products),
+            self.acc_bits = max(exact_sum_bits(self.fa, self.fb, max_products),
                                 self.lane_bits + self.tree_levels + 2)
             self.lanes = None
             self.round_stages = round_latency(self.acc_bits, OUT_LZ_SPLIT)
