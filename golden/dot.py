@@ -22,8 +22,9 @@ import numpy as np
 
 from . import formats as F
 from . import posit as _posit
-from .gemm import gemm_int
+from .gemm import _accumulate, gemm_int
 from .ints import from_unsigned, int_array, int_range
+from .nm import kept_pairs
 
 DOT_KINDS = ("float", "int")
 
@@ -343,6 +344,70 @@ def mpgemm_group_dot(w, a, scales, zero_points, group_size, w_fmt="int4", a_fmt=
     t = a.reshape(groups, group_size).sum(axis=1)
     return sum(int(sc) * (int(sg) - int(z) * int(tg))
                for sc, sg, z, tg in zip(scales.tolist(), s.tolist(), zero_points.tolist(), t.tolist()))
+
+
+MPGEMM_SIDE_RANGES = {"scale": (-(1 << 15), (1 << 15) - 1), "mult": (0, (1 << 16) - 1),
+                      "shift": (0, 63)}
+
+
+def _check_side(x, name, shape):
+    lo, hi = MPGEMM_SIDE_RANGES[name]
+    x = int_array(x, name).astype(np.int64)
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {x.shape}")
+    bad = (x < lo) | (x > hi)
+    if bad.any():
+        raise ValueError(f"{name} value {x[bad].flat[0]} outside [{lo}, {hi}]")
+    return x
+
+
+def mpgemm_gemm(a, values, indices, n, m, scales, zero_points, mult, shift, group_size,
+                out_width, acc_bits, w_fmt="int4", a_fmt="int8"):
+    """The mpgemm PE array's GEMM (rtl.mac_mpgemm), bit-exact: returns (y, acc, overflowed).
+
+    a (rows, K) activations of `a_fmt`; `values`/`indices` the N:M compressed weights of
+    `w_fmt` (K/M*N, cols); scales (int16) and zero_points (w_fmt) of shape (K/group_size, cols),
+    one per quantization group and column; mult (uint16) and shift (0..63) of shape (cols,), the
+    output stage of each column. Output (i, j), in this order:
+      per quantization group q (K elements q*G .. q*G+G-1): its kept pairs only (G/M*N of them;
+        pruned weights contribute nothing, not (0 - zero) * a) go through `mpgemm_group_dot`:
+        r_q = scales[q, j] * (s_q - zero_points[q, j] * t_q), exact;
+      acc = r_0 + r_1 + ... folded in group order on `acc_bits` signed bits, wrapping
+        (golden.gemm's accumulation, which also flags a sum outside the range);
+      y = requantize(acc, mult[j], shift[j], out_width): round half up, saturate.
+    y and acc are int64 (rows, cols); overflowed is True if an accumulation left the acc_bits
+    range or an output saturated.
+    """
+    acts, weights = kept_pairs(int_array(a, "a").astype(np.int64), values, indices, n, m)
+    rows, cols, beats, _ = acts.shape  # (rows, cols, G, N): the pairs of each beat
+    acts, weights = acts.reshape(rows, cols, -1), weights.reshape(rows, cols, -1)
+    group_size = operator.index(group_size)
+    if group_size < 1 or group_size % m:
+        raise ValueError(f"group_size={group_size} is not a multiple of M={m}")
+    pairs = group_size // m * n
+    if beats * n % pairs:
+        raise ValueError(f"K={beats * m} is not a multiple of group_size={group_size}")
+    groups = beats * n // pairs
+    scales = _check_side(scales, "scale", (groups, cols))
+    zero_points = int_array(zero_points, "zero_points")
+    if zero_points.shape != (groups, cols):
+        raise ValueError(f"zero_points must have shape {(groups, cols)}, got {zero_points.shape}")
+    mult, shift = _check_side(mult, "mult", (cols,)), _check_side(shift, "shift", (cols,))
+    r = np.zeros((groups, rows, cols), dtype=np.int64)
+    for q in range(groups):
+        part = slice(q * pairs, (q + 1) * pairs)
+        for j in range(cols):
+            for i in range(rows):
+                r[q, i, j] = mpgemm_group_dot(weights[i, j, part], acts[i, j, part],
+                                              scales[q:q + 1, j], zero_points[q:q + 1, j],
+                                              pairs, w_fmt, a_fmt)
+    acc, overflowed = _accumulate(r, acc_bits, "wrap")
+    y = np.zeros_like(acc)
+    for j in range(cols):
+        y[:, j] = requantize(acc[:, j], int(mult[j]), int(shift[j]), out_width)
+        wide = requantize(acc[:, j], int(mult[j]), int(shift[j]), 63)
+        overflowed |= bool((wide != y[:, j]).any())
+    return y, acc, overflowed
 
 
 # ---------------------------------------------------------------------------------------------
