@@ -229,8 +229,7 @@ PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
                        implemented=False),
     "bitserial": PeKindSchema(("act_width", "weight_width", "acc_width", "overflow"),
                               "one weight bit-plane per beat, shift-accumulate", implemented=False),
-    "posit": PeKindSchema(("format",), "posit products, exact quire accumulation",
-                          implemented=False),
+    "posit": PeKindSchema(("format",), "posit products, exact quire accumulation"),
 }
 #: Every ``pe.kind`` name.
 PE_KINDS: tuple[str, ...] = tuple(PE_KIND_SCHEMAS)
