@@ -176,9 +176,8 @@ def core_text(data, info) -> str:
 def _description(info) -> str:
     p = info["parameters"]
     return (f"nmforge {p['rows']}x{p['cols']} {p['dataflow']} {p['nm']} "
-            f"{'dense' if p['dense'] else 'N:M sparse'} MAC array, {p['pe_kind']} "
-            f"{p['act_width']}x{p['weight_width']} -> {p['acc_width']} bits ({p['overflow']}), "
-            f"latency {info['latency_cycles']} cycles. No Verilog parameters: the design "
+            f"{'dense' if p['dense'] else 'N:M sparse'} MAC array, {p['pe_kind']} PE "
+            f"({p['pe_summary']}), latency {info['latency_cycles']} cycles. No Verilog parameters: the design "
             f"parameters are baked in and listed in manifest.json.")
 
 
