@@ -228,7 +228,7 @@ PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
     "mx": PeKindSchema(("format", "block_size"), "MX block dot products with E8M0 scales",
                        implemented=False),
     "bitserial": PeKindSchema(("act_width", "weight_width", "acc_width", "overflow"),
-                              "one weight bit-plane per beat, shift-accumulate", implemented=False),
+                              "one weight bit-plane per beat, shift-accumulate"),
     "posit": PeKindSchema(("format",), "posit products, exact quire accumulation"),
 }
 #: Every ``pe.kind`` name.

@@ -361,10 +361,14 @@ class BitserialKind:
         groups = k // self.m
         precision = self.precision = self.next_precision(rng)
         lo, hi = int_range(precision)
-        if extreme:  # full-scale activations and the most negative / positive weights
+        if extreme:  # full-scale activations and the most negative / positive weights: mixed,
+            # or all products at the largest positive or negative value (fills the accumulator)
             alo, ahi = int_range(self.act_width)
-            a = rng.choice([alo, ahi, alo, -1, 0, 1], size=(rows, k))
-            values = rng.choice([lo, hi, lo, -1, 0], size=(groups * self.n, cols))
+            corner = int(rng.integers(3))
+            a = (rng.choice([alo, ahi, alo, -1, 0, 1], size=(rows, k)) if corner == 0
+                 else np.full((rows, k), alo if corner == 1 else ahi))
+            values = (rng.choice([lo, hi, lo, -1, 0], size=(groups * self.n, cols)) if corner == 0
+                      else np.full((groups * self.n, cols), lo))
         else:
             a = random_ints(rng, (rows, k), self.act_width)
             values = rng.integers(lo, hi, size=(groups * self.n, cols), endpoint=True)

@@ -215,19 +215,20 @@ def tile_beats(ops, n, m):
     return beats
 
 
-def run_mac(mac, tiles, bubble=0.3, seed=0):
+def run_mac(mac, tiles, bubble=0.3, seed=0, spans=False):
     """Stream tiles (lists of beats) back to back with random bubbles (junk on every input);
     returns [(result, overflow, cycles after the last beat)] per published result and the
-    number of overflow pulses without a result."""
+    cycles of overflow pulses without a result (and with `spans`, each tile's (first, last)
+    beat cycle, on the same clock as the pulses: a beat's pulse comes latency - 1 later)."""
     rng = np.random.default_rng(seed)
     schedule = []
     for beats in tiles:
         for i, beat in enumerate(beats):
             while rng.random() < bubble:
                 schedule.append(None)
-            schedule.append(beat | {"last": int(i == len(beats) - 1)})
+            schedule.append(beat | {"last": int(i == len(beats) - 1), "first": i == 0})
     side_width = len(mac.w_side.as_value())
-    out, lasts, stray = [], [], []
+    out, lasts, firsts, stray = [], [], [], []
 
     async def bench(ctx):
         for cycle in range(len(schedule) + mac.latency + 2):
@@ -244,6 +245,8 @@ def run_mac(mac, tiles, bubble=0.3, seed=0):
                 ctx.set(mac.w_side.as_value(), beat["side"])
                 ctx.set(mac.valid, 1)
                 ctx.set(mac.last, beat["last"])
+                if beat.get("first"):
+                    firsts.append(cycle)
                 if beat["last"]:
                     lasts.append(cycle)
             await ctx.tick()
@@ -257,7 +260,8 @@ def run_mac(mac, tiles, bubble=0.3, seed=0):
     sim.add_testbench(bench)
     sim.run()
     assert len(out) == len(lasts)
-    return [(r, o, c - l) for (r, o, c), l in zip(out, lasts)], stray
+    got = [(r, o, c - l) for (r, o, c), l in zip(out, lasts)]
+    return (got, stray, list(zip(firsts, lasts))) if spans else (got, stray)
 
 
 MAC_CASES = [
