@@ -27,11 +27,11 @@ changed `scale` / `zero` inside a group.
 
 Multipliers: each w * a and zero * t is a shift-and-add of 2..4 partial products (no DSP
 block: the weights and zero points are 2..4 bits). The two wide products, scale * u and
-acc * mult, are cut into 17-bit pieces of their wide operand, one 18x18 product (one ECP5
-MULT18X18D) per piece, each fed by plain registers (fpga/dsp_pack.py moves them into the
-block) and followed by a register; a registered adder tree sums the pieces
-(`piecewise_product`). INT8 with 4-bit weights: u has 16..19 bits (one block), acc 42 bits
-(three blocks): 4 MULT18X18D per PE.
+acc * mult, are cut into pieces of their wide operand (17-bit unsigned ones, a signed top one
+of up to 18 bits), one 18x18 product (one ECP5 MULT18X18D) per piece, each fed by plain
+registers (fpga/dsp_pack.py moves them into the block) and followed by a register; a registered
+adder tree sums the pieces (`piecewise_product`). INT8 activations: u has 14..19 bits (one or
+two blocks), acc 40..43 bits (three): 4 or 5 MULT18X18D per PE; INT16: 5.
 
 Pipeline from `a`/`w`/`w_side` (L = ceil(log2 N), P(x) = `piecewise_latency` of x's width):
   1 input registers, beat position in the group, the scale/zero check
@@ -65,6 +65,7 @@ SCALE_BITS, MULT_BITS, SHIFT_BITS = 16, 16, 6
 MAX_ACC_BITS = 48
 MAX_TILE_K = 1 << 16
 PIECE_BITS = 17  # unsigned piece of a wide operand: 17 bits + sign = one 18-bit DSP input
+DSP_BITS = 18    # the top (signed) piece may use the whole signed 18-bit input
 
 
 def side_layout(weight_format):
@@ -108,21 +109,30 @@ def reg(m, value, name, shape=None):
     return r
 
 
+def pieces(x_width):
+    """(lo, hi) bit ranges of the pieces of an x of `x_width` bits: unsigned PIECE_BITS-bit
+    pieces from the bottom, the rest (at most DSP_BITS bits, signed) on top."""
+    out, lo = [], 0
+    while x_width - lo > DSP_BITS:
+        out.append((lo, lo + PIECE_BITS))
+        lo += PIECE_BITS
+    return out + [(lo, x_width)]
+
+
 def piecewise_latency(x_width):
     """Latency of `piecewise_product` for an x of `x_width` bits."""
-    return 2 + ceil_log2(-(-x_width // PIECE_BITS))
+    return 2 + ceil_log2(len(pieces(x_width)))
 
 
 def piecewise_product(m, x, y, name):
-    """x * y (x signed, any width; y at most 17 bits) with one 18x18 product per PIECE_BITS-bit
-    piece of x (the top piece signed), each registered (the block's output register, kept in
+    """x * y (x signed, any width; y at most 17 bits) with one 18x18 product per piece of x
+    (`pieces`: 17-bit unsigned ones, the top one signed), each registered (the block's output register, kept in
     the fabric), then a registered adder tree of the pieces, then a register. Latency
     `piecewise_latency(len(x))`. x and y should come straight from plain registers so each
     block can absorb them as its input registers."""
     width = len(x) + len(y) + (0 if y.shape().signed else 1)
     terms = []
-    for i, lo in enumerate(range(0, len(x), PIECE_BITS)):
-        hi = min(lo + PIECE_BITS, len(x))
+    for i, (lo, hi) in enumerate(pieces(len(x))):
         piece = x[lo:hi].as_signed() if hi == len(x) else x[lo:hi]
         product = reg(m, piece * y, f"{name}_piece{i}")
         terms.append(product << lo if lo else product)
