@@ -72,6 +72,9 @@ def _sim_options(sub):
     sub.add_argument("--gemms", type=int, default=4, help="random GEMMs per regression (default 4)")
     sub.add_argument("--stall", type=float, default=0.3,
                      help="probability of a pause on each valid and each ready (default 0.3)")
+    sub.add_argument("--patterns", metavar="P,P,...",
+                     help="run-time designs: the patterns successive GEMMs take in turn, e.g. "
+                          "4:8,1:8,dense (default: every pattern of the design)")
 
 
 def _synth_options(sub, default_target=None):
@@ -155,14 +158,19 @@ def _simulate(config, out_dir, args, block):
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
     generated = generate(config, out_dir, block)
     print(f"[sim] {generated.info['module']}: seed {seed}", flush=True)
+    options = {"gemms": args.gemms, "stall": args.stall}
+    if getattr(args, "patterns", None):
+        options["patterns"] = args.patterns
     result = run_regression(generated.verilog, generated.manifest, out_dir, seed, args.waves,
-                            {"gemms": args.gemms, "stall": args.stall}, log=_log)
+                            options, log=_log)
     if result.passed:
         print(f"[sim] PASSED {result.tests} test(s), seed {seed}"
               + (f", waves {result.waves}" if result.waves else ""), flush=True)
     else:
         print(f"[sim] FAILED: seed {seed}; log {result.log}; waves {result.waves}\n"
-              f"      reproduce: nmforge sim {args.config} --seed {seed} --waves", flush=True)
+              f"      reproduce: nmforge sim {args.config} --seed {seed} --waves"
+              + (f" --patterns {args.patterns}" if getattr(args, "patterns", None) else ""),
+              flush=True)
     return result
 
 

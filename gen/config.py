@@ -26,6 +26,14 @@ File format
     [synth]                        # optional table
     clock_mhz = 120.0              # target clock for place and route, 1..1000, default 120
 
+Run-time patterns
+-----------------
+``runtime = true`` (dual mode) reads ``nm = "N:Mmax"`` as N multipliers per PE and groups of up
+to Mmax: the design runs, chosen per beat by a pattern id that travels with the weights, dense and
+every N':M' with M' in {2, 4, 8, 16}, M' <= Mmax, N' dividing N and N' < M'
+(golden.nm.runtime_patterns; 4:8 runs dense, 1:2, 1:4, 2:4, 1:8, 2:8 and 4:8). It needs
+``encoding = "index"`` and ``pe.kind = "int"`` (RUNTIME_PE_KINDS).
+
 PE kinds
 --------
 ``pe.kind`` selects the multiply-accumulate unit of every PE, and the kind decides which other
@@ -132,6 +140,8 @@ _FORMAT_BITS: dict[str, int] = {"fp8_e4m3": 8, "fp8_e5m2": 8, "fp6_e3m2": 6, "fp
 NM_M_VALUES: tuple[int, ...] = (2, 4, 8, 16)
 #: Allowed ``sparsity.encoding`` values: N indices per group, or an M-bit bitmap (SPEC 1).
 NM_ENCODINGS: tuple[str, ...] = ("index", "bitmap")
+#: PE kinds that support ``sparsity.runtime = true`` (run-time patterns need index metadata).
+RUNTIME_PE_KINDS: tuple[str, ...] = ("int",)
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values of kind "mpgemm".
 MPGEMM_ACT_FORMATS: tuple[str, ...] = ("int8", "int16")
 MPGEMM_WEIGHT_FORMATS: tuple[str, ...] = ("int4", "int2", "uint4", "uint2")
@@ -393,6 +403,10 @@ def _validate(source: str, cfg: "Config") -> None:
     _check_choice(source, "sparsity.encoding", cfg.encoding, NM_ENCODINGS)
     if not isinstance(cfg.runtime, bool):
         raise _fail(source, "sparsity.runtime", f"expected a boolean, got {_toml_type(cfg.runtime)}")
+    if cfg.runtime and cfg.encoding != "index":
+        raise ConfigError(source, "sparsity.encoding",
+                          f"run-time patterns need index metadata, not {cfg.encoding!r}",
+                          "'index' when sparsity.runtime = true")
 
     kind = cfg.pe_kind
     _check_pe_kind(source, kind)
@@ -401,6 +415,10 @@ def _validate(source: str, cfg: "Config") -> None:
         if key != "kind" and key not in keys and getattr(cfg, attr) is not None:
             raise _not_for_kind(source, key, kind)
     _PE_VALIDATORS[kind](source, cfg)
+    if cfg.runtime and cfg.pe_kind not in RUNTIME_PE_KINDS:
+        raise ConfigError(source, "sparsity.runtime",
+                          f"run-time patterns are not implemented for pe.kind {cfg.pe_kind!r}",
+                          f"false, or true with pe.kind {_choices(RUNTIME_PE_KINDS)}")
 
     clk = cfg.clock_mhz
     if isinstance(clk, bool) or not isinstance(clk, (int, float)):
@@ -528,8 +546,9 @@ class Config:
 
     @property
     def dense(self) -> bool:
-        """True when N == M (every element of a group is used)."""
-        return self.n == self.m
+        """True when N == M (every element of a group is used) and the pattern is fixed (a
+        run-time design always has metadata)."""
+        return self.n == self.m and not self.runtime
 
     @property
     def nm(self) -> str:
@@ -543,8 +562,9 @@ class Config:
 
     @property
     def dense_macs_per_cycle(self) -> int:
-        """Dense-equivalent MACs per cycle at full utilisation: rows * cols * M."""
-        return self.rows * self.cols * self.m
+        """Dense-equivalent MACs per cycle at full utilisation: rows * cols * M (run-time
+        designs: rows * cols * N * Mmax, their sparsest pattern 1:Mmax)."""
+        return self.rows * self.cols * self.m * (self.n if self.runtime else 1)
 
     @property
     def pe_params(self) -> dict[str, Any]:

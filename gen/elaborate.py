@@ -6,7 +6,7 @@ design's top level) and, for block-level regressions, one PE, one N:M decoder an
 """
 from amaranth.back import verilog
 
-from ..rtl.decoder import BitmapDecoder, NMDecoder
+from ..rtl.decoder import BitmapDecoder, NMDecoder, RuntimeNMDecoder
 from ..rtl.mac_array import SparseArray
 from ..rtl.mac_fp import FpMac
 from ..rtl.mac_int import IntMac
@@ -40,8 +40,11 @@ def make_mac(config):
 
 
 def make_decoder(config, mac):
-    """A fresh decoder of the config's encoding for the activation elements of `mac`."""
+    """A fresh decoder of the config's encoding for the activation elements of `mac` (the
+    run-time pattern decoder when `sparsity.runtime` is set)."""
     act_shape = mac.signature.members["a"].shape.elem_shape
+    if config.runtime:
+        return RuntimeNMDecoder(config.n, config.m, act_shape)
     return DECODERS[config.encoding](config.n, config.m, act_shape)
 
 

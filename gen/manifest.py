@@ -13,6 +13,8 @@ from amaranth import Shape
 from amaranth.lib import data, stream, wiring
 
 from .. import __version__
+from ..golden.nm import (beat_span, pattern_id_bits, pattern_name, runtime_index_bits,
+                         runtime_patterns, runtime_window)
 from .elaborate import find_mac, mac_parameters
 
 PORT_DECLARATION = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+);", re.M)
@@ -56,11 +58,24 @@ def verilog_ports(verilog_text, module) -> list:
             for direction, msb, name in PORT_DECLARATION.findall(body.group(0))]
 
 
+def runtime_parameters(config) -> dict:
+    """A run-time design's pattern facts: `patterns` (names; the position is the pattern id),
+    the activation `window` per row and beat, the id and index widths, and per pattern the
+    K-elements one beat covers (`beat_span`)."""
+    table = runtime_patterns(config.n, config.m)
+    return {"patterns": [pattern_name(p) for p in table],
+            "beat_span": {pattern_name(p): beat_span(p, config.n) for p in table},
+            "window": runtime_window(config.n, config.m),
+            "pattern_bits": pattern_id_bits(config.n, config.m),
+            "index_bits": runtime_index_bits(config.m)}
+
+
 def build_manifest(config, block, component, module, verilog_text) -> dict:
     """The manifest of one generated block.
 
     `parameters` holds the array geometry, the metadata encoding (`encoding`: "index" or
-    "bitmap"), whether patterns are chosen at run time (`runtime`), the PE kind with that
+    "bitmap"), whether patterns are chosen at run time (`runtime`; then also
+    `runtime_parameters`), the PE kind with that
     kind's config keys (int: act_width, weight_width, acc_width, overflow; fp: act_format,
     weight_format, accumulate) and, for every kind, the port widths of one element: act_bits,
     weight_bits, result_bits.
@@ -79,6 +94,8 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
         "pe_summary": config.pe_summary, "multipliers": config.multipliers,
         "dense_macs_per_cycle": config.dense_macs_per_cycle,
     }
+    if config.runtime:
+        parameters.update(runtime_parameters(config))
     info = {
         "generator": {"name": "nmforge", "version": __version__},
         "module": module,

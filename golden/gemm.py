@@ -9,7 +9,8 @@ exact sum fell outside the signed `acc_width` range (for both policies).
 import numpy as np
 
 from .ints import int_array, int_range, saturate, wrap
-from .nm import _compressed_groups, check_pattern, num_groups, validate_indices
+from .nm import (_compressed_groups, beat_span, check_pattern, num_groups, runtime_decompress,
+                 validate_indices)
 
 MAX_ACC_WIDTH = 48
 POLICIES = {"wrap": wrap, "saturate": saturate}
@@ -72,3 +73,15 @@ def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow):
     kept = a_groups[:, np.arange(groups)[:, None, None], positions]  # (rows, G, N, cols)
     group_sums = np.einsum("rgjc,gjc->grc", kept, value_groups)
     return _accumulate(group_sums, acc_width, overflow)
+
+
+def runtime_gemm_int(a, values, indices, pattern, n, acc_width, overflow):
+    """C = A @ W on a run-time design with N multipliers per PE running pattern (N', M')
+    (golden.nm.runtime_patterns), W in its compressed N':M' form (golden.nm.compress_runtime).
+
+    The hardware sums each beat's N products (N/N' groups, golden.nm.beat_span K-elements) and
+    then applies the accumulator policy, so this is `gemm_int` on the decompressed W with the
+    beat span as the accumulation step. Validates the indices first (MetadataError).
+    """
+    w = runtime_decompress(values, indices, pattern)
+    return gemm_int(a, w, beat_span(pattern, n), acc_width, overflow)

@@ -192,3 +192,200 @@ def bitmap_to_indices(bitmap, n, m):
 def random_nm_weights(rng, k, cols, n, m, width):
     """Random signed full-range `width`-bit int64 weights of shape (k, cols), pruned to N:M."""
     return prune_nm(random_ints(rng, (k, cols), width), n, m)
+
+
+# --- Run-time patterns (dual mode) --------------------------------------------------------------
+#
+# A run-time design has N multipliers per PE and groups of up to Mmax elements (config
+# `nm = "N:Mmax"`, `runtime = true`). It runs every pattern of `runtime_patterns(N, Mmax)`,
+# chosen per beat and column by a pattern id that travels with the weights. One beat of pattern
+# N':M' carries N/N' consecutive groups of M' (so all N multipliers work): per column N values
+# and N group-relative indices (lane i belongs to group i // N'), per row a window of
+# N*Mmax activations of which the first S = N*M'/N' (`beat_span`) are the beat's K-elements.
+# Dense is the pattern N:N: N consecutive elements per beat, indices 0..N-1.
+
+DENSE = "dense"
+
+
+def runtime_patterns(n, mmax):
+    """The pattern table of a run-time design: a tuple of (N', M'); the position is the pattern id.
+
+    Id 0 is dense, (N, N). Then every N':M' with M' in SUPPORTED_M, M' <= Mmax, N' dividing N and
+    N' < M', ordered by M', then N'. For 4:8: dense, 1:2, 1:4, 2:4, 1:8, 2:8, 4:8.
+    """
+    n, mmax = check_pattern(n, mmax)
+    table = [(n, n)]
+    for mp in SUPPORTED_M:
+        if mp <= mmax:
+            table += [(np_, mp) for np_ in range(1, min(n, mp - 1) + 1) if n % np_ == 0]
+    return tuple(table)
+
+
+def pattern_name(pattern):
+    """"dense" for N':M' with N' == M', else "N':M'"."""
+    np_, mp = pattern
+    return DENSE if np_ == mp else f"{np_}:{mp}"
+
+
+def pattern_id_bits(n, mmax):
+    """Bits of the pattern id: enough for one more id than the table has, so every design has an
+    unknown id (the hardware flags it as malformed)."""
+    return len(runtime_patterns(n, mmax)).bit_length()
+
+
+def runtime_index_bits(mmax):
+    """Bits of one group-relative index: ceil(log2 Mmax)."""
+    return (operator.index(mmax) - 1).bit_length()
+
+
+def parse_runtime_pattern(text, n, mmax):
+    """The (N', M') of a pattern name ("dense", "N:N" for dense, or "N':M'") in the table of an
+    N:Mmax run-time design; ValueError naming the allowed names otherwise."""
+    table = runtime_patterns(n, mmax)
+    names = [pattern_name(p) for p in table]
+    text = str(text).strip()
+    if text == f"{n}:{n}":
+        text = DENSE
+    if text not in names:
+        raise ValueError(f"pattern {text!r} does not run on a {n}:{mmax} run-time design; "
+                         f"allowed: {', '.join(names)}")
+    return table[names.index(text)]
+
+
+def runtime_pattern_id(pattern, n, mmax):
+    """The id of (N', M') or of a pattern name in the design's table."""
+    if isinstance(pattern, str):
+        pattern = parse_runtime_pattern(pattern, n, mmax)
+    return runtime_patterns(n, mmax).index(tuple(pattern))
+
+
+def beat_span(pattern, n):
+    """K-elements one beat of pattern (N', M') covers on a design with N multipliers: N*M'/N'."""
+    np_, mp = pattern
+    return n * mp // np_
+
+
+def runtime_window(n, mmax):
+    """Activations per row and beat of an N:Mmax run-time design: N*Mmax (the span of 1:Mmax)."""
+    return n * mmax
+
+
+def _pattern_groups(indices, pattern, name="indices"):
+    """(G, N', cols) view of group-relative indices of pattern (N', M')."""
+    return _grouped(indices, pattern[0], name)
+
+
+def compress_runtime(w, pattern):
+    """Compress weights (K, cols) with at most N' non-zeros per group of M' to (values, indices),
+    each (K/M'*N', cols), as `compress_nm` (padding under-full groups with zeros at the lowest
+    free positions) but for any pattern of a run-time table, dense (N:N) included."""
+    np_, mp = pattern
+    w = _matrix(w, "w")
+    num_groups(w.shape[0], mp)
+    groups = _grouped(w, mp, "w")
+    nonzero = groups != 0
+    full = nonzero.sum(axis=1) > np_
+    if full.any():
+        g, col = np.argwhere(full)[0]
+        raise ValueError(f"group ({g}, {col}): {nonzero[g, :, col].sum()} non-zeros > N={np_}")
+    positions = _first_positions(nonzero, np_)
+    values = np.take_along_axis(groups, positions, axis=1)
+    shape = (groups.shape[0] * np_, groups.shape[2])
+    return values.reshape(shape), positions.astype(np.uint8).reshape(shape)
+
+
+def _pattern_malformed(groups, mp):
+    """Bool (G, cols): a group's indices (G, N', cols) reach M', are negative or do not strictly increase."""
+    groups = groups.astype(np.int64)
+    return (((groups < 0) | (groups >= mp)).any(axis=1)
+            | (np.diff(groups, axis=1) <= 0).any(axis=1))
+
+
+def validate_runtime_indices(indices, pattern):
+    """Raise MetadataError for the first malformed group of pattern (N', M') (lowest group, then
+    lowest column); groups are numbered along K (beat b holds groups b*N/N' ..)."""
+    np_, mp = pattern
+    groups = _pattern_groups(indices, pattern)
+    bad = _pattern_malformed(groups, mp)
+    if bad.any():
+        g, col = (int(i) for i in np.argwhere(bad)[0])
+        group = [int(i) for i in groups[g, :, col]]
+        wrong = [i for i in group if not 0 <= i < mp]
+        problem = (f"index {wrong[0]} outside 0..{mp - 1}" if wrong
+                   else "indices not strictly increasing")
+        raise MetadataError(g, col, f"{problem} (indices {group}, pattern {pattern_name(pattern)})")
+
+
+def runtime_decompress(values, indices, pattern):
+    """The (K, cols) weights of a compressed pattern-(N', M') GEMM; validates the indices first."""
+    np_, mp = pattern
+    validate_runtime_indices(indices, pattern)
+    value_groups = _grouped(values, np_, "values")
+    positions = _pattern_groups(indices, pattern).astype(np.intp)
+    if value_groups.shape != positions.shape:
+        raise ValueError(f"values shape {np.shape(values)} != indices shape {np.shape(indices)}")
+    w = np.zeros((value_groups.shape[0], mp, value_groups.shape[2]), dtype=value_groups.dtype)
+    np.put_along_axis(w, positions, value_groups, axis=1)
+    return w.reshape(-1, w.shape[2])
+
+
+def runtime_bad_groups(pattern_ids, indices, n, mmax):
+    """What the hardware counts, per beat and column: (B, cols) ints. `pattern_ids` (B, cols),
+    `indices` (B*N, cols) as on the wire. A word with an unknown pattern id counts as one bad
+    group; otherwise the count is the number of the beat's N/N' groups of its pattern whose
+    indices are malformed (reach M' or do not strictly increase)."""
+    table = runtime_patterns(n, mmax)
+    ids = _matrix(pattern_ids, "pattern_ids")
+    beats = _grouped(indices, n, "indices")  # (B, N, cols)
+    if beats.shape[0] != ids.shape[0] or beats.shape[2] != ids.shape[1]:
+        raise ValueError(f"pattern_ids shape {ids.shape} does not match {beats.shape[0]} beats "
+                         f"of {beats.shape[2]} columns")
+    out = np.ones(ids.shape, dtype=np.int64)
+    for pid, (np_, mp) in enumerate(table):
+        groups = beats.reshape(beats.shape[0] * (n // np_), np_, beats.shape[2])
+        bad = _pattern_malformed(groups, mp).reshape(beats.shape[0], n // np_, beats.shape[2])
+        out = np.where(ids == pid, bad.sum(axis=1), out)
+    return out
+
+
+def validate_runtime_metadata(pattern_ids, indices, n, mmax):
+    """Raise MetadataError for the first bad metadata word on the wire (lowest beat, then lowest
+    column): an unknown pattern id, or a malformed group (named by its number along K)."""
+    table = runtime_patterns(n, mmax)
+    counts = runtime_bad_groups(pattern_ids, indices, n, mmax)
+    if not counts.any():
+        return
+    beat, col = (int(i) for i in np.argwhere(counts)[0])
+    pid = int(np.asarray(pattern_ids)[beat, col])
+    if not 0 <= pid < len(table):
+        raise MetadataError(beat, col, f"unknown pattern id {pid} in beat {beat} (known: "
+                            f"0..{len(table) - 1}); the group is named by its beat")
+    pattern = table[pid]
+    words = _grouped(indices, n, "indices")[beat:beat + 1]  # this beat: (1, N, cols)
+    try:
+        validate_runtime_indices(words.reshape(n, -1), pattern)
+    except MetadataError as e:
+        per_beat = n // pattern[0]
+        raise MetadataError(beat * per_beat + e.group, e.col,
+                            str(e).split(": ", 1)[1] + f" in beat {beat}") from None
+
+
+def window_positions(indices, pattern, n):
+    """Beat-relative window positions (B*N, cols) of group-relative `indices` of pattern (N', M'):
+    lane i of a beat reads window[(i // N') * M' + index]."""
+    np_, mp = pattern
+    idx = _grouped(indices, n, "indices").astype(np.int64)  # (B, N, cols)
+    base = (np.arange(n) // np_) * mp
+    return (idx + base[None, :, None]).reshape(-1, idx.shape[2])
+
+
+def act_windows(a, pattern, n, mmax):
+    """Per row and beat the activation window (rows, B, N*Mmax): the beat's S = N*M'/N'
+    K-elements, then filler up to the window (the row's own activations repeated, so that a
+    wrongly routed lane reads a real, non-zero value)."""
+    a = np.asarray(a)
+    span, window = beat_span(pattern, n), runtime_window(n, mmax)
+    beats = num_groups(a.shape[1], span)
+    chunks = a.reshape(a.shape[0], beats, span)
+    filler = chunks[:, :, span - 1 - np.arange(window - span) % span]
+    return np.concatenate([chunks, filler], axis=2)

@@ -1,15 +1,20 @@
 """N:M decoders: route the N kept activations of one group of M to N multipliers.
 
 Two metadata encodings (SPEC §1): `NMDecoder` reads N indices, `BitmapDecoder` an M-bit bitmap.
-Both are combinational (latency 0): callers register their outputs. A decoder's ports: `group`
+`RuntimeNMDecoder` runs every pattern of a run-time design (dual mode), chosen per beat by a
+pattern id next to the indices.
+All are combinational (latency 0): callers register their outputs. A decoder's ports: `group`
 (the M activations of one beat), its metadata inputs (`metadata_ports`: `indices` or `bitmap`;
 none when dense), `operands` (N) and `malformed`; the PE shell builds the weight stream's
-metadata fields from `metadata_ports`, so a new decoder brings its own encoding.
+metadata fields from `metadata_ports`, so a new decoder brings its own encoding. A decoder whose
+beat holds several groups also has `bad_groups` (how many of them are malformed).
 """
 from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
+from ..golden.nm import pattern_id_bits, pattern_name, runtime_patterns
 
 
 def index_bits(m):
@@ -138,4 +143,91 @@ class BitmapDecoder(wiring.Component):
             Value.cast(self.operands).eq(Cat(*operands)),
             self.malformed.eq(counts[-1] != self.n),  # = bitmap_malformed(self.bitmap, self.n)
         ]
+        return m
+
+
+class RuntimeNMDecoder(wiring.Component):
+    """Run-time N:M patterns (dual mode): one decoder for every pattern of
+    `golden.nm.runtime_patterns(N, Mmax)`, chosen per beat by the weights' `pattern` id.
+
+    A beat of pattern N':M' carries N/N' consecutive groups of M': `group` is a window of
+    N*Mmax activations whose first N*M'/N' are the beat's, `indices` holds N group-relative
+    indices of ceil(log2 Mmax) bits, and multiplier (operand) i belongs to group i // N' as its
+    lane i % N': operand i = window[(i // N') * M' + indices[i]]. Dense (id 0) is N:N: operand i
+    = window[i], with indices 0..N-1.
+
+    Routing: for well-formed metadata lane j of a group of N' indices lies in j..M'-N'+j, so
+    operand i draws only from the window positions some pattern can route to it (`candidates`):
+    an AND-OR mux whose selects are (pattern == id) & (index == offset), not a full window mux
+    (4:8: 8 to 20 candidates per operand out of 32).
+
+    `bad_groups` counts the beat's malformed groups (indices not strictly increasing, or one
+    >= M'); an unknown pattern id counts as one. `malformed` = `bad_groups` != 0; the operands
+    of a malformed beat are unspecified (deterministic).
+    """
+
+    def __init__(self, n, mmax, elem_shape):
+        self.n, self.m = n, mmax
+        self.dense = False
+        self.patterns = runtime_patterns(n, mmax)
+        self.pattern_names = [pattern_name(p) for p in self.patterns]
+        self.window = n * mmax
+        self.index_bits = max(1, index_bits(mmax))
+        super().__init__({
+            "group": In(data.ArrayLayout(elem_shape, self.window)),
+            "pattern": In(unsigned(pattern_id_bits(n, mmax))),
+            "indices": In(data.ArrayLayout(unsigned(self.index_bits), n)),
+            "operands": Out(data.ArrayLayout(elem_shape, n)),
+            "malformed": Out(1),
+            "bad_groups": Out(range(n + 1)),
+        })
+
+    def candidates(self, i):
+        """{window position: [(pattern id, index value), ...]}: where operand i can come from."""
+        out = {}
+        for pid, (np_, mp) in enumerate(self.patterns):
+            group, lane = divmod(i, np_)
+            for x in range(lane, mp - np_ + lane + 1):
+                out.setdefault(group * mp + x, []).append((pid, x))
+        return dict(sorted(out.items()))
+
+    def elaborate(self, platform):
+        m = Module()
+        n, mmax = self.n, self.m
+        group = Value.cast(self.group)
+        width = len(group) // self.window
+        elems = [group[p * width:(p + 1) * width] for p in range(self.window)]
+        is_pattern = []
+        for pid, name in enumerate(self.pattern_names):
+            sig = Signal(name=f"is_{name.replace(':', '_of_')}")
+            m.d.comb += sig.eq(self.pattern == pid)
+            is_pattern.append(sig)
+        indices = [self.indices[i] for i in range(n)]
+
+        operands = []
+        for i in range(n):
+            picks = []
+            for pos, routes in self.candidates(i).items():
+                select = _any([is_pattern[pid] & (indices[i] == x) for pid, x in routes])
+                picks.append(Mux(select, elems[pos], 0))
+            operands.append(_any(picks))
+        m.d.comb += Value.cast(self.operands).eq(Cat(*operands))
+
+        # Malformed groups, per pattern; the comparisons of neighbouring lanes are shared.
+        not_increasing = [indices[i] >= indices[i + 1] for i in range(n - 1)]
+        with m.Switch(self.pattern):
+            for pid, (np_, mp) in enumerate(self.patterns):
+                bad = []
+                for g in range(n // np_):
+                    lanes = range(g * np_, (g + 1) * np_)
+                    terms = [not_increasing[l] for l in lanes[:-1]]
+                    if mp < 1 << self.index_bits:
+                        terms += [indices[l] >= mp for l in lanes]
+                    if terms:
+                        bad.append(_any(terms))
+                with m.Case(pid):
+                    m.d.comb += self.bad_groups.eq(sum(bad) if bad else 0)
+            with m.Default():
+                m.d.comb += self.bad_groups.eq(1)
+        m.d.comb += self.malformed.eq(self.bad_groups != 0)
         return m

@@ -10,8 +10,14 @@ Streams (amaranth.lib.stream, valid/ready):
   result  out: the finished R x C output tile (`[r][c]`, signed acc_width).
 One beat of each input stream is joined per cycle; every multiplier does one MAC per beat, so the
 array reduces R*C*M dense-equivalent MACs per cycle. Tiles are pipelined back to back: the next
-tile's beats are accepted while the previous tile drains; only a tile's `last` beat waits until
-the previous result has been taken.
+tile's beats are accepted while the previous tile drains, and finished tiles wait in an output
+queue (`result_depth` tiles deep) for the consumer. A tile's `last` beat is admitted when (a) at
+least R+C-1 cycles have passed since the previous tile's `last` beat (the skew window: the
+bottom-right PE publishes a tile R+C-2 cycles after the top-left one, and no PE may publish the
+next tile before the whole tile is captured), and (b) fewer than `result_depth` + 1 tiles are
+outstanding (admitted, not yet taken): one slot per queue entry, plus the PEs' own result
+registers, which hold a finished tile until the queue has room. With a ready consumer, tiles of
+at least R+C-1 beats therefore stream without a stall.
 
 Activations enter row r after r cycles of skew and move right one PE per cycle; weights (with
 the valid/last control) enter column c after c cycles and move down. `overflow` and `meta_error`
@@ -19,13 +25,21 @@ are sticky until reset; `bad_groups` counts malformed metadata groups (column x 
 the top row's decoders see them.
 """
 from amaranth import Cat, Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import delay
 from .pe import SparsePE
 
 BAD_GROUP_COUNTER_WIDTH = 32
+
+
+def result_queue_depth(rows, cols, latency):
+    """Output queue depth (tiles) that lets tiles arrive every R+C-1 cycles (the closest the skew
+    window allows) without a stall when the consumer is always ready: a tile stays outstanding
+    for `latency` cycles after its `last` beat, so latency // (R+C-1) tiles overlap, and the PEs'
+    result registers hold one more."""
+    return max(1, latency // (rows + cols - 1))
 
 
 def act_layout(rows, group, side=None):
@@ -44,14 +58,19 @@ class SparseArray(wiring.Component):
     """The generated top level; `make_pe()` builds one PE (rtl.pe.SparsePE: a PE kind's MAC
     unit behind a decoder of the chosen metadata encoding) per position.
     Latency from the `last` beat's transfer to `result.valid`: `latency` cycles (skew R-1 + C-1,
-    plus the PE pipeline, plus the output register)."""
+    plus the PE pipeline, plus the output queue's write). `result_depth`: tiles the output
+    queue holds (default `result_queue_depth`); `skew_window`: the fewest cycles between two
+    admitted `last` beats."""
 
-    def __init__(self, rows, cols, make_pe):
+    def __init__(self, rows, cols, make_pe, result_depth=None):
         self.rows, self.cols = rows, cols
         self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         pe = self.pes[0][0]
         self.n, self.m = pe.n, pe.m
         self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
+        self.skew_window = rows + cols - 1
+        self.result_depth = (result_queue_depth(rows, cols, self.latency) if result_depth is None
+                             else result_depth)
         group = pe.signature.members["act"].shape
         super().__init__({
             "act": In(stream.Signature(act_layout(rows, group, pe.act_side))),
@@ -66,15 +85,25 @@ class SparseArray(wiring.Component):
         m = Module()
         rows, cols = self.rows, self.cols
 
-        # Join the two input streams; a `last` beat waits for a free output bank.
-        tile_pending = Signal()
-        may_take = ~self.act.payload.last | ~tile_pending
+        # Join the two input streams; a `last` beat waits for the skew window and a free slot.
+        outstanding = Signal(range(self.result_depth + 2))  # tiles admitted and not yet taken
+        since_last = Signal(range(self.skew_window), init=self.skew_window - 1)  # saturating
+        may_last = (outstanding <= self.result_depth) & (since_last == self.skew_window - 1)
+        may_take = ~self.act.payload.last | may_last
         m.d.comb += [self.act.ready.eq(self.weight.valid & may_take),
                      self.weight.ready.eq(self.act.valid & may_take)]
         beat = Signal()
         m.d.comb += beat.eq(self.act.valid & self.weight.valid & may_take)
-        with m.If(beat & self.act.payload.last):
-            m.d.sync += tile_pending.eq(1)
+        admit_last = beat & self.act.payload.last
+        taken = self.result.valid & self.result.ready
+        with m.If(admit_last & ~taken):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(taken & ~admit_last):
+            m.d.sync += outstanding.eq(outstanding - 1)
+        with m.If(admit_last):
+            m.d.sync += since_last.eq(0)
+        with m.Elif(since_last != self.skew_window - 1):
+            m.d.sync += since_last.eq(since_last + 1)
 
         pes = self.pes
         for r in range(rows):
@@ -101,14 +130,20 @@ class SparseArray(wiring.Component):
                 m.d.comb += [pes[r][c].weight.eq(above.weight_out), pes[r][c].valid.eq(above.valid_out),
                              pes[r][c].last.eq(above.last_out)]
 
-        # Output bank: complete when the bottom-right PE publishes; freed when taken.
-        with m.If(pes[rows - 1][cols - 1].result_valid):
-            m.d.sync += self.result.valid.eq(1)
-        with m.If(self.result.valid & self.result.ready):
-            m.d.sync += [self.result.valid.eq(0), tile_pending.eq(0)]
-        for r in range(rows):
-            for c in range(cols):
-                m.d.comb += self.result.payload[r][c].eq(pes[r][c].result)
+        # Output queue: a tile is complete in the PEs' result registers when the bottom-right PE
+        # publishes it; it is captured then, or as soon as the queue has room (the admission
+        # rule keeps the next tile out of the PEs until it is).
+        tile = Cat(pes[r][c].result for r in range(rows) for c in range(cols))
+        m.submodules.result_queue = queue = fifo.SyncFIFO(width=len(tile), depth=self.result_depth)
+        held = Signal()  # a complete tile waits in the PEs' result registers
+        published = pes[rows - 1][cols - 1].result_valid
+        m.d.comb += [queue.w_data.eq(tile), queue.w_en.eq(published | held)]
+        with m.If((published | held) & ~queue.w_rdy):
+            m.d.sync += held.eq(1)
+        with m.Else():
+            m.d.sync += held.eq(0)
+        m.d.comb += [self.result.valid.eq(queue.r_rdy), self.result.payload.eq(queue.r_data),
+                     queue.r_en.eq(self.result.ready)]
 
         # Sticky overflow: one registered OR per row, then across rows.
         row_overflow = Signal(rows)
@@ -121,9 +156,17 @@ class SparseArray(wiring.Component):
 
     def _count_malformed(self, m):
         """Flag and count the malformed metadata groups the top row's decoders see (each
-        column's beats pass its top PE exactly once)."""
-        bad = Signal(self.cols)
-        m.d.sync += bad.eq(Cat(pe.malformed for pe in self.pes[0]))
+        column's beats pass its top PE exactly once); PEs whose beats hold several groups
+        (a `bad_groups` output) add their count, the others one per malformed beat."""
+        top = self.pes[0]
+        if "bad_groups" in top[0].signature.members:
+            counts = [Signal.like(pe.bad_groups, name=f"bad_groups_col{c}")
+                      for c, pe in enumerate(top)]
+            m.d.sync += [count.eq(pe.bad_groups) for count, pe in zip(counts, top)]
+            bad = Cat(count != 0 for count in counts)
+        else:
+            bad = Signal(self.cols)
+            m.d.sync += bad.eq(Cat(pe.malformed for pe in top))
+            counts = [bad[c] for c in range(self.cols)]
         with m.If(bad.any()):
-            m.d.sync += [self.meta_error.eq(1),
-                         self.bad_groups.eq(self.bad_groups + sum(bad[c] for c in range(self.cols)))]
+            m.d.sync += [self.meta_error.eq(1), self.bad_groups.eq(self.bad_groups + sum(counts))]

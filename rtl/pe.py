@@ -9,7 +9,7 @@ Pipeline, from the PE's input ports:
   2 decoded operands
   then the MAC unit's own `latency`.
 """
-from amaranth import Module
+from amaranth import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,7 +41,8 @@ class SparsePE(wiring.Component):
     metadata inputs become fields of the weight port. A MAC with an `a_side` input gets an
     `act_side` port (forwarded right like the activations, `act_side_out`); one with `w_side`
     gets a `side` field in the weight port. `malformed` is the decoder's flag for the beat at
-    the forwarded outputs (valid beats only).
+    the forwarded outputs (valid beats only); a decoder with `bad_groups` (several groups per
+    beat) gives the PE a `bad_groups` output, the decoder's count on valid beats.
     Latency: `latency` cycles from a beat at the input ports to `result`/`result_valid`
     (for the beat marked `last`); the forwarded outputs lag the inputs by 1 cycle.
     """
@@ -65,6 +66,8 @@ class SparsePE(wiring.Component):
             "result": Out(self.result_shape), "result_valid": Out(1), "overflow": Out(1),
             "malformed": Out(1),
         }
+        if "bad_groups" in decoder.signature.members:
+            ports["bad_groups"] = Out(decoder.signature.members["bad_groups"].shape)
         if self.act_side is not None:
             ports |= {"act_side": In(self.act_side), "act_side_out": Out(self.act_side)}
         super().__init__(ports)
@@ -81,6 +84,8 @@ class SparsePE(wiring.Component):
         for name in metadata_ports(decoder):
             m.d.comb += getattr(decoder, name).eq(getattr(self.weight_out, name))
         m.d.comb += self.malformed.eq(decoder.malformed & self.valid_out)
+        if "bad_groups" in decoder.signature.members:
+            m.d.comb += self.bad_groups.eq(Mux(self.valid_out, decoder.bad_groups, 0))
 
         m.d.comb += [
             mac.a.eq(delay(m, decoder.operands, 1, "operands", reset_less=True)),

@@ -2,6 +2,8 @@
 regression, the board testbench and the host library alike; no cocotb here)."""
 import numpy as np
 
+from ..golden.nm import (act_windows, parse_runtime_pattern, pattern_id_bits,
+                         runtime_bad_groups, runtime_index_bits, runtime_patterns)
 from .kinds import Operands, kind_model
 from .payload import pack
 
@@ -13,8 +15,10 @@ def bitmap_of(indices):
 
 
 def metadata_fields(weight_element_layout):
-    """The metadata encodings a weight element carries: ["indices"], ["bitmap"] or [] (dense)."""
-    return [name for name in ("indices", "bitmap") if name in weight_element_layout["fields"]]
+    """The metadata fields a weight element carries: ["indices"], ["bitmap"], [] (dense) or,
+    on a run-time design, ["indices", "pattern"]."""
+    return [name for name in ("indices", "bitmap", "pattern")
+            if name in weight_element_layout["fields"]]
 
 
 def column_payload(ops, g, c, n, metadata):
@@ -25,6 +29,8 @@ def column_payload(ops, g, c, n, metadata):
         column["indices"] = ops.indices[group, c]
     if "bitmap" in metadata:
         column["bitmap"] = bitmap_of(ops.indices[group, c])
+    if "pattern" in metadata:
+        column["pattern"] = ops.pattern_ids[g, c]
     if ops.w_side is not None:
         column["side"] = ops.w_side[g, c]
     return column
@@ -37,6 +43,8 @@ class ArrayModel:
         p = info["parameters"]
         self.rows, self.cols, self.n, self.m = p["rows"], p["cols"], p["n"], p["m"]
         self.dense = p["dense"]
+        self.runtime = bool(p.get("runtime"))
+        self.window = p["window"] if self.runtime else self.m  # activations per row and beat
         self.kind = kind_model(info)
         interfaces = info["interfaces"]
         self.act_layout = interfaces["act"]["payload"]
@@ -46,21 +54,43 @@ class ArrayModel:
         self.latency = info["latency_cycles"]
 
     def random_gemm(self, rng, shape=None, extreme=False) -> Operands:
-        """Operands of a random GEMM (sim.kinds); K a random multiple of the kind's k_multiple."""
+        """Operands of a random GEMM (sim.kinds); K a random multiple of the kind's k_multiple.
+        A run-time design moves to the next pattern of its plan first (`use_patterns`)."""
+        if self.runtime:
+            self.kind.next_pattern()
         if shape is None:
             step = self.kind.k_multiple
-            shape = (self.rows * int(rng.integers(1, 3)), step * int(rng.integers(1, max(2, 7 * self.m // step + 1))),
+            shape = (self.rows * int(rng.integers(1, 3)), step * int(rng.integers(1, max(2, 7 * self.window // step + 1))),
                      self.cols * int(rng.integers(1, 3)))
         return self.kind.random_gemm(rng, shape, extreme)
+
+    def use_patterns(self, names):
+        """Run-time designs: the patterns successive GEMMs use, in turn (e.g. ["4:8", "dense"])."""
+        if not self.runtime:
+            raise ValueError("patterns can only be chosen on a run-time design (sparsity.runtime)")
+        self.kind.use_patterns(names)
+
+    def corrupt(self, rng, ops, count):
+        """Make `count` metadata groups of `ops` malformed (in place); returns how many bad groups
+        the hardware must count (each injected one once per row tile that streams it)."""
+        if self.runtime:
+            return corrupt_runtime(rng, ops, self.n, self.m, count)
+        bad, ops.indices = corrupt_groups(rng, ops.indices, self.n, self.m, count)
+        return len(bad)
 
     def beats(self, ops):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
         groups = ops.a.shape[1] // self.m
+        if self.runtime:  # windows of N*Mmax activations, one beat = N/N' groups of M'
+            windows = act_windows(ops.a, parse_runtime_pattern(ops.pattern, self.n, self.m),
+                                  self.n, self.m)
+            groups = windows.shape[1]
         for i in range(0, ops.a.shape[0], self.rows):
             for j in range(0, ops.values.shape[1], self.cols):
                 for g in range(groups):
-                    act = {"data": ops.a[i:i + self.rows, g * self.m:(g + 1) * self.m],
-                           "last": int(g == groups - 1)}
+                    data = (windows[i:i + self.rows, g] if self.runtime
+                            else ops.a[i:i + self.rows, g * self.m:(g + 1) * self.m])
+                    act = {"data": data, "last": int(g == groups - 1)}
                     if ops.a_side is not None:
                         act["side"] = ops.a_side[i:i + self.rows, g]
                     cols = [column_payload(ops, g, c, self.n, self.metadata)
@@ -83,3 +113,57 @@ def corrupt_groups(rng, indices, n, m, count):
         group = bad[g * n:(g + 1) * n, c]
         group[-1] = group[0]  # a repeated index: not strictly increasing (a bitmap then has N-1 bits)
     return {divmod(int(f), cols) for f in chosen}, bad
+
+
+def row_beats(info, ops):
+    """Per row of `ops.a`, the activations of each beat: (rows, beats, group), where group is M,
+    or a run-time design's window (golden.nm.act_windows)."""
+    p = info["parameters"]
+    if p.get("runtime"):
+        return act_windows(ops.a, parse_runtime_pattern(ops.pattern, p["n"], p["m"]), p["n"], p["m"])
+    a = np.asarray(ops.a)
+    return a.reshape(a.shape[0], a.shape[1] // p["m"], p["m"])
+
+
+def corrupt_runtime(rng, ops, n, mmax, count):
+    """Run-time designs: make `count` metadata groups of a GEMM's beats malformed, in place
+    (ops.indices, ops.pattern_ids); returns the number of bad groups injected (`count`, unless
+    the GEMM has fewer words). Random words (beat, column) are picked; each gets either an
+    unknown pattern id (counts as one bad group) or 1..N/N' of its groups broken by their
+    indices: a repeated index, two swapped, or one >= M'. 1:Mmax groups (one index, any value
+    legal) can only be broken through the id. The count is cross-checked with
+    golden.nm.runtime_bad_groups."""
+    np_, mp = parse_runtime_pattern(ops.pattern, n, mmax)
+    per_beat = n // np_
+    table_len = len(runtime_patterns(n, mmax))
+    ids_limit = 1 << pattern_id_bits(n, mmax)
+    index_limit = 1 << runtime_index_bits(mmax)
+    ways = (["repeat", "swap"] if np_ >= 2 else []) + (["range"] if mp < index_limit else [])
+    indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
+    beats, cols = ids.shape
+    injected = 0
+    for flat in rng.permutation(beats * cols):
+        if injected == count:
+            break
+        b, c = divmod(int(flat), cols)
+        if not ways or rng.random() < 0.25:
+            ids[b, c] = int(rng.integers(table_len, ids_limit))
+            injected += 1
+            continue
+        take = int(rng.integers(1, min(per_beat, count - injected) + 1))
+        for g in rng.choice(per_beat, size=take, replace=False):
+            rows = slice(b * n + int(g) * np_, b * n + (int(g) + 1) * np_)
+            lanes = indices[rows, c]
+            way = ways[int(rng.integers(len(ways)))]
+            if way == "repeat":
+                lanes[-1] = lanes[0]
+            elif way == "swap":
+                lanes[0], lanes[1] = lanes[1], lanes[0]
+            else:
+                lanes[int(rng.integers(np_))] = int(rng.integers(mp, index_limit))
+            indices[rows, c] = lanes
+        injected += take
+    counted = int(runtime_bad_groups(ids, indices, n, mmax).sum())
+    assert counted == injected, f"injected {injected} bad groups, golden counts {counted}"
+    ops.indices, ops.pattern_ids = indices, ids
+    return injected

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..golden import formats as F
 from ..golden.fp_mac import fp_mac
-from ..golden.gemm import sparse_gemm_int
+from ..golden.gemm import runtime_gemm_int, sparse_gemm_int
+from ..golden.nm import (beat_span, compress_runtime, parse_runtime_pattern, pattern_name,
+                         prune_nm)
 from ..golden.ints import random_ints
 from ..golden.nm import compress_nm, random_nm_weights
 from ..golden import bitserial as BS
@@ -32,13 +34,18 @@ class Operands:
     a (rows, K): activation elements; values (K/M*N, cols): weight elements (a struct element
     as its packed bits); indices (K/M*N, cols): each group's N strictly increasing positions;
     a_side (rows, K/M) / w_side (K/M, cols): the MAC's per-beat side values (packed bits), for
-    kinds whose MAC has them, else None."""
+    kinds whose MAC has them, else None.
+    Run-time designs (RuntimeIntKind): `pattern` names the GEMM's pattern ("2:8", "dense"),
+    values and indices are its N':M' compressed form (beat b holds rows b*N..b*N+N-1: N/N'
+    groups, golden.nm.compress_runtime) and pattern_ids (beats, cols) is the id on the wire."""
 
     a: np.ndarray
     values: np.ndarray
     indices: np.ndarray
     a_side: np.ndarray | None = None
     w_side: np.ndarray | None = None
+    pattern: str | None = None
+    pattern_ids: np.ndarray | None = None
 
 
 class IntKind:
@@ -72,6 +79,63 @@ class IntKind:
     def golden(self, ops):
         return sparse_gemm_int(ops.a, ops.values, ops.indices, self.n, self.m, self.acc_width,
                                self.overflow)
+
+
+class RuntimeIntKind(IntKind):
+    """Kind "int" on a run-time design (sparsity.runtime): every GEMM runs one pattern of the
+    manifest's table (`parameters.patterns`; the position is the pattern id), laid out as
+    golden.nm describes (beats of N/N' groups of M', windows of N*Mmax activations) and checked
+    against golden.gemm.runtime_gemm_int. `use_patterns(names)` sets the patterns to cycle
+    through, GEMM by GEMM (default: the whole table in id order); `next_pattern()` moves to the
+    next one and sets `k_multiple` to its beat span."""
+
+    def __init__(self, info):
+        super().__init__(info)
+        p = info["parameters"]
+        self.names = list(p["patterns"])
+        self.table = [parse_runtime_pattern(name, self.n, self.m) for name in self.names]
+        self.window = p["window"]
+        self.plan, self._turn = list(self.names), 0
+        self.name, self.pattern = self.names[0], self.table[0]
+        self.k_multiple = beat_span(self.pattern, self.n)
+
+    def use_patterns(self, names):
+        """Cycle through `names` (ValueError naming the allowed ones for an unknown name)."""
+        names = [pattern_name(parse_runtime_pattern(name, self.n, self.m)) for name in names]
+        if not names:
+            raise ValueError(f"no patterns given; allowed: {', '.join(self.names)}")
+        self.plan, self._turn = names, 0
+
+    def next_pattern(self):
+        self.name = self.plan[self._turn % len(self.plan)]
+        self._turn += 1
+        self.pattern = self.table[self.names.index(self.name)]
+        self.k_multiple = beat_span(self.pattern, self.n)
+        return self.name
+
+    def describe(self):
+        return f"int {self.overflow}, run-time pattern {self.name}"
+
+    def random_gemm(self, rng, shape, extreme=False):
+        mdim, k, ndim = shape
+        np_, mp = self.pattern
+        a = random_ints(rng, (mdim, k), self.act_width)
+        w = random_ints(rng, (k, ndim), self.weight_width)
+        if np_ < mp:
+            w = prune_nm(w, np_, mp)
+        if extreme:  # as IntKind: full-scale products of both signs
+            lo, hi = -(1 << (self.act_width - 1)), (1 << (self.act_width - 1)) - 1
+            a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
+            w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
+                                             (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
+        values, indices = compress_runtime(w, self.pattern)
+        ids = np.full((values.shape[0] // self.n, ndim), self.names.index(self.name))
+        return Operands(a, values, indices.astype(np.int64), pattern=self.name, pattern_ids=ids)
+
+    def golden(self, ops):
+        pattern = parse_runtime_pattern(ops.pattern, self.n, self.m)
+        return runtime_gemm_int(ops.a, ops.values, ops.indices, pattern, self.n,
+                                self.acc_width, self.overflow)
 
 
 class FpKind:
@@ -468,8 +532,16 @@ KINDS = {"int": IntKind, "fp": FpKind, "mpgemm": MpgemmKind, "bitserial": Bitser
 
 
 def kind_model(info):
-    """The model of the manifest's PE kind."""
+    """The model of the manifest's PE kind (RuntimeIntKind for a run-time int design)."""
     kind = info["parameters"]["pe_kind"]
     if kind not in KINDS:
         raise ValueError(f"no simulation model for PE kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if info["parameters"].get("runtime"):
+        if kind not in RUNTIME_KINDS:
+            raise ValueError(f"no run-time pattern model for PE kind {kind!r}; allowed: "
+                             f"{', '.join(RUNTIME_KINDS)}")
+        return RUNTIME_KINDS[kind](info)
     return KINDS[kind](info)
+
+
+RUNTIME_KINDS = {"int": RuntimeIntKind}

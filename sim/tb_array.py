@@ -7,6 +7,11 @@ probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFO
 (number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here),
 NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
+With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
+Run-time designs: NMFORGE_PATTERNS ("4:8,2:8,dense": successive GEMMs take these patterns in
+turn; default: the design's whole table). NMFORGE_OVERLAP=1 streams every GEMM's beats back to
+back without waiting for the previous GEMM's results (flags are then checked at the end, and
+the result JSON has the total cycle count instead of per-GEMM ones).
 """
 import json
 import os
@@ -15,7 +20,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from .array_model import ArrayModel, corrupt_groups
+from .array_model import ArrayModel
 from .harness import env_float, env_int, manifest, rngs, start
 from .kinds import Operands
 from .payload import unpack
@@ -31,7 +36,10 @@ async def gemm_regression(dut):
     shape = os.environ.get("NMFORGE_SHAPE")
     corrupt = env_int("NMFORGE_CORRUPT", 0)
     gemm_file = os.environ.get("NMFORGE_GEMM_FILE")
-    gemm_count = 1 if shape or gemm_file else env_int("NMFORGE_GEMMS", 4)
+    gemm_count = 1 if gemm_file else env_int("NMFORGE_GEMMS", 1 if shape else 4)
+    overlap = env_int("NMFORGE_OVERLAP", 0) == 1
+    if os.environ.get("NMFORGE_PATTERNS"):
+        model.use_patterns(os.environ["NMFORGE_PATTERNS"].split(","))
 
     await start(dut)
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
@@ -42,6 +50,7 @@ async def gemm_regression(dut):
     expected_overflow = False
     expected_bad = 0
     timings = []
+    gemms = []
     for number in range(gemm_count):
         fixed = tuple(int(x) for x in shape.split("x")) if shape else None
         if gemm_file:
@@ -52,36 +61,57 @@ async def gemm_regression(dut):
         c, overflowed = model.kind.golden(ops)
         if gemm_file and "c" in given:
             c = given["c"].astype(np.int64)  # the RTL is checked against the caller's product itself
-        expected_overflow |= overflowed
-        bad_groups = set()
-        if corrupt and not model.dense:
-            bad_groups, ops.indices = corrupt_groups(rng, ops.indices, model.n, model.m, corrupt)
-            expected_bad += len(bad_groups) * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
-        start_cycle = monitors[0].cycle
-        beats = list(model.beats(ops))
+        injected = model.corrupt(rng, ops, corrupt) if corrupt and not model.dense else 0
+        described = model.kind.describe()
+        gemms.append((number, ops, c, overflowed, injected, described, list(model.beats(ops)),
+                      list(model.tiles(c))))
+
+    def send(beats):
         for act_beat, weight_beat in beats:
             act.send_nowait(act_beat)
             weight.send_nowait(weight_beat)
-        tiles = list(model.tiles(c))
+
+    async def check_flags(after):
+        await ClockCycles(dut.clk, 4)  # sticky flags settle two cycles after the last accumulation
+        assert bool(dut.overflow.value) == expected_overflow, \
+            f"overflow flag {int(dut.overflow.value)} after {after}, golden says {expected_overflow}"
+        assert bool(dut.meta_error.value) == (expected_bad > 0), "meta_error flag disagrees with injected groups"
+        assert int(dut.bad_groups.value) == expected_bad, \
+            f"bad_groups counted {int(dut.bad_groups.value)} after {after}, injected {expected_bad}"
+
+    overlap_start = monitors[0].cycle
+    if overlap:
+        for gemm in gemms:
+            send(gemm[6])
+    for number, ops, c, overflowed, injected, described, beats, tiles in gemms:
+        expected_overflow |= overflowed
+        expected_bad += injected * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
+        start_cycle = monitors[0].cycle
+        if not overlap:
+            send(beats)
         while result.count() < len(tiles):
             await RisingEdge(dut.clk)
-        if not bad_groups:  # results computed from malformed metadata are flagged, not checked
-            for ((i, j), want), got_bits in zip(tiles, result.queue):
+        got_tiles = [result.queue.popleft() for _ in tiles]
+        if not injected:  # results computed from malformed metadata are flagged, not checked
+            for ((i, j), want), got_bits in zip(tiles, got_tiles):
                 got = np.array(unpack(model.result_layout, got_bits))
                 assert np.array_equal(got, want), (
                     f"GEMM {number} {ops.a.shape[0]}x{ops.a.shape[1]}x{ops.values.shape[1]} "
-                    f"({model.kind.describe()}): output tile at row {i} col {j} differs\n"
+                    f"({described}): output tile at row {i} col {j} differs\n"
                     f"got\n{got}\nwant\n{want}")
-        result.queue.clear()
         end_cycle = monitors[2].beats[-1][0]
-        timings.append({"shape": [ops.a.shape[0], ops.a.shape[1], ops.values.shape[1]], "beats": len(beats),
-                        "cycles": end_cycle - start_cycle, "tiles": len(tiles)})
-        await ClockCycles(dut.clk, 4)  # sticky flags settle two cycles after the last accumulation
-        assert bool(dut.overflow.value) == expected_overflow, \
-            f"overflow flag {int(dut.overflow.value)} after GEMM {number}, golden says {expected_overflow}"
-        assert bool(dut.meta_error.value) == (expected_bad > 0), "meta_error flag disagrees with injected groups"
-        assert int(dut.bad_groups.value) == expected_bad, \
-            f"bad_groups counted {int(dut.bad_groups.value)}, injected {expected_bad}"
+        timing = {"shape": [ops.a.shape[0], ops.a.shape[1], ops.values.shape[1]], "beats": len(beats),
+                  "tiles": len(tiles)}
+        if ops.pattern is not None:
+            timing["pattern"] = ops.pattern
+        if not overlap:
+            timing["cycles"] = end_cycle - start_cycle
+        timings.append(timing)
+        if not overlap:
+            await check_flags(f"GEMM {number}")
+    if overlap:
+        total_cycles = monitors[2].beats[-1][0] - overlap_start
+        await check_flags(f"{len(gemms)} GEMMs back to back")
 
     for monitor in monitors:
         assert not monitor.protocol_errors, monitor.protocol_errors[:3]
@@ -94,4 +124,4 @@ async def gemm_regression(dut):
             f"latency {first_result - act_cycles[groups_per_tile - 1]} != manifest {model.latency}"
     if os.environ.get("NMFORGE_RESULT_JSON"):
         with open(os.environ["NMFORGE_RESULT_JSON"], "w") as f:
-            json.dump({"gemms": timings}, f)
+            json.dump({"gemms": timings} | ({"total_cycles": total_cycles} if overlap else {}), f)

@@ -6,7 +6,7 @@ cycle later. The overflow strobe must fire iff golden overflowed."""
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from .array_model import column_payload, metadata_fields
+from .array_model import column_payload, metadata_fields, row_beats
 from .harness import env_float, env_int, manifest, rngs, start
 from .kinds import kind_model
 from .payload import pack, unpack
@@ -23,6 +23,7 @@ async def pe_accumulates_tiles(dut):
     kind = kind_model(info)
     metadata = metadata_fields(ports["weight"]["layout"])
     has_act_side = "act_side" in ports
+    group = ports["act"]["layout"]["length"]  # activations per beat (a run-time design's window)
     rng, prng = rngs()
     bubble = env_float("NMFORGE_STALL", 0.3)
     await start(dut)
@@ -30,16 +31,19 @@ async def pe_accumulates_tiles(dut):
     # Build the whole input schedule first: (act, weight, valid, last) per cycle.
     schedule, expected = [], []
     for tile in range(env_int("NMFORGE_TILES", TILES)):
+        if hasattr(kind, "next_pattern"):  # run-time designs: every tile the next pattern
+            kind.next_pattern()
         k = kind.k_multiple * int(rng.integers(1, max(2, 6 * m // kind.k_multiple + 1)))
         # every third tile: the kind's corner values (full scale; zeros, specials)
         ops = kind.random_gemm(rng, (1, k, 1), extreme=tile % 3 == 2)
         want, overflowed = kind.golden(ops)
-        groups = ops.a.shape[1] // m  # beats (a kind may lay one K-group out as several beats)
+        acts = row_beats(info, ops)[0]  # (beats, group): a kind may lay a K-group out as several beats
+        groups = acts.shape[0]
         for g in range(groups):
             while prng.random() < bubble:
-                schedule.append((kind.random_acts(rng, m), None, None, 0, int(prng.random() < 0.5)))
+                schedule.append((kind.random_acts(rng, group), None, None, 0, int(prng.random() < 0.5)))
             side = None if ops.a_side is None else ops.a_side[0, g]
-            schedule.append((ops.a[0, g * m:(g + 1) * m], column_payload(ops, g, 0, n, metadata),
+            schedule.append((acts[g], column_payload(ops, g, 0, n, metadata),
                              side, 1, int(g == groups - 1)))
         expected.append((len(schedule) - 1, int(want[0, 0]), overflowed))
 
