@@ -8,6 +8,11 @@ models it as ebits=0, mbits=8, emax=0, i.e. max 127/64).
 
 The spec's Dot (section 6.1) is C = X(A) * X(B) * sum_i P_i(A) * P_i(B), NaN when either scale is
 NaN, with the internal precision and order left to the implementation; `mx_block_dot` fixes both.
+
+The `mx` PE kind (rtl/mac_mx.py) computes, per output tile, several blocks of the kept pairs:
+`mx_tile` (over blocks: each block `mx_block_dot` exact, then FP32 RNE partial sums in a fixed
+order) and `mx_mac` (over beats, as the MAC unit sees them) are its bit-exact model, with
+`mx_block_flags` for the overflow / invalid flag.
 """
 
 import math
@@ -17,6 +22,8 @@ import numpy as np
 
 from . import dot as D
 from . import formats as F
+from .fp_mac import _add as _fp32_add
+from .fp_mac import fp32_bits
 
 BLOCK_SIZE = 32
 SCALE_BIAS = 127
@@ -109,3 +116,108 @@ def mx_block_dot(elem_fmt, a_bits, a_scale, b_bits, b_scale, accumulate="exact",
     else:
         out = np.array(vals, dtype=np.float32)
     return out.reshape(lead) if lead else out[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The `mx` PE kind: tiles of several blocks (rtl/mac_mx.py), bit-exact.
+
+
+def mx_block_flags(elem_fmt, a_bits, a_scale, b_bits, b_scale):
+    """The `overflow` flag of each block of `mx_block_dot(accumulate="exact")` (same operands,
+    broadcast): an invalid operation inside the block (an infinite element times a zero, or
+    +inf and -inf products meeting; raised whatever the scales) or FP32 overflow (the block's
+    finite scaled sum rounds to +-inf; not raised for a NaN scale or a special block)."""
+    fa = fb = element_format(elem_fmt)
+    a, b = np.asarray(a_bits), np.asarray(b_bits)
+    sa, sb = np.asarray(a_scale), np.asarray(b_scale)
+    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], sa.shape, sb.shape)
+    a = np.broadcast_to(a, lead + (BLOCK_SIZE,))
+    b = np.broadcast_to(b, lead + (BLOCK_SIZE,))
+    _, _, special = F.exact_product(fa, a, fb, b)
+    _, _, ea = fa.exact_value(a)
+    _, _, eb = fb.exact_value(b)
+    inf_times_zero = ((special == F.NAN) & (ea != F.NAN) & (eb != F.NAN)).any(-1)
+    both_inf = (special == F.POS_INF).any(-1) & (special == F.NEG_INF).any(-1)
+    value = np.asarray(mx_block_dot(elem_fmt, a, sa, b, sb))
+    scale_nan = (np.broadcast_to(sa, lead) == SCALE_NAN) | (np.broadcast_to(sb, lead) == SCALE_NAN)
+    finite = ~(special != F.FINITE).any(-1) & ~scale_nan
+    return inf_times_zero | both_inf | (finite & np.isinf(value))
+
+
+def mx_tile(elem_fmt, a_bits, a_scales, b_bits, b_scales, lanes=1):
+    """One output tile of the `mx` PE kind over whole blocks: (FP32 bits uint32, flag bool).
+
+    a_bits, b_bits: element codes of shape (..., blocks, 32) (a block's kept pairs, padded with
+    +0 x +0 pairs to 32); a_scales, b_scales: E8M0 codes of shape (..., blocks). Leading axes are
+    independent tiles.
+
+    Order, per tile:
+      1. r[j] = mx_block_dot(elem_fmt, a[j], a_scales[j], b[j], b_scales[j], accumulate="exact"):
+         each block exact, rounded once to FP32 (RNE).
+      2. `lanes` = L partial sums acc[i] = -0.0 (the identity of RNE addition, so that a
+         one-block tile is r[0] bit for bit, -0 included); for j = 0, 1, ...:
+         acc[j mod L] = acc[j mod L] + r[j] (FP32 RNE).
+      3. result = (...((acc[0] + acc[1]) + acc[2]) ... + acc[L-1]).
+    With L = 1 this is the sequential FP32 sum of the blocks in K order, starting from -0.0.
+    NaN results are the quiet NaN 0x7FC00000. Flag = any block's `mx_block_flags` | any of the
+    FP32 additions raised overflow or invalid (inf + -inf); NaN operands propagate quietly.
+    """
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
+    a, b = np.asarray(a_bits), np.asarray(b_bits)
+    sa, sb = np.asarray(a_scales), np.asarray(b_scales)
+    if a.ndim < 2 or a.shape != b.shape or sa.shape != a.shape[:-1] or sb.shape != a.shape[:-1]:
+        raise ValueError(f"operands must have shapes (..., blocks, {BLOCK_SIZE}) and scales "
+                         f"(..., blocks), got {a.shape}, {b.shape}, {sa.shape}, {sb.shape}")
+    if a.shape[-2] < 1:
+        raise ValueError("a tile needs at least one block")
+    lead, blocks = a.shape[:-2], a.shape[-2]
+    a = a.reshape((-1, blocks, BLOCK_SIZE))
+    b = b.reshape((-1, blocks, BLOCK_SIZE))
+    sa, sb = sa.reshape((-1, blocks)), sb.reshape((-1, blocks))
+    r = np.asarray(mx_block_dot(elem_fmt, a, sa, b, sb), dtype=np.float32).reshape(-1, blocks)
+    flags = mx_block_flags(elem_fmt, a, sa, b, sb).reshape(-1, blocks).any(axis=1)
+    acc = [np.full(a.shape[0], -0.0, dtype=np.float32) for _ in range(lanes)]
+    for j in range(blocks):
+        acc[j % lanes], f = _fp32_add(acc[j % lanes], r[:, j])
+        flags |= f
+    result = acc[0]
+    for i in range(1, lanes):
+        result, f = _fp32_add(result, acc[i])
+        flags |= f
+    return fp32_bits(result).reshape(lead), flags.reshape(lead)
+
+
+def mx_mac(elem_fmt, a_bits, w_bits, a_side, w_side, m, lanes=1):
+    """The `mx` MAC unit's tiles in port terms: (FP32 bits uint32, flag bool).
+
+    a_bits, w_bits: (..., B, N) codes, one beat per K-group of M (the N kept pairs of the group,
+    in index order); a_side, w_side: (..., B) the E8M0 scales seen with each beat. A block is
+    32 / M consecutive beats (32 K elements); the MAC samples both scales on the block's LAST
+    beat. A tile whose beat count B is not a multiple of 32 / M ends mid-block: malformed,
+    result NaN (0x7FC00000) and flag set. Otherwise `mx_tile` over the blocks, each block's
+    32/M * N kept pairs padded with +0 x +0 to 32 elements.
+    """
+    if BLOCK_SIZE % m:
+        raise ValueError(f"M={m} does not divide the block size {BLOCK_SIZE}")
+    a, w = np.asarray(a_bits), np.asarray(w_bits)
+    sa, sw = np.asarray(a_side), np.asarray(w_side)
+    if a.ndim < 2 or a.shape != w.shape or sa.shape != a.shape[:-1] or sw.shape != a.shape[:-1]:
+        raise ValueError(f"operands must have shapes (..., B, N) and sides (..., B), got "
+                         f"{a.shape}, {w.shape}, {sa.shape}, {sw.shape}")
+    lead, beats, n = a.shape[:-2], a.shape[-2], a.shape[-1]
+    per_block = BLOCK_SIZE // m
+    if n > m:
+        raise ValueError(f"N={n} exceeds M={m}")
+    if beats % per_block:
+        return (np.full(lead, 0x7FC00000, dtype=np.uint32), np.ones(lead, dtype=bool))
+    blocks = beats // per_block
+    pad = BLOCK_SIZE - per_block * n
+
+    def blocked(x):
+        x = x.reshape(lead + (blocks, per_block * n))
+        return np.concatenate([x, np.zeros(lead + (blocks, pad), dtype=x.dtype)], axis=-1)
+
+    last = per_block - 1
+    return mx_tile(elem_fmt, blocked(a), sa.reshape(lead + (blocks, per_block))[..., last],
+                   blocked(w), sw.reshape(lead + (blocks, per_block))[..., last], lanes)

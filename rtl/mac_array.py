@@ -73,7 +73,7 @@ class SparseArray(wiring.Component):
                              else result_depth)
         group = pe.signature.members["act"].shape
         super().__init__({
-            "act": In(stream.Signature(act_layout(rows, group, pe.act_side))),
+            "act": In(stream.Signature(act_layout(rows, group, pe.act_side_layout))),
             "weight": In(stream.Signature(data.ArrayLayout(pe.weight_layout, cols))),
             "result": Out(stream.Signature(result_layout(rows, cols, pe.result_shape))),
             "overflow": Out(1),
@@ -115,7 +115,7 @@ class SparseArray(wiring.Component):
             m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
             for c in range(1, cols):
                 m.d.comb += pes[r][c].act.eq(pes[r][c - 1].act_out)
-            if pes[r][0].act_side is not None:
+            if pes[r][0].act_side_layout is not None:
                 side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
                 m.d.comb += pes[r][0].act_side.eq(side)
                 for c in range(1, cols):

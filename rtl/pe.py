@@ -55,7 +55,7 @@ class SparsePE(wiring.Component):
         self.act_shape = mac_ports["a"].shape.elem_shape
         self.weight_shape = mac_ports["w"].shape.elem_shape
         self.result_shape = mac_ports["result"].shape
-        self.act_side = mac_side(mac, "a_side")
+        self.act_side_layout = mac_side(mac, "a_side")  # not `act_side`: that is the port
         act = decoder.signature.members["group"].shape
         self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder),
                                            mac_side(mac, "w_side"))
@@ -68,8 +68,8 @@ class SparsePE(wiring.Component):
         }
         if "bad_groups" in decoder.signature.members:
             ports["bad_groups"] = Out(decoder.signature.members["bad_groups"].shape)
-        if self.act_side is not None:
-            ports |= {"act_side": In(self.act_side), "act_side_out": Out(self.act_side)}
+        if self.act_side_layout is not None:
+            ports |= {"act_side": In(self.act_side_layout), "act_side_out": Out(self.act_side_layout)}
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -95,7 +95,7 @@ class SparsePE(wiring.Component):
             self.result.eq(mac.result), self.result_valid.eq(mac.result_valid),
             self.overflow.eq(mac.overflow),
         ]
-        if self.act_side is not None:
+        if self.act_side_layout is not None:
             m.d.comb += [self.act_side_out.eq(delay(m, self.act_side, 1, "act_side", reset_less=True)),
                          mac.a_side.eq(delay(m, self.act_side_out, 1, "a_side", reset_less=True))]
         if "w_side" in mac.signature.members:
