@@ -231,8 +231,7 @@ PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
     "fp": PeKindSchema(("act_format", "weight_format", "accumulate"),
                        "floating-point codes, exact products, exact or FP32 accumulation"),
     "scalable": PeKindSchema(("acc_width", "overflow"),
-                             "precision-scalable INT8/INT4/INT2 lanes (INT16 by composition)",
-                             implemented=False),
+                             "precision-scalable INT8/INT4/INT2 lanes (INT16 by composition)"),
     "mpgemm": PeKindSchema(("act_format", "weight_format", "group_size", "out_width"),
                            "low-bit weights, per-group scale and zero point, requantized output"),
     "mx": PeKindSchema(("format", "block_size"), "MX block dot products with E8M0 scales"),
@@ -359,10 +358,24 @@ def _check_choice(source: str, field: str, value: Any, choices: tuple[str, ...],
         raise ConfigError(source, field, f"unknown value {value!r}", allowed)
 
 
-def _check_kind_choice(source: str, field: str, value: Any, choices: tuple[str, ...],
-                       kind: str) -> None:
+# Keys that several PE kinds share, with each kind's allowed values.
+_KIND_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("fp", "act_format"): FP_FORMATS, ("fp", "weight_format"): FP_FORMATS,
+    ("mpgemm", "act_format"): MPGEMM_ACT_FORMATS, ("mpgemm", "weight_format"): MPGEMM_WEIGHT_FORMATS,
+    ("mx", "format"): MX_FORMATS, ("posit", "format"): POSIT_FORMATS,
+}
+
+
+def _kind_allowed(kind: str, key: str) -> str | None:
+    """The allowed-values text of `key` for `kind` (None: the field's general entry applies)."""
+    choices = _KIND_CHOICES.get((kind, key))
+    return None if choices is None else f"{_choices(choices)} (for pe.kind {kind!r})"
+
+
+def _check_kind_choice(source: str, field: str, value: Any, kind: str) -> None:
     """A key shared by several PE kinds with different allowed values."""
-    _check_choice(source, field, value, choices, f"{_choices(choices)} (for pe.kind {kind!r})")
+    key = field.split(".", 1)[1]
+    _check_choice(source, field, value, _KIND_CHOICES[(kind, key)], _kind_allowed(kind, key))
 
 
 def _check_int_choice(source: str, field: str, value: Any, choices: tuple[int, ...]) -> None:
@@ -462,8 +475,8 @@ def _check_acc_width(source: str, cfg: "Config", act_width: int, weight_width: i
 
 
 def _validate_fp_pe(source: str, cfg: "Config") -> None:
-    _check_kind_choice(source, "pe.act_format", cfg.act_format, FP_FORMATS, "fp")
-    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, FP_FORMATS, "fp")
+    _check_kind_choice(source, "pe.act_format", cfg.act_format, "fp")
+    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, "fp")
     _check_choice(source, "pe.accumulate", cfg.accumulate, FP_ACCUMULATE_MODES)
 
 
@@ -473,9 +486,8 @@ def _validate_scalable_pe(source: str, cfg: "Config") -> None:
 
 
 def _validate_mpgemm_pe(source: str, cfg: "Config") -> None:
-    _check_kind_choice(source, "pe.act_format", cfg.act_format, MPGEMM_ACT_FORMATS, "mpgemm")
-    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, MPGEMM_WEIGHT_FORMATS,
-                       "mpgemm")
+    _check_kind_choice(source, "pe.act_format", cfg.act_format, "mpgemm")
+    _check_kind_choice(source, "pe.weight_format", cfg.weight_format, "mpgemm")
     _check_int_choice(source, "pe.group_size", cfg.group_size, MPGEMM_GROUP_SIZES)
     if cfg.group_size % cfg.m:
         raise _fail(source, "pe.group_size", f"{cfg.group_size} is not a multiple of M={cfg.m}")
@@ -483,7 +495,7 @@ def _validate_mpgemm_pe(source: str, cfg: "Config") -> None:
 
 
 def _validate_mx_pe(source: str, cfg: "Config") -> None:
-    _check_kind_choice(source, "pe.format", cfg.format, MX_FORMATS, "mx")
+    _check_kind_choice(source, "pe.format", cfg.format, "mx")
     _check_int_choice(source, "pe.block_size", cfg.block_size, MX_BLOCK_SIZES)
 
 
@@ -497,7 +509,7 @@ def _validate_bitserial_pe(source: str, cfg: "Config") -> None:
 
 
 def _validate_posit_pe(source: str, cfg: "Config") -> None:
-    _check_kind_choice(source, "pe.format", cfg.format, POSIT_FORMATS, "posit")
+    _check_kind_choice(source, "pe.format", cfg.format, "posit")
 
 
 # Value checks of each kind's keys (the kind's schema says which keys exist).
@@ -705,6 +717,9 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
         if key == "kind":
             values["pe.kind"] = kind
         elif _implemented_kind(kind) and key in PE_KIND_SCHEMAS[kind].keys:
+            if key not in tables["pe"] and _kind_allowed(kind, key) is not None:
+                raise ConfigError(source, f"pe.{key}", "missing required key",
+                                  _kind_allowed(kind, key))
             values[f"pe.{key}"] = _get(source, tables["pe"], "pe", key)
         else:
             values[f"pe.{key}"] = tables["pe"].get(key)

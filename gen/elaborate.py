@@ -10,6 +10,8 @@ from ..rtl.decoder import BitmapDecoder, NMDecoder, RuntimeNMDecoder
 from ..rtl.mac_array import SparseArray
 from ..rtl.mac_fp import FpMac
 from ..rtl.mac_int import IntMac
+from ..rtl import mac_scalable
+from ..rtl.mac_scalable import ScalableMac
 from ..rtl.mac_mpgemm import MpgemmMac
 from ..rtl.mac_mx import MxMac
 from ..rtl.mac_bitserial import BitserialMac
@@ -22,6 +24,7 @@ BLOCKS = ("array", "pe", "decoder", "mac")
 MAC_BUILDERS = {
     "int": lambda c: IntMac(c.n, c.act_width, c.weight_width, c.acc_width, c.overflow),
     "fp": lambda c: FpMac(c.n, c.act_format, c.weight_format, c.accumulate),
+    "scalable": lambda c: ScalableMac(c.n, c.acc_width, c.overflow),
     "mpgemm": lambda c: MpgemmMac(c.n, c.m, c.act_format, c.weight_format, c.group_size,
                                   c.out_width),
     "bitserial": lambda c: BitserialMac(c.n, c.act_width, c.weight_width, c.acc_width,
@@ -65,6 +68,16 @@ def _fp_parameters(mac) -> dict:
             "max_products": mac.max_products, "lanes": mac.lanes}
 
 
+def _scalable_parameters(mac) -> dict:
+    modes = {"int8": mac_scalable.MODE_INT8, "int4": mac_scalable.MODE_INT4,
+             "int2": mac_scalable.MODE_INT2, "off": mac_scalable.MODE_OFF,
+             "int16_ll": mac_scalable.MODE_INT16_LL, "int16_hl": mac_scalable.MODE_INT16_HL,
+             "int16_lh": mac_scalable.MODE_INT16_LH, "int16_hh": mac_scalable.MODE_INT16_HH}
+    return {"lane_width": mac.act_width, "modes": modes, "int16": mac.int16,
+            "acc_width": mac.acc_width, "overflow": "saturate" if mac.saturate else "wrap",
+            "multipliers": mac.multipliers}
+
+
 def _mpgemm_parameters(mac) -> dict:
     return {"act_format": mac.act_format, "weight_format": mac.weight_format,
             "group_size": mac.group_size, "out_width": mac.out_width, "acc_bits": mac.acc_bits,
@@ -91,7 +104,7 @@ def _mx_parameters(mac) -> dict:
 
 
 # Per kind: the MAC unit's arithmetic facts for the manifest's `pe` section.
-MAC_DESCRIBERS = {"int": _int_parameters, "fp": _fp_parameters, "mpgemm": _mpgemm_parameters,
+MAC_DESCRIBERS = {"int": _int_parameters, "fp": _fp_parameters, "scalable": _scalable_parameters, "mpgemm": _mpgemm_parameters,
                   "bitserial": _bitserial_parameters, "posit": _posit_parameters,
                   "mx": _mx_parameters}
 

@@ -117,6 +117,24 @@ def _compressed_groups(values, indices, n):
     return _grouped(values, n, "values"), _grouped(indices, n, "indices").astype(np.intp)
 
 
+def kept_pairs(a, values, indices, n, m):
+    """The (activation, weight) pairs a sparse PE multiplies, for every output of C = A x W:
+    returns (acts, weights), both (rows, cols, G, N): beat g, lane l of output (i, j) pairs
+    a[i, g*M + indices[g*N + l, j]] with values[g*N + l, j]. Validates the metadata first.
+    Works for any element codes (integers, format codes, packed words)."""
+    n, m = check_pattern(n, m)
+    validate_indices(indices, n, m)
+    value_groups, positions = _compressed_groups(values, indices, n)   # (G, N, cols)
+    a = np.asarray(a)
+    groups = value_groups.shape[0]
+    if a.ndim != 2 or a.shape[1] != groups * m:
+        raise ValueError(f"a has shape {a.shape}, expected (rows, {groups * m}) for {groups} groups of M={m}")
+    acts = a[:, np.arange(groups)[:, None, None] * m + positions]      # (rows, G, N, cols)
+    acts = acts.transpose(0, 3, 1, 2)
+    weights = np.broadcast_to(value_groups.transpose(2, 0, 1), acts.shape)
+    return acts, weights
+
+
 def malformed_groups(indices, n, m):
     """Bool array (K//M, cols): True where a group's indices are out of 0..M-1 or not strictly increasing."""
     n, m = check_pattern(n, m)

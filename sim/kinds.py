@@ -19,7 +19,8 @@ from ..golden.gemm import runtime_gemm_int, sparse_gemm_int
 from ..golden.nm import (beat_span, compress_runtime, parse_runtime_pattern, pattern_name,
                          prune_nm)
 from ..golden.ints import random_ints
-from ..golden.nm import compress_nm, random_nm_weights
+from ..golden.nm import compress_nm, kept_pairs, random_nm_weights
+from ..golden.scalable import MODE_CODES as SCALABLE_MODES, sparse_scalable_gemm
 from ..golden import bitserial as BS
 from ..golden import dot as D
 from ..golden.ints import int_range
@@ -206,14 +207,7 @@ class FpKind:
     def golden(self, ops):
         """Per output (i, j): the tile of beats g = 0..K/M-1, lanes l = 0..N-1 with the pair
         (a[i, g*M + indices[g*N+l, j]], values[g*N+l, j])."""
-        a, values, indices = (np.asarray(x, dtype=np.int64) for x in (ops.a, ops.values, ops.indices))
-        groups = values.shape[0] // self.n
-        idx = indices.reshape(groups, self.n, -1)                     # (G, N, cols)
-        pos = np.arange(groups)[:, None, None] * self.m + idx          # (G, N, cols)
-        acts = a[:, pos]                                               # (rows, G, N, cols)
-        acts = acts.transpose(0, 3, 1, 2)                              # (rows, cols, G, N)
-        weights = values.reshape(groups, self.n, -1).transpose(2, 0, 1)  # (cols, G, N)
-        weights = np.broadcast_to(weights, acts.shape)
+        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
         bits, flags = fp_mac(self.fa, acts, self.fb, weights, self.accumulate, self.lanes,
                              self.acc_bits)
         return bits.astype(np.int64), bool(flags.any())
@@ -528,7 +522,43 @@ class MxKind:
         return bits.astype(np.int64), bool(flags.any())
 
 
-KINDS = {"int": IntKind, "fp": FpKind, "mpgemm": MpgemmKind, "bitserial": BitserialKind, "posit": PositKind, "mx": MxKind}
+class ScalableKind:
+    """Kind "scalable": 8-bit activation words, weight words with a per-lane mode (packed
+    bits | mode << 8, rtl.mac_scalable.WEIGHT_ELEMENT), golden.scalable."""
+
+    # corner words: full-scale bytes, nibbles and 2-bit fields of both signs
+    CORNER_WORDS = (0x00, 0x7F, 0x80, 0xFF, 0x01, 0x77, 0x88, 0x87, 0x78, 0x55, 0xAA)
+
+    def __init__(self, info):
+        p = info["parameters"]
+        self.n, self.m, self.dense = p["n"], p["m"], p["dense"]
+        self.k_multiple = self.m
+        self.acc_width, self.overflow = p["acc_width"], p["overflow"]
+
+    def describe(self):
+        return f"scalable {self.overflow}"
+
+    def random_acts(self, rng, count):
+        return rng.integers(0, 256, size=count)
+
+    def random_gemm(self, rng, shape, extreme=False):
+        mdim, k, ndim = shape
+        groups = k // self.m
+        words = (lambda size: rng.choice(self.CORNER_WORDS, size=size)) if extreme else \
+            (lambda size: rng.integers(0, 256, size=size))
+        a = words((mdim, k))
+        w = words((groups * self.n, ndim))
+        modes = rng.integers(0, len(SCALABLE_MODES), size=w.shape)
+        indices = random_indices(rng, groups, self.n, self.m, ndim)
+        return Operands(a, w | modes << 8, indices)
+
+    def golden(self, ops):
+        values = np.asarray(ops.values, dtype=np.int64)
+        return sparse_scalable_gemm(ops.a, values & 0xFF, values >> 8, ops.indices, self.n,
+                                    self.m, self.acc_width, self.overflow)
+
+
+KINDS = {"int": IntKind, "fp": FpKind, "scalable": ScalableKind, "mpgemm": MpgemmKind, "bitserial": BitserialKind, "posit": PositKind, "mx": MxKind}
 
 
 def kind_model(info):
