@@ -70,7 +70,7 @@ EXTRA = [
     ("mxfp4", {"kind": "mx", "format": "mxfp4", "block_size": 32}),
 ]
 SCALABLE_MODES = [("INT8", 1), ("INT4", 2), ("INT2", 4), ("INT16", 0.25)]
-BITSERIAL_PRECISIONS = (8, 4, 2)
+BITSERIAL_PRECISIONS = (8, 4, 2, 1)
 TARGETS = {  # target: (default device, fallback device when the PE does not fit, clock MHz)
     "ecp5": ("LFE5U-85F", None, 120.0),
     "ice40": ("iCE40UP5K", "iCE40HX8K", 48.0),
