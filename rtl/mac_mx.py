@@ -42,15 +42,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden import mx as golden_mx
-from ..golden.mx import BLOCK_SIZE, SCALE_BIAS, SCALE_NAN, element_format
+from .formats import E8M0_BIAS as SCALE_BIAS, E8M0_NAN as SCALE_NAN, MX_BLOCK_SIZE as BLOCK_SIZE
+from .formats import MX_ELEMENTS, mx_element
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
 from .mac_fp import OUT_LZ_SPLIT, lut_product, unpack
 from .mac_int import Multiplier
 from .pipeline import delay
 
 FP32_NEG_ZERO = 0x80000000
-MX_FORMATS = tuple(golden_mx.MX_FORMATS)  # config names: mxfp8_e4m3, ..., mxint8
+MX_FORMATS = tuple(MX_ELEMENTS)  # config names: mxfp8_e4m3, ..., mxint8
 MX_BLOCK_SIZES = (BLOCK_SIZE,)
 
 
@@ -74,7 +74,7 @@ class MxMac(wiring.Component):
         if not 1 <= n <= m or BLOCK_SIZE % m:
             raise ValueError(f"N:M = {n}:{m}: M must divide {BLOCK_SIZE} and 1 <= N <= M")
         self.n, self.m, self.format, self.block_size = n, m, format, block_size
-        self.elem = element_format(format)
+        self.elem = mx_element(format)
         self.is_int = self.elem.kind == "int"
         self.beats_per_block = BLOCK_SIZE // m
         self.tree_levels = ceil_log2(n)

@@ -52,14 +52,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden import posit as _posit
-from ..golden.formats import get_format
-from ..golden.posit_mac import POSIT_MAC_FORMATS, QUIRE_BITS
+from .formats import POSIT_FORMATS as POSIT_PARAMS, posit_format
 from .fp32 import reg
 from .mac_fp import lut_product
 from .pipeline import delay
 
-POSIT_FORMATS = POSIT_MAC_FORMATS
+POSIT_FORMATS = tuple(POSIT_PARAMS)
 QUIRE_CHUNK_BITS = 64  # widest carry chain of the quire loop (128-bit quire: two chunks)
 OUT_LZ_SPLIT = 2       # output normalisation: a register after every OUT_LZ_SPLIT steps
 
@@ -142,18 +140,16 @@ class PositMac(wiring.Component):
     one posit result per tile."""
 
     def __init__(self, n, fmt, quire_bits=None, chunk_bits=QUIRE_CHUNK_BITS, dsp=None):
-        if fmt not in POSIT_FORMATS:
-            raise ValueError(f"format {fmt!r} is not supported; allowed: {', '.join(POSIT_FORMATS)}")
-        f = get_format(fmt)
+        f = posit_format(fmt)
         self.n, self.fmt, self.format = n, f, fmt
         self.bits, self.es = f.n, f.es
-        self.frac_bits = _posit.max_fraction_bits(f.n, f.es)
-        self.max_scale = _posit.maxpos_scale(f.n, f.es)
+        self.frac_bits = f.max_fraction_bits
+        self.max_scale = f.maxpos_scale
         self.tree_levels = ceil_log2(n)
         # one lane: magnitude bits of a product at its quire position, then signed tree sums
         self.lane_bits = 4 * self.max_scale + 2
         self.beat_bits = self.lane_bits + 1 + self.tree_levels
-        self.quire_bits = QUIRE_BITS[fmt] if quire_bits is None else quire_bits
+        self.quire_bits = f.quire_bits if quire_bits is None else quire_bits
         if self.quire_bits < self.beat_bits + 1:
             raise ValueError(f"quire_bits {self.quire_bits} cannot hold one beat; allowed: "
                              f">= {self.beat_bits + 1}")
