@@ -1,7 +1,7 @@
 """Every PE kind on ECP5 and iCE40: LUT4, FF, DSP blocks, Fmax, and MACs per cycle (per DSP block
 and per 1000 LUT4) in each of the kind's modes, measured in one run (issue 3, item 5).
 
-One config per implemented PE kind (gen.config.IMPLEMENTED_PE_KINDS), built in code: a 2:4 PE
+One config per implemented PE kind (gen.config.PE_KINDS), built in code: a 2:4 PE
 with N = 2 lanes (int INT8, fp fp8_e4m3 exact, scalable acc 32, mpgemm int4 x int8 group 32 out 8,
 mx mxfp8_e4m3, bitserial INT8 x 8-bit planes, posit posit8_0; with --extra also posit16_1 and
 mxfp4). For each:
@@ -43,7 +43,7 @@ import sys
 import time
 
 from nmforge.fpga import FlowError, synthesize
-from nmforge.gen.config import IMPLEMENTED_PE_KINDS, load_config, parse_config
+from nmforge.gen.config import PE_KINDS, load_config, parse_config
 from nmforge.gen.generate import generate
 from nmforge.sim.regression import run_regression
 
@@ -230,10 +230,10 @@ def main():
     args = parser.parse_args()
     t_start = time.monotonic()
 
-    kinds = args.kinds.split(",") if args.kinds else list(IMPLEMENTED_PE_KINDS)
-    unknown = [k for k in kinds if k not in IMPLEMENTED_PE_KINDS]
+    kinds = args.kinds.split(",") if args.kinds else list(PE_KINDS)
+    unknown = [k for k in kinds if k not in PE_KINDS]
     if unknown:
-        sys.exit(f"--kinds: {', '.join(unknown)} not implemented; allowed: {', '.join(IMPLEMENTED_PE_KINDS)}")
+        sys.exit(f"--kinds: {', '.join(unknown)} not implemented; allowed: {', '.join(PE_KINDS)}")
     targets = args.targets.split(",")
     specs = [(label, pe) for label, pe in SPECS + (EXTRA if args.extra else []) if pe["kind"] in kinds]
     missing = [k for k in kinds if k not in {pe["kind"] for _, pe in specs}]

@@ -17,7 +17,7 @@ File format
     runtime = false                # optional: true = also run every smaller pattern (see below)
 
     [pe]
-    kind = "int"                   # one of IMPLEMENTED_PE_KINDS; the other keys depend on it
+    kind = "int"                   # one of PE_KINDS; the other keys depend on it
     act_width = 8                  # signed integer activation bits, 2..16
     weight_width = 8               # signed integer weight bits, 2..16
     acc_width = 32                 # act_width + weight_width .. 48
@@ -63,7 +63,6 @@ PE kinds
 - ``"posit"``: posit codes, exact products, quire accumulation; key ``format`` (one of
   POSIT_FORMATS).
 
-A kind whose schema says ``implemented=False`` is refused ("reserved, not implemented yet").
 
 A key of another kind (``act_format`` with ``kind = "int"``, ``acc_width`` with ``kind = "fp"``)
 is an error naming the keys of the chosen kind.
@@ -87,8 +86,8 @@ Public API
 ----------
 ``Config``, ``ConfigError``, ``load_config(path)``, ``parse_config(mapping, source)``,
 ``DEFAULT_EXAMPLE``, ``PE_KIND_SCHEMAS`` (``PeKindSchema`` per kind name), and the allowed-value
-tuples ``DATAFLOWS``, ``IMPLEMENTED_PE_KINDS``, ``OVERFLOW_MODES``, ``FP_FORMATS``,
-``FP_ACCUMULATE_MODES``, ``NM_M_VALUES`` (``PE_KINDS`` is the first schema's tuple, see below).
+tuples ``DATAFLOWS``, ``PE_KINDS``, ``OVERFLOW_MODES``, ``FP_FORMATS``,
+``FP_ACCUMULATE_MODES``, ``NM_M_VALUES``.
 A :class:`Config` validates itself on construction, so ``dataclasses.replace`` cannot produce an
 invalid design either.
 """
@@ -113,7 +112,6 @@ __all__ = [
     "DEFAULT_EXAMPLE",
     "DATAFLOWS",
     "PE_KINDS",
-    "IMPLEMENTED_PE_KINDS",
     "PE_KIND_SCHEMAS",
     "PeKindSchema",
     "OVERFLOW_MODES",
@@ -196,7 +194,7 @@ _NM_RE = re.compile(r"([0-9]+):([0-9]+)")
 
 # Schema: table -> ordered keys (None is the top level). Order is the order of validation.
 _TOP_KEYS = ("name", "array", "sparsity", "pe", "synth")
-# The "pe" entry lists every key of every implemented kind; PE_KIND_SCHEMAS says which apply.
+# The "pe" entry lists every key of every kind; PE_KIND_SCHEMAS says which apply.
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "array": ("rows", "cols", "dataflow"),
     "sparsity": ("nm", "encoding", "runtime"),
@@ -217,14 +215,13 @@ _PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
 @dataclasses.dataclass(frozen=True)
 class PeKindSchema:
     """One ``pe.kind``: its ``[pe]`` keys (all required, besides ``kind``, in validation order)
-    and whether the generator implements it (reserved names have no keys yet)."""
+    and a one-line description."""
 
     keys: tuple[str, ...]
     description: str
-    implemented: bool = True
 
 
-#: Every PE kind name: implemented kinds with their keys, and reserved names of planned kinds.
+#: Every PE kind with its keys.
 PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
     "int": PeKindSchema(("act_width", "weight_width", "acc_width", "overflow"),
                         "signed integer products, wrap/saturate accumulator"),
@@ -239,18 +236,12 @@ PE_KIND_SCHEMAS: dict[str, PeKindSchema] = {
                               "one weight bit-plane per beat, shift-accumulate"),
     "posit": PeKindSchema(("format",), "posit products, exact quire accumulation"),
 }
-#: Every ``pe.kind`` name.
-PE_KINDS: tuple[str, ...] = tuple(PE_KIND_SCHEMAS)
 #: Allowed ``pe.kind`` values.
-IMPLEMENTED_PE_KINDS: tuple[str, ...] = tuple(k for k, s in PE_KIND_SCHEMAS.items()
-                                              if s.implemented)
-#: Names kept for planned kinds (choosing one is an error).
-RESERVED_PE_KINDS: tuple[str, ...] = tuple(k for k, s in PE_KIND_SCHEMAS.items()
-                                           if not s.implemented)
+PE_KINDS: tuple[str, ...] = tuple(PE_KIND_SCHEMAS)
 
 
 def _pe_keys(kind: str) -> tuple[str, ...]:
-    """The ``[pe]`` keys of an implemented kind, ``kind`` first."""
+    """The ``[pe]`` keys of a kind, ``kind`` first."""
     return ("kind",) + PE_KIND_SCHEMAS[kind].keys
 _OPTIONAL_TABLES = ("synth",)
 _OPTIONAL_KEYS = ("synth.clock_mhz", "sparsity.encoding", "sparsity.runtime")
@@ -273,13 +264,13 @@ _ALLOWED: dict[str, str] = {
     "array": "a table with keys " + _choices(_TABLE_KEYS["array"]),
     "sparsity": "a table with keys " + _choices(_TABLE_KEYS["sparsity"]),
     "pe": ("a table with key 'kind' and that kind's keys: "
-           + "; ".join(f"{k!r}: " + _choices(_pe_keys(k)) for k in IMPLEMENTED_PE_KINDS)),
+           + "; ".join(f"{k!r}: " + _choices(_pe_keys(k)) for k in PE_KINDS)),
     "synth": "a table with keys " + _choices(_TABLE_KEYS["synth"]),
     "array.rows": "integer {}..{}".format(*ROWS_RANGE),
     "array.cols": "integer {}..{}".format(*COLS_RANGE),
     "array.dataflow": _choices(DATAFLOWS),
     "sparsity.nm": _ALLOWED_NM,
-    "pe.kind": _choices(IMPLEMENTED_PE_KINDS),
+    "pe.kind": _choices(PE_KINDS),
     "pe.act_width": "integer {}..{}".format(*ACT_WIDTH_RANGE),
     "pe.weight_width": "integer {}..{}".format(*WEIGHT_WIDTH_RANGE),
     "pe.acc_width": (f"integer pe.act_width + pe.weight_width .. {ACC_WIDTH_MAX} "
@@ -441,10 +432,7 @@ def _validate(source: str, cfg: "Config") -> None:
 
 
 def _check_pe_kind(source: str, kind: Any) -> None:
-    _check_choice(source, "pe.kind", kind, tuple(PE_KIND_SCHEMAS))
-    if not PE_KIND_SCHEMAS[kind].implemented:
-        raise _fail(source, "pe.kind", f"{kind!r} is a reserved PE kind "
-                    f"({PE_KIND_SCHEMAS[kind].description}), not implemented yet")
+    _check_choice(source, "pe.kind", kind, PE_KINDS)
 
 
 def _not_for_kind(source: str, key: str, kind: str) -> ConfigError:
@@ -529,7 +517,7 @@ class Config:
     dataflow: str        # one of DATAFLOWS
     n: int               # kept values per group (N of N:M)
     m: int               # group size along K (M of N:M)
-    pe_kind: str         # one of IMPLEMENTED_PE_KINDS
+    pe_kind: str         # one of PE_KINDS
     # Kind "int" (None for other kinds):
     act_width: int | None = None     # signed activation bits
     weight_width: int | None = None  # signed weight bits
@@ -657,15 +645,15 @@ def _check_keys(source: str, prefix: str, table: Mapping, allowed: tuple[str, ..
                               ("keys " if prefix else "top-level keys ") + _choices(allowed))
 
 
-def _implemented_kind(kind: Any) -> bool:
-    return isinstance(kind, str) and kind in IMPLEMENTED_PE_KINDS
+def _known_kind(kind: Any) -> bool:
+    return isinstance(kind, str) and kind in PE_KINDS
 
 
 def _check_pe_keys(source: str, table: Mapping) -> None:
-    """Unknown keys of the [pe] table: a key of no kind, or (when `kind` names an implemented
-    kind) a key of another kind."""
+    """Unknown keys of the [pe] table: a key of no kind, or (when `kind` names a kind) a key of
+    another kind."""
     kind = table.get("kind")
-    if not _implemented_kind(kind):
+    if not _known_kind(kind):
         _check_keys(source, "pe", table, _TABLE_KEYS["pe"])
         return
     for key in table:
@@ -716,7 +704,7 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
     for key in _TABLE_KEYS["pe"]:
         if key == "kind":
             values["pe.kind"] = kind
-        elif _implemented_kind(kind) and key in PE_KIND_SCHEMAS[kind].keys:
+        elif _known_kind(kind) and key in PE_KIND_SCHEMAS[kind].keys:
             if key not in tables["pe"] and _kind_allowed(kind, key) is not None:
                 raise ConfigError(source, f"pe.{key}", "missing required key",
                                   _kind_allowed(kind, key))

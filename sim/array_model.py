@@ -60,7 +60,7 @@ class ArrayModel:
             self.kind.next_pattern()
         if shape is None:
             step = self.kind.k_multiple
-            shape = (self.rows * int(rng.integers(1, 3)), step * int(rng.integers(1, max(2, 7 * self.window // step + 1))),
+            shape = (self.rows * int(rng.integers(1, 3)), step * int(rng.integers(1, max(4, 7 * self.window // step + 1))),
                      self.cols * int(rng.integers(1, 3)))
         return self.kind.random_gemm(rng, shape, extreme)
 

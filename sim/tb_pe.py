@@ -33,7 +33,7 @@ async def pe_accumulates_tiles(dut):
     for tile in range(env_int("NMFORGE_TILES", TILES)):
         if hasattr(kind, "next_pattern"):  # run-time designs: every tile the next pattern
             kind.next_pattern()
-        k = kind.k_multiple * int(rng.integers(1, max(2, 6 * m // kind.k_multiple + 1)))
+        k = kind.k_multiple * int(rng.integers(1, max(4, 6 * m // kind.k_multiple + 1)))
         # every third tile: the kind's corner values (full scale; zeros, specials)
         ops = kind.random_gemm(rng, (1, k, 1), extreme=tile % 3 == 2)
         want, overflowed = kind.golden(ops)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import EXAMPLES
 from test_pe_mpgemm import run_mac, tile_beats
-from nmforge.gen.config import IMPLEMENTED_PE_KINDS, PE_KIND_SCHEMAS, ConfigError, load_config, parse_config
+from nmforge.gen.config import PE_KINDS, PE_KIND_SCHEMAS, ConfigError, load_config, parse_config
 from nmforge.gen.elaborate import MAC_DESCRIBERS
 from nmforge.gen.manifest import describe_interfaces
 from nmforge.golden import bitserial as BS
@@ -51,7 +51,7 @@ def config_error(table) -> ConfigError:
 
 
 def test_config_schema_and_example():
-    assert "bitserial" in IMPLEMENTED_PE_KINDS
+    assert "bitserial" in PE_KINDS
     assert PE_KIND_SCHEMAS["bitserial"].keys == ("act_width", "weight_width", "acc_width",
                                                  "overflow")
     cfg = load_config(EXAMPLE)

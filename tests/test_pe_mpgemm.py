@@ -11,7 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from conftest import EXAMPLES
-from nmforge.gen.config import (IMPLEMENTED_PE_KINDS, MPGEMM_ACT_FORMATS, MPGEMM_GROUP_SIZES,
+from nmforge.gen.config import (PE_KINDS, MPGEMM_ACT_FORMATS, MPGEMM_GROUP_SIZES,
                                 MPGEMM_WEIGHT_FORMATS, PE_KIND_SCHEMAS, ConfigError, load_config,
                                 parse_config)
 from nmforge.gen.elaborate import MAC_DESCRIBERS
@@ -52,7 +52,7 @@ def config_error(table) -> ConfigError:
 
 
 def test_config_schema_and_example():
-    assert "mpgemm" in IMPLEMENTED_PE_KINDS
+    assert "mpgemm" in PE_KINDS
     assert PE_KIND_SCHEMAS["mpgemm"].keys == ("act_format", "weight_format", "group_size",
                                               "out_width")
     # one list of formats everywhere: config, golden model, RTL

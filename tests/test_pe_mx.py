@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES
-from nmforge.gen.config import (IMPLEMENTED_PE_KINDS, MX_BLOCK_SIZES, MX_FORMATS,
+from nmforge.gen.config import (PE_KINDS, MX_BLOCK_SIZES, MX_FORMATS,
                                 PE_KIND_SCHEMAS, ConfigError, load_config, parse_config)
 from nmforge.gen.generate import generate
 from nmforge.golden import formats as F
@@ -62,7 +62,7 @@ def config_error(table) -> ConfigError:
 
 
 def test_mx_kind_is_implemented_with_its_keys():
-    assert "mx" in IMPLEMENTED_PE_KINDS
+    assert "mx" in PE_KINDS
     assert PE_KIND_SCHEMAS["mx"].keys == ("format", "block_size")
     assert MX_FORMATS == tuple(M.MX_FORMATS) == R.MX_FORMATS
     assert MX_BLOCK_SIZES == R.MX_BLOCK_SIZES == (M.BLOCK_SIZE,) == (32,)

@@ -20,7 +20,7 @@ import pytest
 import softposit as sp
 
 from conftest import EXAMPLES
-from nmforge.gen.config import (IMPLEMENTED_PE_KINDS, PE_KIND_SCHEMAS, POSIT_FORMATS, ConfigError,
+from nmforge.gen.config import (PE_KINDS, PE_KIND_SCHEMAS, POSIT_FORMATS, ConfigError,
                                 load_config, parse_config)
 from nmforge.gen.generate import generate
 from nmforge.golden import dot as D
@@ -59,7 +59,7 @@ def config_error(table) -> ConfigError:
 
 
 def test_kind_schema_and_format_lists():
-    assert "posit" in IMPLEMENTED_PE_KINDS
+    assert "posit" in PE_KINDS
     assert PE_KIND_SCHEMAS["posit"].keys == ("format",)
     # one list of formats everywhere: config, golden model, RTL
     assert POSIT_FORMATS == G.POSIT_MAC_FORMATS == R.POSIT_FORMATS == ("posit8_0", "posit16_1")
