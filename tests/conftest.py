@@ -3,7 +3,7 @@ import pathlib
 
 import pytest
 
-from nmforge.gen.config import parse_config
+from nmforge.gen.config import ConfigError, parse_config
 from nmforge.gen.generate import generate
 from nmforge.sim.regression import run_regression
 
@@ -20,6 +20,19 @@ def make_config(name="t", rows=2, cols=3, nm="2:4", act_width=8, weight_width=8,
         "pe": {"kind": "int", "act_width": act_width, "weight_width": weight_width,
                "acc_width": acc_width, "overflow": overflow},
     }, source="test")
+
+
+def assert_passed(result):
+    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
+
+
+def config_error(table) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(table, source="x.toml")
+    err = info.value
+    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
+    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
+    return err
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed, config_error
 from test_pe_mpgemm import run_mac, tile_beats
 from nmforge.gen.config import PE_KINDS, PE_KIND_SCHEMAS, ConfigError, load_config, parse_config
 from nmforge.gen.elaborate import MAC_DESCRIBERS
@@ -36,15 +36,6 @@ def bs_table(nm="2:4", rows=2, cols=2, **pe):
 
 def bs_config(name="bs", **kwargs):
     return parse_config(bs_table(**kwargs) | {"name": name}, source="test")
-
-
-def config_error(table) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_config(table, source="x.toml")
-    err = info.value
-    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
-    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
-    return err
 
 
 # --------------------------------------------------------------------------------- config
@@ -264,10 +255,6 @@ def test_mac_flags_malformed_plane_sequences():
 
 
 # ------------------------------------------------------------------------- simulations
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 @pytest.mark.parametrize("nm, act_width, weight_width, acc_width, overflow", [

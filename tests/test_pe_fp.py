@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed, config_error
 from nmforge.gen.config import (FP_ACCUMULATE_MODES, FP_FORMATS, PE_KINDS,
                                 PE_KIND_SCHEMAS, ConfigError, load_config, parse_config)
 from nmforge.gen.elaborate import module_name, to_verilog
@@ -54,15 +54,6 @@ def int_table(**pe):
                                       "acc_width": 32, "overflow": "wrap"} | pe).items()
                    if v is not None}
     return table
-
-
-def config_error(table) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_config(table, source="x.toml")
-    err = info.value
-    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
-    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
-    return err
 
 
 # --------------------------------------------------------------------------------- config
@@ -276,10 +267,6 @@ def test_fp32_adder_matches_numpy():
 
 
 # ------------------------------------------------------------------------- simulations
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 def generate_mac(config, out_dir, **mac_options) -> Generated:

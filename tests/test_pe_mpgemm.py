@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed, config_error
 from nmforge.gen.config import (PE_KINDS, MPGEMM_ACT_FORMATS, MPGEMM_GROUP_SIZES,
                                 MPGEMM_WEIGHT_FORMATS, PE_KIND_SCHEMAS, ConfigError, load_config,
                                 parse_config)
@@ -37,15 +37,6 @@ def mp_table(nm="2:4", rows=2, cols=2, **pe):
 
 def mp_config(name="mp", **kwargs):
     return parse_config(mp_table(**kwargs) | {"name": name}, source="test")
-
-
-def config_error(table) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_config(table, source="x.toml")
-    err = info.value
-    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
-    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
-    return err
 
 
 # --------------------------------------------------------------------------------- config
@@ -359,10 +350,6 @@ def test_mac_flags_malformed_tiles():
 
 
 # ------------------------------------------------------------------------- simulations
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 @pytest.mark.parametrize("nm, weight, act, group_size, out_width", [

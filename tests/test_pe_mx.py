@@ -20,7 +20,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed, config_error
 from nmforge.gen.config import (PE_KINDS, MX_BLOCK_SIZES, MX_FORMATS,
                                 PE_KIND_SCHEMAS, ConfigError, load_config, parse_config)
 from nmforge.gen.generate import generate
@@ -47,15 +47,6 @@ def mx_config(name="x", rows=2, cols=2, nm="2:4", format="mxfp8_e4m3"):
     table = mx_table(nm=nm, format=format)
     table["name"], table["array"]["rows"], table["array"]["cols"] = name, rows, cols
     return parse_config(table, source="test")
-
-
-def config_error(table) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_config(table, source="x.toml")
-    err = info.value
-    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
-    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
-    return err
 
 
 # --------------------------------------------------------------------------------- config
@@ -301,10 +292,6 @@ def test_mx_mac_beats_blocks_and_malformed_tiles():
 
 
 # ------------------------------------------------------------------------- simulations
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 MAC_BENCH = {  # (the example's MAC first); slot counts L = 1, 4, 2, 1, 1, 2

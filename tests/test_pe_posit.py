@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import softposit as sp
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed, config_error
 from nmforge.gen.config import (PE_KINDS, PE_KIND_SCHEMAS, POSIT_FORMATS, ConfigError,
                                 load_config, parse_config)
 from nmforge.gen.generate import generate
@@ -44,15 +44,6 @@ def posit_config(name="p", rows=2, cols=2, nm="2:4", format="posit8_0"):
     table = posit_table(nm=nm, format=format)
     table["name"], table["array"]["rows"], table["array"]["cols"] = name, rows, cols
     return parse_config(table, source="test")
-
-
-def config_error(table) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_config(table, source="x.toml")
-    err = info.value
-    assert "\n" not in str(err) and str(err).startswith("x.toml: ")
-    assert f": {err.field}: " in str(err) and "; allowed: " in str(err)
-    return err
 
 
 # --------------------------------------------------------------------------------- config
@@ -235,10 +226,6 @@ def test_kind_model_golden_uses_only_kept_pairs():
 
 
 # ------------------------------------------------------------------------- simulations
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 @pytest.mark.parametrize("name, fmt, options", [

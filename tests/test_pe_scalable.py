@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_passed
 from nmforge.gen.config import ConfigError, load_config, parse_config
 from nmforge.golden import scalable as S
 from nmforge.golden.nm import decompress_nm
@@ -28,10 +28,6 @@ def ran_tests(result):
     from xml.etree import ElementTree
     cases = ElementTree.parse(result.results_xml).getroot().iter("testcase")
     return {c.get("name") for c in cases if c.find("skipped") is None}
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,13 +4,9 @@ import json
 
 import pytest
 
-from conftest import make_config
+from conftest import assert_passed, make_config
 
 PATTERNS = ["4:4", "1:4", "2:4", "2:8", "4:8"]
-
-
-def assert_passed(result):
-    assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
 @pytest.mark.parametrize("nm", PATTERNS + ["8:16", "1:2"])
