@@ -28,7 +28,7 @@ Pipeline from `a`/`w`/`w_side` (L = ceil(log2 N)):
   +1 shift by the plane, ones' complement when msb
   +1 accumulate (rtl.accumulator.accumulate, carry in = msb)
 """
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2

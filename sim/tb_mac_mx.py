@@ -19,9 +19,7 @@ Tests (NMFORGE_TESTS, comma separated, default all):
          mid-block (malformed: NaN and `overflow`).
 Every published result (FP32 bits), its latency and its overflow pulse are checked.
 """
-import json
 import os
-import pathlib
 
 import cocotb
 import numpy as np
@@ -31,6 +29,7 @@ from ..golden import formats as F
 from ..golden.mx import BLOCK_SIZE, MX_FORMATS, SCALE_NAN, mx_mac
 from .harness import env_float, env_int, manifest, rngs, start
 from .kinds import MxKind
+from .mac_bench import run_bench as run_bench_module, write_bench
 from .payload import pack
 
 TESTS = ("pairs", "tiles")
@@ -281,34 +280,13 @@ def build_bench(work_dir, configs, module="mx_mac_bench"):
     """Write `module`.v (MxMacs side by side, ports `<name>__<port>`) and `module`.json.
 
     `configs`: {name: MxMac keyword arguments (n, m, format)}. Returns (verilog, manifest)."""
-    from amaranth import Module, Signal, Value
-    from amaranth.back import verilog
-    from amaranth.lib import wiring
-
-    from ..gen.manifest import describe_interfaces
     from ..rtl.mac_mx import MxMac
-
-    work_dir = pathlib.Path(work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    top, ports, found = Module(), [], {}
+    macs = {}
     for name, kwargs in configs.items():
         mac = MxMac(**kwargs)
-        top.submodules[name] = mac
-        for port, member in mac.signature.members.items():
-            sig = Signal(member.shape, name=f"{name}__{port}")
-            inner = getattr(mac, port)
-            top.d.comb += inner.eq(sig) if member.flow == wiring.In else sig.eq(inner)
-            ports.append(Value.cast(sig))
-        found[name] = {"prefix": f"{name}__", "latency_cycles": mac.latency,
-                       "parameters": {"n": mac.n, "m": mac.m, "format": mac.format,
-                                      "lanes": mac.lanes},
-                       "interfaces": describe_interfaces(mac)}
-    verilog_path = work_dir / f"{module}.v"
-    verilog_path.write_text(verilog.convert(top, ports=ports, name=module, emit_src=False))
-    manifest_path = work_dir / f"{module}.json"
-    manifest_path.write_text(json.dumps({"module": module, "block": "mx_mac_bench",
-                                         "instances": found}, indent=2))
-    return verilog_path, manifest_path
+        macs[name] = (mac, {"parameters": {"n": mac.n, "m": mac.m, "format": mac.format,
+                                           "lanes": mac.lanes}})
+    return write_bench(work_dir, module, "mx_mac_bench", macs)
 
 
 def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=None, seed=1,
@@ -316,12 +294,5 @@ def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=N
     """Run this testbench (`tests`, on `instances` or all) on a `build_bench` output; the
     Verilator build is cached per Verilog text under `work_dir`. `options` become NMFORGE_*
     variables. Returns sim.runner.SimResult."""
-    from .runner import run_testbench
-    info = json.loads(pathlib.Path(manifest_path).read_text())
-    env = {"NMFORGE_MANIFEST": str(pathlib.Path(manifest_path).resolve()),
-           "NMFORGE_TESTS": ",".join(tests)}
-    if instances:
-        env["NMFORGE_INSTANCES"] = ",".join(instances)
-    env.update({f"NMFORGE_{k.upper()}": str(v) for k, v in (options or {}).items()})
-    return run_testbench(pathlib.Path(verilog_path).resolve(), info["module"], "nmforge.sim.tb_mac_mx",
-                         pathlib.Path(work_dir).resolve(), env, seed, log=log)
+    return run_bench_module("nmforge.sim.tb_mac_mx", verilog_path, manifest_path, work_dir,
+                            tests, instances, seed, options, log)

@@ -20,130 +20,39 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden import formats as F
 from ..golden.posit_mac import posit_mac, quire_lsb_exp
 from .harness import env_float, env_int, manifest, rngs, start
 from .kinds import PositKind
-from .payload import pack
+from .mac_bench import LaneMacModel, check, check_every_pair, drive, expected_of, schedule_tiles
 
-EXHAUSTIVE_LIMIT = 1 << 16
 SELECTED = os.environ.get("NMFORGE_TESTS", "pairs,tiles,bound").split(",")
 
 
-class MacModel:
+class MacModel(LaneMacModel):
     def __init__(self, info):
+        super().__init__(info)
         pe = info["pe"]
-        self.n = info["parameters"]["n"]
-        self.latency = info["latency_cycles"]
         self.fmt = F.get_format(pe["format"])
         self.quire_bits = pe["quire_bits"]
-        ports = info["interfaces"]
-        self.a_layout, self.w_layout = ports["a"]["layout"], ports["w"]["layout"]
-
-    def pack_rows(self, a, w):
-        """Packed a/w port values for (T, N) code arrays (checked against payload.pack)."""
-        sa, sw = self.a_layout["stride"], self.w_layout["stride"]
-        pa = np.zeros(len(a), dtype=object)
-        pw = np.zeros(len(w), dtype=object)
-        for i in range(self.n):
-            pa += a[:, i].astype(object) << (i * sa)
-            pw += w[:, i].astype(object) << (i * sw)
-        assert pa[0] == pack(self.a_layout, a[0]) and pw[0] == pack(self.w_layout, w[0])
-        return [int(x) for x in pa], [int(x) for x in pw]
 
     def golden(self, a, w):
         return posit_mac(self.fmt, a, w, quire=self.quire_bits)
 
-    def junk(self, rng):
-        ja, jw = self.pack_rows(rng.integers(0, self.fmt.num_codes, (1, self.n)),
-                                rng.integers(0, self.fmt.num_codes, (1, self.n)))
-        return ja[0], jw[0]
-
-
-async def drive(dut, schedule, latency):
-    """schedule: (a, w, valid, last) per cycle. Returns [(cycle, result, overflow)] for every
-    cycle with result_valid, and the cycles where overflow rose without a result."""
-    results, stray = [], []
-    for cycle in range(len(schedule) + latency + 2):
-        await RisingEdge(dut.clk)
-        if cycle < len(schedule):
-            a, w, valid, last = schedule[cycle]
-            dut.a.value, dut.w.value, dut.valid.value, dut.last.value = a, w, valid, last
-        else:
-            dut.valid.value = 0
-        await ReadOnly()
-        if dut.result_valid.value == 1:
-            results.append((cycle, int(dut.result.value), int(dut.overflow.value)))
-        elif dut.overflow.value == 1:
-            stray.append(cycle)
-    return results, stray
-
-
-def check(results, stray, expected, last_cycles, latency, what, describe):
-    """Compare every published result with (codes, flags) of `expected`."""
-    assert not stray, f"{what}: overflow pulsed without a result at cycles {stray[:5]}"
-    codes, flags = expected
-    assert len(results) == len(codes), f"{what}: {len(results)} results for {len(codes)} tiles"
-    for t, (cycle, got, flag) in enumerate(results):
-        if got != int(codes[t]) or flag != int(flags[t]):
-            raise AssertionError(f"{what}: tile {t} ({describe(t)}): result {got:#x} overflow "
-                                 f"{flag}, golden {int(codes[t]):#x} overflow {int(flags[t])}")
-        assert cycle - last_cycles[t] == latency, \
-            f"{what}: tile {t}: latency {cycle - last_cycles[t]}, manifest {latency}"
-
-
-def schedule_tiles(model, tiles, rng, prng, stall):
-    """Beats of every (a, w) tile back to back, bubbles at `stall`; returns the schedule and
-    each tile's last cycle."""
-    schedule, last_cycles = [], []
-    for a, w in tiles:
-        packed_a, packed_w = model.pack_rows(a, w)
-        for b in range(len(a)):
-            while stall and prng.random() < stall:  # a bubble: junk operands and a junk `last`
-                schedule.append(model.junk(rng) + (0, int(prng.random() < 0.5)))
-            schedule.append((packed_a[b], packed_w[b], 1, int(b == len(a) - 1)))
-        last_cycles.append(len(schedule) - 1)
-    return schedule, last_cycles
-
-
-def expected_of(model, tiles):
-    golden = [model.golden(a, w) for a, w in tiles]
-    return np.array([int(g[0]) for g in golden]), np.array([bool(g[1]) for g in golden])
+    def junk_codes(self, rng):
+        return (rng.integers(0, self.fmt.num_codes, (1, self.n)),
+                rng.integers(0, self.fmt.num_codes, (1, self.n)))
 
 
 @cocotb.test(skip="pairs" not in SELECTED)
 async def every_pair(dut):
     model = MacModel(manifest())
-    fmt, n = model.fmt, model.n
     rng, _ = rngs()
     await start(dut)
-    if fmt.num_codes ** 2 <= EXHAUSTIVE_LIMIT:
-        pa, pb = np.meshgrid(np.arange(fmt.num_codes), np.arange(fmt.num_codes), indexing="ij")
-        pa, pb = pa.ravel(), pb.ravel()
-        what = f"all {len(pa)} {fmt.name} x {fmt.name} pairs"
-    else:
-        corners = PositKind.corner_codes(fmt)
-        pa, pb = (x.ravel() for x in np.meshgrid(corners, corners, indexing="ij"))
-        count = env_int("NMFORGE_PAIRS", 20000)
-        pa = np.concatenate([pa, PositKind.codes(fmt, rng, count, 0.01)])
-        pb = np.concatenate([pb, PositKind.codes(fmt, rng, count, 0.01)])
-        what = f"{len(pa)} corner and random {fmt.name} x {fmt.name} pairs"
-    order = rng.permutation(len(pa))
-    pa, pb = pa[order], pb[order]
-    a = np.zeros((len(pa), n), dtype=np.int64)
-    w = np.zeros((len(pb), n), dtype=np.int64)
-    lane = np.arange(len(pa)) % n
-    a[np.arange(len(pa)), lane] = pa
-    w[np.arange(len(pb)), lane] = pb
-    expected = model.golden(a[:, None, :], w[:, None, :])
-    packed_a, packed_w = model.pack_rows(a, w)
-    schedule = [(x, y, 1, 1) for x, y in zip(packed_a, packed_w)]
-    results, stray = await drive(dut, schedule, model.latency)
-    check(results, stray, expected, list(range(len(schedule))), model.latency, what,
-          lambda t: f"a {int(pa[t]):#x} w {int(pb[t]):#x}")
-    dut._log.info(f"checked {what}, one per cycle")
+    await check_every_pair(dut, model, model.fmt, model.fmt, PositKind.corner_codes,
+                           lambda fmt, rng, count: PositKind.codes(fmt, rng, count, 0.01), rng,
+                           env_int("NMFORGE_PAIRS", 20000))
 
 
 def maxpos_products(model):

@@ -32,6 +32,7 @@ from ..golden.dot import int_dot
 from ..golden.ints import int_range
 from ..golden.scalable import MODE_CODES, beat_sums, int16_schedule, lane_values, scalable_tile
 from .harness import env_float, env_int, manifest, rngs, start
+from .mac_bench import run_bench as run_bench_module, write_bench
 from .payload import pack
 
 PAIRS = 1 << 16
@@ -271,37 +272,15 @@ def build_bench(work_dir, configs, module="scalable_mac_bench"):
     optionally "class": a ScalableMac subclass to build instead}}. Returns (verilog path,
     manifest path).
     """
-    from amaranth import Module, Signal, Value
-    from amaranth.back import verilog
-    from amaranth.lib import wiring
-
-    from ..gen.manifest import describe_interfaces
     from ..rtl.mac_scalable import ScalableMac
-
-    work_dir = pathlib.Path(work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    top, ports, instances = Module(), [], {}
+    macs = {}
     for name, config in configs.items():
         mac = config.get("class", ScalableMac)(**config["mac"])
-        top.submodules[name] = mac
-        for port, member in mac.signature.members.items():
-            sig = Signal(member.shape, name=f"{name}__{port}")
-            inner = getattr(mac, port)
-            top.d.comb += inner.eq(sig) if member.flow == wiring.In else sig.eq(inner)
-            ports.append(Value.cast(sig))
-        instances[name] = {
-            "prefix": f"{name}__", "tests": list(config["tests"]),
-            "parameters": {"n": mac.n, "acc_width": mac.acc_width,
-                           "overflow": "saturate" if mac.saturate else "wrap",
-                           "int16": mac.int16, "class": type(mac).__name__},
-            "latency_cycles": mac.latency, "interfaces": describe_interfaces(mac),
-        }
-    verilog_path = work_dir / f"{module}.v"
-    verilog_path.write_text(verilog.convert(top, ports=ports, name=module, emit_src=False))
-    manifest_path = work_dir / f"{module}.json"
-    manifest_path.write_text(json.dumps({"module": module, "block": "mac_scalable_bench",
-                                         "instances": instances}, indent=2))
-    return verilog_path, manifest_path
+        macs[name] = (mac, {"tests": list(config["tests"]),
+                            "parameters": {"n": mac.n, "acc_width": mac.acc_width,
+                                           "overflow": "saturate" if mac.saturate else "wrap",
+                                           "int16": mac.int16, "class": type(mac).__name__}})
+    return write_bench(work_dir, module, "mac_scalable_bench", macs)
 
 
 def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=None, seed=1,
@@ -309,13 +288,8 @@ def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=N
     """Run this testbench (only `tests`, on `instances` or all) on a `build_bench` output; the
     Verilator build is cached per Verilog text under `work_dir`. `options` become NMFORGE_*
     variables. Returns sim.runner.SimResult."""
-    from .runner import run_testbench
     info = json.loads(pathlib.Path(manifest_path).read_text())
     chosen = instances or list(info["instances"])
     tests = [t for t in tests if any(t in info["instances"][name]["tests"] for name in chosen)]
-    env = {"NMFORGE_MANIFEST": str(pathlib.Path(manifest_path).resolve()), "NMFORGE_TESTS": ",".join(tests)}
-    if instances:
-        env["NMFORGE_INSTANCES"] = ",".join(instances)
-    env.update({f"NMFORGE_{k.upper()}": str(v) for k, v in (options or {}).items()})
-    return run_testbench(pathlib.Path(verilog_path).resolve(), info["module"], "nmforge.sim.tb_mac_scalable",
-                         pathlib.Path(work_dir).resolve(), env, seed, log=log)
+    return run_bench_module("nmforge.sim.tb_mac_scalable", verilog_path, manifest_path, work_dir,
+                            tests, instances, seed, options, log)

@@ -12,7 +12,6 @@ from nmforge.gen.config import (
     DEFAULT_EXAMPLE,
     OVERFLOW_MODES,
     PE_KINDS,
-    Config,
     ConfigError,
     load_config,
     parse_config,

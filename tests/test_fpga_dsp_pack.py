@@ -1,8 +1,6 @@
 """The MULT18X18D input-register packing pass, on real Yosys netlists placed by real nextpnr."""
 import json
 
-import pytest
-
 from nmforge.fpga.dsp_pack import pack_mult_registers
 from nmforge.fpga.tools import run_tool
 

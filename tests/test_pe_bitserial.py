@@ -13,7 +13,7 @@ import pytest
 
 from conftest import EXAMPLES, assert_passed, config_error
 from test_pe_mpgemm import run_mac, tile_beats
-from nmforge.gen.config import PE_KINDS, PE_KIND_SCHEMAS, ConfigError, load_config, parse_config
+from nmforge.gen.config import PE_KINDS, PE_KIND_SCHEMAS, load_config, parse_config
 from nmforge.gen.elaborate import MAC_DESCRIBERS
 from nmforge.gen.manifest import describe_interfaces
 from nmforge.golden import bitserial as BS

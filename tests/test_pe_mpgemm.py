@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from conftest import EXAMPLES, assert_passed, config_error
 from nmforge.gen.config import (PE_KINDS, MPGEMM_ACT_FORMATS, MPGEMM_GROUP_SIZES,
-                                MPGEMM_WEIGHT_FORMATS, PE_KIND_SCHEMAS, ConfigError, load_config,
+                                MPGEMM_WEIGHT_FORMATS, PE_KIND_SCHEMAS, load_config,
                                 parse_config)
 from nmforge.gen.elaborate import MAC_DESCRIBERS
 from nmforge.gen.manifest import describe_interfaces
