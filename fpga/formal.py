@@ -34,11 +34,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..golden.nm import check_pattern
+from ..golden.nm import (check_pattern, pattern_id_bits, pattern_name, runtime_index_bits,
+                         runtime_patterns)
 from .tools import FlowError, last_error_line
 
 __all__ = ["ENCODINGS", "DUT_MODULE", "ProofResult", "decoder_verilog_for", "reference_verilog",
-           "miter_verilog", "sby_config", "find_formal_tools", "prove_decoder"]
+           "miter_verilog", "sby_config", "find_formal_tools", "prove_decoder",
+           "runtime_reference_verilog", "runtime_miter_verilog", "runtime_decoder_verilog_for",
+           "prove_runtime_decoder"]
 
 ENCODINGS = ("index", "bitmap")
 
@@ -312,8 +315,6 @@ def prove_decoder(encoding: str, n: int, m: int, work_dir: str | os.PathLike,
     or time out; a failed or erroring proof is a result with ``passed=False``.
     """
     n, m, width = _check(encoding, n, m, width)
-    work_dir = Path(work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
     dut = (decoder_verilog_for(encoding, n, m, width) if decoder_verilog is None
            else _verilog_text(decoder_verilog))
     files = {
@@ -321,6 +322,14 @@ def prove_decoder(encoding: str, n: int, m: int, work_dir: str | os.PathLike,
         "reference.v": reference_verilog(encoding, n, m),
         "miter.sv": miter_verilog(encoding, n, m, width),
     }
+    return _run_proof(files, work_dir, timeout)
+
+
+def _run_proof(files: dict[str, str], work_dir: str | os.PathLike,
+               timeout: float | None) -> ProofResult:
+    """Write the decoder, reference and miter `files` into ``work_dir`` and run sby on them."""
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (work_dir / name).write_text(text)
     sby_file = work_dir / f"{SBY_JOB}.sby"
@@ -357,6 +366,135 @@ def prove_decoder(encoding: str, n: int, m: int, work_dir: str | os.PathLike,
                        log=log if log.is_file() else work_dir / "sby.out", work_dir=work_dir,
                        failed=failed, trace=traces[0] if traces and status == "FAIL" else None,
                        error=_error_line(job_dir, log_text, output) if status == "ERROR" else "")
+
+
+# --- run-time patterns (dual mode) ----------------------------------------------------------------
+#
+# The reference reads the definition literally: pattern id -> (N', M') from the table (the one
+# piece of data shared with the RTL: golden.nm.runtime_patterns), then per lane i: group i / N',
+# operand = element `index` of lane block i, window[i * Mmax + index]; a group is bad when an
+# index is >= M' or not above the previous lane's of the same group; unknown ids count as one bad
+# group. Each table entry expands the same macro with literal N' and M', so every division is by
+# a constant.
+
+_REFERENCE_RUNTIME = """\
+// Reference run-time N:M decoder (dual mode), written by hand.
+// group: window of N lane blocks of MMAX elements (block i holds lane i's group); pattern: id into
+// the table below; indices: N fields of IB bits, lane i belongs to group i / NP of the pattern
+// NP:MP and reads element idx of its block, window[i * MMAX + idx].
+`define NMFORGE_REF_PATTERN(NP, MP) \\
+  begin \\
+    for (i = 0; i < N; i = i + 1) begin \\
+      idx = indices[i*IB +: IB]; \\
+      operands[i*W +: W] = group[(i * MMAX + idx) * W +: W]; \\
+      if (idx >= MP) group_bad[i / NP] = 1'b1; \\
+      if (i % NP != 0 && indices[(i-1)*IB +: IB] >= idx) group_bad[i / NP] = 1'b1; \\
+    end \\
+    for (g = 0; g < N; g = g + 1) \\
+      bad_groups = bad_groups + group_bad[g]; \\
+  end
+module ref_runtime_decoder #(parameter N = 4, parameter MMAX = 8, parameter W = 8,
+                             parameter IB = 3, parameter PB = 3) (
+  input      [N*MMAX*W-1:0] group,
+  input      [PB-1:0]       pattern,
+  input      [N*IB-1:0]     indices,
+  output reg [N*W-1:0]      operands,
+  output reg [7:0]          bad_groups,
+  output reg                malformed
+);
+  integer i, g;
+  reg [IB-1:0] idx;
+  reg [N-1:0] group_bad;
+  always @* begin
+    operands = {N*W{1'b0}};
+    group_bad = {N{1'b0}};
+    bad_groups = 8'd0;
+    case (pattern)
+%(cases)s
+      default: bad_groups = 8'd1;  // unknown pattern id: one bad group
+    endcase
+    malformed = bad_groups != 8'd0;
+  end
+endmodule
+`undef NMFORGE_REF_PATTERN
+"""
+
+
+def runtime_reference_verilog(n: int, mmax: int) -> str:
+    """The hand-written run-time reference, its table filled in for an N:Mmax design."""
+    cases = "\n".join(f"      {pid}: `NMFORGE_REF_PATTERN({np_}, {mp})  // {pattern_name((np_, mp))}"
+                      for pid, (np_, mp) in enumerate(runtime_patterns(n, mmax)))
+    return _REFERENCE_RUNTIME.replace("%(cases)s", cases)
+
+
+def runtime_miter_verilog(n: int, mmax: int, width: int = 8) -> str:
+    """Miter of the run-time decoder (`DUT_MODULE`, ports group, pattern, indices, operands,
+    malformed, bad_groups) against `ref_runtime_decoder`: `bad_groups_agree` and
+    `malformed_agrees` for every input, `operand_<i>_agrees` on well-formed metadata."""
+    n, mmax = check_pattern(n, mmax)
+    ib, pb = runtime_index_bits(mmax), pattern_id_bits(n, mmax)
+    count_bits = n.bit_length()
+    operand_asserts = "\n".join(
+        f"      operand_{i}_agrees: assert (operands_dut[{i}*W +: W] == operands_ref[{i}*W +: W]);"
+        for i in range(n))
+    return f"""\
+// Miter: {DUT_MODULE} (run-time patterns of {n}:{mmax}, {width}-bit elements) against
+// ref_runtime_decoder. The inputs are free: every window, pattern id and index word.
+module miter(group, pattern, indices);
+  localparam N = {n};
+  localparam W = {width};
+  input [{n * mmax * width - 1}:0] group;
+  input [{pb - 1}:0] pattern;
+  input [{n * ib - 1}:0] indices;
+  wire [N*W-1:0] operands_dut, operands_ref;
+  wire [{count_bits - 1}:0] bad_dut;
+  wire [7:0] bad_ref;
+  wire malformed_dut, malformed_ref;
+
+  {DUT_MODULE} dut (.group(group), .pattern(pattern), .indices(indices),
+    .operands(operands_dut), .malformed(malformed_dut), .bad_groups(bad_dut));
+  ref_runtime_decoder #(.N({n}), .MMAX({mmax}), .W({width}), .IB({ib}), .PB({pb})) reference (
+    .group(group), .pattern(pattern), .indices(indices),
+    .operands(operands_ref), .malformed(malformed_ref), .bad_groups(bad_ref));
+
+  always @* begin
+    malformed_agrees: assert (malformed_dut == malformed_ref);
+    bad_groups_agree: assert ({{{8 - count_bits}'d0, bad_dut}} == bad_ref);
+  end
+
+  // when the metadata is well formed, each operand agrees
+  always @* begin
+    if (!malformed_ref) begin
+{operand_asserts}
+    end
+  end
+endmodule
+"""
+
+
+def runtime_decoder_verilog_for(n: int, mmax: int, width: int = 8) -> str:
+    """`rtl.decoder.RuntimeNMDecoder` with ``width``-bit unsigned elements, as Verilog."""
+    from amaranth import unsigned
+    from amaranth.back import verilog
+
+    from ..rtl.decoder import RuntimeNMDecoder
+
+    n, mmax = check_pattern(n, mmax)
+    return verilog.convert(RuntimeNMDecoder(n, mmax, unsigned(width)), name=DUT_MODULE,
+                           emit_src=False)
+
+
+def prove_runtime_decoder(n: int, mmax: int, work_dir: str | os.PathLike,
+                          decoder_verilog: str | os.PathLike | None = None, *, width: int = 8,
+                          timeout: float | None = 900) -> ProofResult:
+    """Prove the run-time decoder of an N:Mmax design (every pattern of its table) equal to
+    `runtime_reference_verilog` for all inputs, as `prove_decoder` does for the fixed ones."""
+    n, mmax = check_pattern(n, mmax)
+    dut = (runtime_decoder_verilog_for(n, mmax, width) if decoder_verilog is None
+           else _verilog_text(decoder_verilog))
+    files = {f"{DUT_MODULE}.v": dut, "reference.v": runtime_reference_verilog(n, mmax),
+             "miter.sv": runtime_miter_verilog(n, mmax, width)}
+    return _run_proof(files, work_dir, timeout)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

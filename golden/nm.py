@@ -217,10 +217,12 @@ def random_nm_weights(rng, k, cols, n, m, width):
 # A run-time design has N multipliers per PE and groups of up to Mmax elements (config
 # `nm = "N:Mmax"`, `runtime = true`). It runs every pattern of `runtime_patterns(N, Mmax)`,
 # chosen per beat and column by a pattern id that travels with the weights. One beat of pattern
-# N':M' carries N/N' consecutive groups of M' (so all N multipliers work): per column N values
-# and N group-relative indices (lane i belongs to group i // N'), per row a window of
-# N*Mmax activations of which the first S = N*M'/N' (`beat_span`) are the beat's K-elements.
-# Dense is the pattern N:N: N consecutive elements per beat, indices 0..N-1.
+# N':M' carries N/N' consecutive groups of M' (so all N multipliers work): S = N*M'/N'
+# K-elements (`beat_span`). Per column it carries N values and N group-relative indices; lane
+# (multiplier) i belongs to group i // N'. Per row it carries a window of N lane blocks of Mmax
+# activations (`act_windows`): block i holds the M' elements of lane i's group (then filler), so
+# multiplier i reads block i at its index, whatever the pattern (lanes of one group get copies
+# of the same group). Dense is the pattern N:N: one group of N elements, indices 0..N-1.
 
 DENSE = "dense"
 
@@ -388,22 +390,24 @@ def validate_runtime_metadata(pattern_ids, indices, n, mmax):
                             str(e).split(": ", 1)[1] + f" in beat {beat}") from None
 
 
-def window_positions(indices, pattern, n):
-    """Beat-relative window positions (B*N, cols) of group-relative `indices` of pattern (N', M'):
-    lane i of a beat reads window[(i // N') * M' + index]."""
-    np_, mp = pattern
+def window_positions(indices, pattern, n, mmax):
+    """Window positions (B*N, cols) the lanes of each beat read for group-relative `indices` of
+    pattern (N', M'): lane i reads block i, window[i*Mmax + index]."""
     idx = _grouped(indices, n, "indices").astype(np.int64)  # (B, N, cols)
-    base = (np.arange(n) // np_) * mp
-    return (idx + base[None, :, None]).reshape(-1, idx.shape[2])
+    return (idx + (np.arange(n) * mmax)[None, :, None]).reshape(-1, idx.shape[2])
 
 
 def act_windows(a, pattern, n, mmax):
-    """Per row and beat the activation window (rows, B, N*Mmax): the beat's S = N*M'/N'
-    K-elements, then filler up to the window (the row's own activations repeated, so that a
-    wrongly routed lane reads a real, non-zero value)."""
+    """Per row and beat the activation window (rows, B, N*Mmax) of pattern (N', M'): N lane
+    blocks of Mmax; block i holds the M' K-elements of lane i's group (group i // N' of the
+    beat), then filler up to Mmax (the group's elements again, reversed, so that a wrongly
+    routed lane reads a real value)."""
+    np_, mp = pattern
     a = np.asarray(a)
-    span, window = beat_span(pattern, n), runtime_window(n, mmax)
+    span = beat_span(pattern, n)
     beats = num_groups(a.shape[1], span)
-    chunks = a.reshape(a.shape[0], beats, span)
-    filler = chunks[:, :, span - 1 - np.arange(window - span) % span]
-    return np.concatenate([chunks, filler], axis=2)
+    groups = a.reshape(a.shape[0], beats, n // np_, mp)          # (rows, B, N/N', M')
+    lanes = groups[:, :, np.arange(n) // np_, :]                # (rows, B, N, M')
+    filler = lanes[:, :, :, mp - 1 - np.arange(mmax - mp) % mp]  # (rows, B, N, Mmax-M')
+    blocks = np.concatenate([lanes, filler], axis=3)
+    return blocks.reshape(a.shape[0], beats, n * mmax)

@@ -150,16 +150,14 @@ class RuntimeNMDecoder(wiring.Component):
     """Run-time N:M patterns (dual mode): one decoder for every pattern of
     `golden.nm.runtime_patterns(N, Mmax)`, chosen per beat by the weights' `pattern` id.
 
-    A beat of pattern N':M' carries N/N' consecutive groups of M': `group` is a window of
-    N*Mmax activations whose first N*M'/N' are the beat's, `indices` holds N group-relative
-    indices of ceil(log2 Mmax) bits, and multiplier (operand) i belongs to group i // N' as its
-    lane i % N': operand i = window[(i // N') * M' + indices[i]]. Dense (id 0) is N:N: operand i
-    = window[i], with indices 0..N-1.
-
-    Routing: for well-formed metadata lane j of a group of N' indices lies in j..M'-N'+j, so
-    operand i draws only from the window positions some pattern can route to it (`candidates`):
-    an AND-OR mux whose selects are (pattern == id) & (index == offset), not a full window mux
-    (4:8: 8 to 20 candidates per operand out of 32).
+    A beat of pattern N':M' carries N/N' consecutive groups of M'; multiplier (operand) i is lane
+    i % N' of group i // N'. `indices` holds N group-relative indices of ceil(log2 Mmax) bits and
+    `group` is a window of N lane blocks of Mmax activations (golden.nm.act_windows): block i
+    holds the M' elements of lane i's group, so operand i = block i [indices[i]] in every
+    pattern. Routing is therefore a per-multiplier Mmax:1 mux (`candidates`), the cost of a
+    fixed N:Mmax decoder; the pattern-dependent placement of the activations happens once per row
+    and beat where the window is filled (the stream's producer), not in every PE. Dense (id 0)
+    is N:N: block i holds the N elements, indices 0..N-1.
 
     `bad_groups` counts the beat's malformed groups (indices not strictly increasing, or one
     >= M'); an unknown pattern id counts as one. `malformed` = `bad_groups` != 0; the operands
@@ -173,6 +171,7 @@ class RuntimeNMDecoder(wiring.Component):
         self.pattern_names = [pattern_name(p) for p in self.patterns]
         self.window = n * mmax
         self.index_bits = max(1, index_bits(mmax))
+        self.elem_shape = elem_shape
         super().__init__({
             "group": In(data.ArrayLayout(elem_shape, self.window)),
             "pattern": In(unsigned(pattern_id_bits(n, mmax))),
@@ -183,35 +182,21 @@ class RuntimeNMDecoder(wiring.Component):
         })
 
     def candidates(self, i):
-        """{window position: [(pattern id, index value), ...]}: where operand i can come from."""
-        out = {}
-        for pid, (np_, mp) in enumerate(self.patterns):
-            group, lane = divmod(i, np_)
-            for x in range(lane, mp - np_ + lane + 1):
-                out.setdefault(group * mp + x, []).append((pid, x))
-        return dict(sorted(out.items()))
+        """The window positions operand i reads, in index order: its lane block."""
+        return list(range(i * self.m, (i + 1) * self.m))
 
     def elaborate(self, platform):
         m = Module()
-        n, mmax = self.n, self.m
+        n = self.n
         group = Value.cast(self.group)
         width = len(group) // self.window
         elems = [group[p * width:(p + 1) * width] for p in range(self.window)]
-        is_pattern = []
-        for pid, name in enumerate(self.pattern_names):
-            sig = Signal(name=f"is_{name.replace(':', '_of_')}")
-            m.d.comb += sig.eq(self.pattern == pid)
-            is_pattern.append(sig)
         indices = [self.indices[i] for i in range(n)]
-
-        operands = []
         for i in range(n):
-            picks = []
-            for pos, routes in self.candidates(i).items():
-                select = _any([is_pattern[pid] & (indices[i] == x) for pid, x in routes])
-                picks.append(Mux(select, elems[pos], 0))
-            operands.append(_any(picks))
-        m.d.comb += Value.cast(self.operands).eq(Cat(*operands))
+            block = Signal(data.ArrayLayout(self.elem_shape, len(self.candidates(i))),
+                           name=f"block{i}")
+            m.d.comb += [Value.cast(block).eq(Cat(elems[p] for p in self.candidates(i))),
+                         self.operands[i].eq(block[indices[i]])]
 
         # Malformed groups, per pattern; the comparisons of neighbouring lanes are shared.
         not_increasing = [indices[i] >= indices[i + 1] for i in range(n - 1)]

@@ -8,7 +8,7 @@ import pytest
 
 from nmforge.gen.config import load_config, parse_config
 
-from test_rtl_blocks import assert_passed
+from conftest import assert_passed
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 

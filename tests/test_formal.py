@@ -7,7 +7,10 @@
 * the reference itself agrees with the golden model (golden/nm.py), evaluated by Yosys `eval`, so
   the chain golden == reference == RTL is closed;
 * cocotb-free checks of `BitmapDecoder`: it elaborates for several element shapes, and the Amaranth
-  simulator agrees with golden/nm.py.
+  simulator agrees with golden/nm.py;
+* the run-time pattern decoder (`RuntimeNMDecoder`, every pattern of a 4:8 and a 2:4 design) is
+  proved equal to its hand-written reference; a wrong fixture and a mutant fail; the reference
+  agrees with golden/nm.py.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from amaranth.sim import Simulator
 
 from nmforge.fpga import tools
 from nmforge.fpga.formal import (DUT_MODULE, decoder_verilog_for, miter_verilog, prove_decoder,
-                                 reference_verilog)
-from nmforge.golden.nm import bitmap_to_indices, malformed_bitmap_groups, malformed_groups
-from nmforge.rtl.decoder import (BitmapDecoder, NMDecoder, _any, bitmap_malformed,
-                                 bitmap_prefix_counts)
+                                 prove_runtime_decoder, reference_verilog,
+                                 runtime_reference_verilog)
+from nmforge.golden.nm import (bitmap_to_indices, malformed_bitmap_groups, malformed_groups,
+                               pattern_id_bits, runtime_bad_groups, runtime_index_bits,
+                               runtime_patterns)
+from nmforge.rtl.decoder import (BitmapDecoder, NMDecoder, RuntimeNMDecoder, _any,
+                                 bitmap_malformed, bitmap_prefix_counts)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WIDTH = 8
@@ -274,3 +280,88 @@ def test_bitmap_malformed_helper(n, m):
     sim = Simulator(top)
     sim.add_testbench(bench)
     sim.run()
+
+
+# --- run-time patterns (dual mode) ---------------------------------------------------------------
+
+RUNTIME_DESIGNS = [(4, 8), (2, 4), (8, 16)]
+
+
+@pytest.mark.parametrize("n,mmax", RUNTIME_DESIGNS, ids=lambda v: str(v))
+def test_runtime_decoder_proved_equal_to_reference(n, mmax, tmp_path):
+    """Every pattern of the N:Mmax table, every window, id and index word: the run-time decoder's
+    bad-group count and flag equal the hand-written reference's, and so do its operands on
+    well-formed metadata."""
+    result = prove_runtime_decoder(n, mmax, tmp_path / "proof", width=WIDTH)
+    assert result.passed, result.summary()
+    assert "successful proof by k-induction" in result.log.read_text()
+    dut = (tmp_path / "proof" / f"{DUT_MODULE}.v").read_text()
+    assert f"input [{pattern_id_bits(n, mmax) - 1}:0] pattern;" in dut
+
+
+def test_wrong_runtime_decoder_fails(tmp_path):
+    """Fixture: a hand-written 2:4 run-time decoder that does not count unknown pattern ids."""
+    result = prove_runtime_decoder(2, 4, tmp_path, FIXTURES / "wrong_runtime_decoder_2_4.v")
+    _assert_fails(result, ["miter.malformed_agrees", "miter.bad_groups_agree"])
+    assert not any("operand" in name for name in result.failed)
+
+
+class _NarrowRuntimeDecoder(RuntimeNMDecoder):
+    """Mutant: the last multiplier's block loses its last element (4:8: window position 31, read
+    by 1:8 with index 7)."""
+
+    def candidates(self, i):
+        routes = super().candidates(i)
+        return routes[:-1] if i == self.n - 1 else routes
+
+
+def test_mutant_runtime_decoder_fails(tmp_path):
+    mutant = verilog.convert(_NarrowRuntimeDecoder(4, 8, unsigned(WIDTH)), name=DUT_MODULE,
+                             emit_src=False)
+    result = prove_runtime_decoder(4, 8, tmp_path, mutant)
+    _assert_fails(result, ["miter.operand_3_agrees"])
+    assert "miter.malformed_agrees" not in result.failed
+
+
+def test_runtime_reference_matches_golden(tmp_path):
+    """The run-time reference, evaluated by Yosys `eval`, against golden/nm.py on well-formed
+    words of every pattern and on random (unknown ids, malformed) ones."""
+    n, mmax = 4, 8
+    ib, pb = runtime_index_bits(mmax), pattern_id_bits(n, mmax)
+    table = runtime_patterns(n, mmax)
+    rng = np.random.default_rng(48)
+    words = []
+    for pid, (np_, mp) in enumerate(table):
+        for _ in range(6):
+            idx = np.concatenate([np.sort(rng.choice(mp, np_, replace=False))
+                                  for _ in range(n // np_)])
+            words.append((pid, [int(x) for x in idx]))
+    words += [(int(rng.integers(1 << pb)), [int(x) for x in rng.integers(0, 1 << ib, n)])
+              for _ in range(40)]
+    windows = [[int(v) for v in rng.integers(0, 256, n * mmax)] for _ in words]
+    work = tmp_path / "eval"
+    work.mkdir()
+    (work / "reference.v").write_text(runtime_reference_verilog(n, mmax))
+    lines = ["read_verilog reference.v",
+             f"chparam -set N {n} -set MMAX {mmax} -set W {WIDTH} -set IB {ib} -set PB {pb} "
+             "ref_runtime_decoder", "prep -top ref_runtime_decoder"]
+    for (pid, idx), window in zip(words, windows):
+        group = sum(v << (p * WIDTH) for p, v in enumerate(window))
+        word = sum(x << (i * ib) for i, x in enumerate(idx))
+        lines.append(f"eval -set group {n * mmax * WIDTH}'d{group} -set pattern {pb}'d{pid} "
+                     f"-set indices {n * ib}'d{word} -show operands -show bad_groups")
+    (work / "eval.ys").write_text("\n".join(lines) + "\n")
+    tools.run_tool("yosys", ["-l", "eval.log", "eval.ys"], cwd=work, log_file=work / "eval.log")
+    found = re.findall(r"Eval result: \\(operands|bad_groups) = (\d+'[01x]+|\d+)\.",
+                       (work / "eval.log").read_text())
+    assert len(found) == 2 * len(words)
+    want_bad = runtime_bad_groups(np.array([[pid for pid, _ in words]]),
+                                  np.array([idx for _, idx in words]).T, n, mmax)[0]
+    for k, ((pid, idx), window) in enumerate(zip(words, windows)):
+        (name_ops, ops), (name_bad, bad) = found[2 * k], found[2 * k + 1]
+        assert (name_ops, name_bad) == ("operands", "bad_groups")
+        assert _eval_int(bad) == want_bad[k], (pid, idx)
+        if not want_bad[k]:
+            value = _eval_int(ops)
+            assert [(value >> (i * WIDTH)) & 0xFF for i in range(n)] == \
+                [window[i * mmax + idx[i]] for i in range(n)], (pid, idx)

@@ -54,8 +54,8 @@ def test_pattern_names():
 
 
 def reference_gemm(a, values, indices, pattern, n, mmax, acc_width, overflow):
-    """Straight from the beat layout: per beat, per lane i, the window element at
-    (i // N') * M' + index times the lane's value; the beat's sum goes through the policy."""
+    """Straight from the beat layout: per beat, per lane i, element `index` of lane block i
+    (window[i * Mmax + index]) times the lane's value; the beat's sum goes through the policy."""
     np_, mp = pattern
     windows = act_windows(a, pattern, n, mmax)  # (rows, B, window)
     rows, beats, _ = windows.shape
@@ -69,7 +69,7 @@ def reference_gemm(a, values, indices, pattern, n, mmax, acc_width, overflow):
             for c in range(cols):
                 total = 0
                 for i in range(n):
-                    pos = (i // np_) * mp + int(indices[b * n + i, c])
+                    pos = i * mmax + int(indices[b * n + i, c])
                     total += int(windows[r, b, pos]) * int(values[b * n + i, c])
                 exact = int(acc[r, c]) + total
                 overflowed |= not lo <= exact <= hi
@@ -96,13 +96,16 @@ def test_runtime_gemm_is_the_beat_layout(n, mmax, overflow):
         assert np.array_equal(got[0], want[0]) and got[1] == want[1], pattern
         if overflow == "wrap":  # wrapping sums do not depend on the accumulation step
             assert np.array_equal(got[0], gemm_int(a, w, mp, 18, "wrap")[0])
-        # window positions: lane i of a beat reads (i // N') * M' + index
-        pos = window_positions(indices, pattern, n)
-        assert pos.max() < beat_span(pattern, n)
+        # window positions: lane i of a beat reads its block, i * Mmax + index
+        pos = window_positions(indices, pattern, n, mmax).reshape(-1, n, 2)
+        assert (pos // mmax == np.arange(n)[None, :, None]).all()
         windows = act_windows(a, pattern, n, mmax)
-        assert windows.shape == (3, k // beat_span(pattern, n), runtime_window(n, mmax))
         span = beat_span(pattern, n)
-        assert np.array_equal(windows[:, :, :span].reshape(3, k), a)
+        assert windows.shape == (3, k // span, runtime_window(n, mmax))
+        for b in range(k // span):  # block i starts with the M' elements of lane i's group
+            for i in range(n):
+                start = b * span + (i // np_) * mp
+                assert np.array_equal(windows[:, b, i * mmax:i * mmax + mp], a[:, start:start + mp])
 
 
 def test_dense_pattern_compresses_to_every_index():
