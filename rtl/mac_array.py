@@ -29,7 +29,6 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import delay
-from .pe import SparsePE
 
 BAD_GROUP_COUNTER_WIDTH = 32
 
