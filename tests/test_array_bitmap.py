@@ -23,7 +23,7 @@ def bitmap_config(name, nm, rows=2, cols=3):
     }, source="test")
 
 
-@pytest.mark.parametrize("nm", ["2:4", "2:8"])
+@pytest.mark.parametrize("nm", ["2:4", pytest.param("2:8", marks=pytest.mark.slow)])
 def test_bitmap_array_gemms_under_random_stalls(simulate, nm):
     result, generated = simulate(bitmap_config(f"bmp{nm.replace(':', '_')}", nm), "array",
                                  seed=7, gemms=4, stall=0.3)

@@ -259,7 +259,7 @@ def test_mac_flags_malformed_plane_sequences():
 
 @pytest.mark.parametrize("nm, act_width, weight_width, acc_width, overflow", [
     ("2:4", 8, 8, 32, "wrap"),
-    ("4:4", 6, 16, 24, "saturate"),   # dense; 16-bit weights of extreme tiles saturate 24 bits
+    pytest.param("4:4", 6, 16, 24, "saturate", marks=pytest.mark.slow),  # dense, saturating
 ])
 def test_pe_regression(simulate, nm, act_width, weight_width, acc_width, overflow):
     config = bs_config(name=f"bspe{nm.replace(':', '')}", nm=nm, act_width=act_width,
@@ -276,6 +276,7 @@ def test_array_example_switches_precision_between_gemms(simulate):
     assert_passed(result)
 
 
+@pytest.mark.slow
 def test_array_dense(simulate):
     config = bs_config(name="bsdense", nm="2:2", weight_width=12, acc_width=24,
                        overflow="saturate")

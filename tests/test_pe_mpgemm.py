@@ -354,8 +354,8 @@ def test_mac_flags_malformed_tiles():
 
 @pytest.mark.parametrize("nm, weight, act, group_size, out_width", [
     ("2:4", "int4", "int8", 16, 8),
-    ("4:16", "uint2", "int16", 16, 16),   # one-beat groups: tiles of 1..6 groups
-    ("4:4", "int4", "int8", 16, 8),
+    pytest.param("4:16", "uint2", "int16", 16, 16, marks=pytest.mark.slow),  # one-beat groups
+    pytest.param("4:4", "int4", "int8", 16, 8, marks=pytest.mark.slow),
 ])
 def test_pe_regression(simulate, nm, weight, act, group_size, out_width):
     config = mp_config(name=f"mppe{nm.replace(':', '')}", nm=nm, weight_format=weight,

@@ -320,6 +320,7 @@ def test_mac_units_against_golden(sim_cache):
     assert log.count("checked 150 random tiles") == len(MAC_BENCH)
 
 
+@pytest.mark.slow
 def test_pe_mxint8(simulate):
     """One PE (MXINT8 1:2: 16 beats per block), one-block tiles with bubbles."""
     config = mx_config(name="pemxi8", rows=1, cols=1, nm="1:2", format="mxint8")

@@ -244,6 +244,7 @@ def test_mac_against_golden(sim_cache, name, fmt, options):
     assert f"Q = {G.quire_bits(fmt)}" in log and "with overflow" in log
 
 
+@pytest.mark.slow
 def test_pe_posit16_with_bubbles(simulate):
     config = posit_config(name="p16pe", format="posit16_1")
     result, generated = simulate(config, "pe", seed=9, tiles=40, stall=0.3)

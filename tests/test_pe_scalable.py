@@ -188,7 +188,8 @@ def test_sparse_gemm_is_the_dense_lane_sum():
             assert c[i, j] == lanes[kept[:, j]].sum()
 
 
-@pytest.mark.parametrize("block, nm", [("pe", "2:4"), ("array", "2:4"), ("array", "2:2")])
+@pytest.mark.parametrize("block, nm", [("pe", "2:4"), ("array", "2:4"),
+                                       pytest.param("array", "2:2", marks=pytest.mark.slow)])
 def test_scalable_pe_and_array(simulate, block, nm):
     n, m = (int(x) for x in nm.split(":"))
     config = scalable_config(name=f"sc{n}{m}", n=n, m=m)
