@@ -371,6 +371,7 @@ def test_array_example_under_random_stalls(simulate):
     assert_passed(result)
 
 
+@pytest.mark.slow
 def test_array_dense_multi_group_gemm(simulate):
     """A dense 2x2 array (4:4, groups of 16 = 4 beats): one 4 x 96 x 4 GEMM, six groups per
     tile, no stalls (the latency is checked too)."""

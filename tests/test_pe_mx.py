@@ -340,6 +340,7 @@ def test_array_mxfp8_example(simulate):
     assert_passed(result)
 
 
+@pytest.mark.slow
 def test_array_mxfp4(simulate):
     """MXFP4 2:4 1x2: random one-block GEMMs under random stalls, then one 2 x 96 x 4 GEMM."""
     config = mx_config(name="arrmx4", rows=1, cols=2, nm="2:4", format="mxfp4")

@@ -230,7 +230,8 @@ def test_kind_model_golden_uses_only_kept_pairs():
 
 @pytest.mark.parametrize("name, fmt, options", [
     pytest.param("p8mac", "posit8_0", {}, id="posit8-all-pairs-tiles-bound"),
-    pytest.param("p16mac", "posit16_1", {"pairs": 6000}, id="posit16-corners-tiles-bound"),
+    pytest.param("p16mac", "posit16_1", {"pairs": 6000}, id="posit16-corners-tiles-bound",
+                 marks=pytest.mark.slow),
 ])
 def test_mac_against_golden(sim_cache, name, fmt, options):
     config = posit_config(name=name, rows=1, cols=1, format=fmt)

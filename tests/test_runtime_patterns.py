@@ -145,6 +145,7 @@ def test_runtime_array_switches_patterns_back_to_back(simulate, tmp_path):
     assert ran == SWITCHED.split(",") * 2
 
 
+@pytest.mark.slow
 def test_runtime_array_streams_patterns_without_a_gap(simulate, tmp_path):
     """The same design, the GEMMs' beats streamed back to back: the pattern changes from one beat
     to the next while earlier tiles are still in the pipeline."""
@@ -163,6 +164,7 @@ def test_runtime_array_counts_malformed_metadata(simulate):
     assert_passed(result)
 
 
+@pytest.mark.slow
 def test_runtime_array_short_tiles_at_full_rate(simulate, tmp_path):
     """1:8 of K=256 on a 4x4 array: 8 beats per tile, fewer than the pipeline latency; the output
     queue takes the tiles back to back, so 16 tiles take 128 beats + latency cycles."""
