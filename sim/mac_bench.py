@@ -165,7 +165,7 @@ def write_bench(work_dir, module, block, macs):
 
 
 def run_bench(testbench, verilog_path, manifest_path, work_dir, tests, instances=None, seed=1,
-              options=None, log=print):
+              options=None, log=print, waves_on_failure=True):
     """Run cocotb module `testbench` (its `tests`, on `instances` or all) on a `write_bench`
     output; the Verilator build is cached per Verilog text under `work_dir`. `options` become
     NMFORGE_* variables. Returns sim.runner.SimResult."""
@@ -177,4 +177,5 @@ def run_bench(testbench, verilog_path, manifest_path, work_dir, tests, instances
         env["NMFORGE_INSTANCES"] = ",".join(instances)
     env.update({f"NMFORGE_{k.upper()}": str(v) for k, v in (options or {}).items()})
     return run_testbench(pathlib.Path(verilog_path).resolve(), info["module"], testbench,
-                         pathlib.Path(work_dir).resolve(), env, seed, log=log)
+                         pathlib.Path(work_dir).resolve(), env, seed, log=log,
+                         waves_on_failure=waves_on_failure)

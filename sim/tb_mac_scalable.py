@@ -284,7 +284,7 @@ def build_bench(work_dir, configs, module="scalable_mac_bench"):
 
 
 def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=None, seed=1,
-              options=None, log=print):
+              options=None, log=print, waves_on_failure=True):
     """Run this testbench (only `tests`, on `instances` or all) on a `build_bench` output; the
     Verilator build is cached per Verilog text under `work_dir`. `options` become NMFORGE_*
     variables. Returns sim.runner.SimResult."""
@@ -292,4 +292,4 @@ def run_bench(verilog_path, manifest_path, work_dir, *, tests=TESTS, instances=N
     chosen = instances or list(info["instances"])
     tests = [t for t in tests if any(t in info["instances"][name]["tests"] for name in chosen)]
     return run_bench_module("nmforge.sim.tb_mac_scalable", verilog_path, manifest_path, work_dir,
-                            tests, instances, seed, options, log)
+                            tests, instances, seed, options, log, waves_on_failure)

@@ -293,5 +293,5 @@ def test_regression_detects_a_wrong_bitserial_model(simulate):
     info["pe"]["acc_width"] = 12
     generated.manifest.write_text(json.dumps(info))
     lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 6,
-                          options={"gemms": 2, "stall": 0}, log=lambda line: None)
+                          options={"gemms": 2, "stall": 0}, log=lambda line: None, waves_on_failure=False)
     assert not lied.passed and "differs" in lied.log.read_text()

@@ -271,5 +271,5 @@ def test_regression_detects_a_wrong_posit_model(simulate):
     info["pe"]["quire_bits"] = 20
     generated.manifest.write_text(json.dumps(info))
     lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 4,
-                          options={"gemms": 2, "stall": 0}, log=lambda line: None)
+                          options={"gemms": 2, "stall": 0}, log=lambda line: None, waves_on_failure=False)
     assert not lied.passed

@@ -143,7 +143,7 @@ def test_testbench_detects_a_wrong_model(bench):
     lied = work / "lied.json"
     lied.write_text(json.dumps(info))
     result = run_bench(verilog, lied, work, tests=["mixed"], instances=["wrap14"], seed=3,
-                       options={"tiles": 60}, log=lambda line: None)
+                       options={"tiles": 60}, log=lambda line: None, waves_on_failure=False)
     assert not result.passed
 
 
@@ -209,5 +209,5 @@ def test_array_regression_detects_a_wrong_model(simulate):
     info["parameters"]["acc_width"] = 20
     generated.manifest.write_text(json.dumps(info))
     lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 2,
-                          options={"gemms": 4, "stall": 0}, log=lambda line: None)
+                          options={"gemms": 4, "stall": 0}, log=lambda line: None, waves_on_failure=False)
     assert not lied.passed
