@@ -70,6 +70,6 @@ def test_regression_detects_a_wrong_model(simulate):
     generated.manifest.write_text(json.dumps(info))
     from nmforge.sim.regression import run_regression
     lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 4,
-                          options={"gemms": 2, "stall": 0}, log=lambda line: None, waves_on_failure=False)
+                          options={"gemms": 2, "stall": 0}, log=lambda line: None)
     assert not lied.passed
     assert lied.waves is not None and lied.waves.exists(), "a failing run must leave a waveform"
