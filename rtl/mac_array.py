@@ -11,20 +11,20 @@ Streams (amaranth.lib.stream, valid/ready):
 One beat of each input stream is joined per cycle; every multiplier does one MAC per beat, so the
 array reduces R*C*M dense-equivalent MACs per cycle. Tiles are pipelined back to back: the next
 tile's beats are accepted while the previous tile drains, and finished tiles wait in an output
-queue (`result_depth` tiles deep) for the consumer. A tile's `last` beat is admitted when (a) at
-least R+C-1 cycles have passed since the previous tile's `last` beat (the skew window: the
-bottom-right PE publishes a tile R+C-2 cycles after the top-left one, and no PE may publish the
-next tile before the whole tile is captured), and (b) fewer than `result_depth` + 1 tiles are
-outstanding (admitted, not yet taken): one slot per queue entry, plus the PEs' own result
-registers, which hold a finished tile until the queue has room. With a ready consumer, tiles of
-at least R+C-1 beats therefore stream without a stall.
+queue (`result_depth` tiles deep) for the consumer: a small FIFO beside each PE, written when the
+PE publishes its result (so every write enable is local to its PE) and read in step with the
+others when the bottom-right PE's FIFO, the last to receive a tile, has it. A tile's `last` beat
+is admitted while fewer than `result_depth` + 1 tiles are outstanding (admitted, not yet taken):
+one slot per queue entry, plus the PEs' own result registers, which hold a finished result until
+its FIFO has room. With a ready consumer, tiles of at least R+C-1 beats stream without a stall
+(shorter ones as fast as the queue depth allows).
 
 Activations enter row r after r cycles of skew and move right one PE per cycle; weights (with
 the valid/last control) enter column c after c cycles and move down. `overflow` and `meta_error`
 are sticky until reset; `bad_groups` counts malformed metadata groups (column x K-group), as
 the top row's decoders see them.
 """
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,10 +34,10 @@ BAD_GROUP_COUNTER_WIDTH = 32
 
 
 def result_queue_depth(rows, cols, latency):
-    """Output queue depth (tiles) that lets tiles arrive every R+C-1 cycles (the closest the skew
-    window allows) without a stall when the consumer is always ready: a tile stays outstanding
-    for `latency` cycles after its `last` beat, so latency // (R+C-1) tiles overlap, and the PEs'
-    result registers hold one more."""
+    """Output queue depth (tiles) that lets tiles of R+C-1 beats or more stream without a stall
+    when the consumer is always ready: a tile stays outstanding for `latency` cycles after its
+    `last` beat, so latency // (R+C-1) tiles overlap, and the PEs' result registers hold one
+    more."""
     return max(1, latency // (rows + cols - 1))
 
 
@@ -58,8 +58,7 @@ class SparseArray(wiring.Component):
     unit behind a decoder of the chosen metadata encoding) per position.
     Latency from the `last` beat's transfer to `result.valid`: `latency` cycles (skew R-1 + C-1,
     plus the PE pipeline, plus the output queue's write). `result_depth`: tiles the output
-    queue holds (default `result_queue_depth`); `skew_window`: the fewest cycles between two
-    admitted `last` beats."""
+    queue holds (default `result_queue_depth`)."""
 
     def __init__(self, rows, cols, make_pe, result_depth=None):
         self.rows, self.cols = rows, cols
@@ -67,7 +66,6 @@ class SparseArray(wiring.Component):
         pe = self.pes[0][0]
         self.n, self.m = pe.n, pe.m
         self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
-        self.skew_window = rows + cols - 1
         self.result_depth = (result_queue_depth(rows, cols, self.latency) if result_depth is None
                              else result_depth)
         group = pe.signature.members["act"].shape
@@ -84,11 +82,9 @@ class SparseArray(wiring.Component):
         m = Module()
         rows, cols = self.rows, self.cols
 
-        # Join the two input streams; a `last` beat waits for the skew window and a free slot.
+        # Join the two input streams; a `last` beat waits for a free slot.
         outstanding = Signal(range(self.result_depth + 2))  # tiles admitted and not yet taken
-        since_last = Signal(range(self.skew_window), init=self.skew_window - 1)  # saturating
-        may_last = (outstanding <= self.result_depth) & (since_last == self.skew_window - 1)
-        may_take = ~self.act.payload.last | may_last
+        may_take = ~self.act.payload.last | (outstanding <= self.result_depth)
         m.d.comb += [self.act.ready.eq(self.weight.valid & may_take),
                      self.weight.ready.eq(self.act.valid & may_take)]
         beat = Signal()
@@ -99,10 +95,6 @@ class SparseArray(wiring.Component):
             m.d.sync += outstanding.eq(outstanding + 1)
         with m.Elif(taken & ~admit_last):
             m.d.sync += outstanding.eq(outstanding - 1)
-        with m.If(admit_last):
-            m.d.sync += since_last.eq(0)
-        with m.Elif(since_last != self.skew_window - 1):
-            m.d.sync += since_last.eq(since_last + 1)
 
         pes = self.pes
         for r in range(rows):
@@ -129,20 +121,26 @@ class SparseArray(wiring.Component):
                 m.d.comb += [pes[r][c].weight.eq(above.weight_out), pes[r][c].valid.eq(above.valid_out),
                              pes[r][c].last.eq(above.last_out)]
 
-        # Output queue: a tile is complete in the PEs' result registers when the bottom-right PE
-        # publishes it; it is captured then, or as soon as the queue has room (the admission
-        # rule keeps the next tile out of the PEs until it is).
-        tile = Cat(pes[r][c].result for r in range(rows) for c in range(cols))
-        m.submodules.result_queue = queue = fifo.SyncFIFO(width=len(tile), depth=self.result_depth)
-        held = Signal()  # a complete tile waits in the PEs' result registers
-        published = pes[rows - 1][cols - 1].result_valid
-        m.d.comb += [queue.w_data.eq(tile), queue.w_en.eq(published | held)]
-        with m.If((published | held) & ~queue.w_rdy):
-            m.d.sync += held.eq(1)
-        with m.Else():
-            m.d.sync += held.eq(0)
-        m.d.comb += [self.result.valid.eq(queue.r_rdy), self.result.payload.eq(queue.r_data),
-                     queue.r_en.eq(self.result.ready)]
+        # Output queue: one small FIFO beside each PE. A PE's result goes in when the PE
+        # publishes it (or, if its FIFO is full, as soon as it has room: the admission rule keeps
+        # the next tile out of the PE until then), so every write enable stays local; all FIFOs
+        # are read in step, when the bottom-right one (the last to receive a tile) has it.
+        queues = []
+        take = Signal()
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                queue = fifo.SyncFIFO(width=len(Value.cast(pe.result)), depth=self.result_depth)
+                m.submodules[f"result_queue_{r}_{c}"] = queue
+                held = Signal(name=f"held_{r}_{c}")  # the result waits in the PE's register
+                capture = pe.result_valid | held
+                m.d.comb += [queue.w_data.eq(pe.result), queue.w_en.eq(capture),
+                             queue.r_en.eq(take)]
+                m.d.sync += held.eq(capture & ~queue.w_rdy)
+                queues.append(queue)
+        m.d.comb += [self.result.valid.eq(queues[-1].r_rdy),
+                     take.eq(self.result.ready & queues[-1].r_rdy),
+                     self.result.payload.eq(Cat(queue.r_data for queue in queues))]
 
         # Sticky overflow: one registered OR per row, then across rows.
         row_overflow = Signal(rows)
