@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import EXAMPLES
-from nmforge.gen.cli import main
+from nmforge.cli import main
 
 GOOD = (EXAMPLES / "nm24_int8_4x4.toml").read_text()
 
@@ -38,7 +38,7 @@ def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, c
 
 def test_missing_file_through_the_console_script(tmp_path):
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "nmforge.gen.cli", "generate", str(tmp_path / "nope.toml"),
+    run = subprocess.run([sys.executable, "-m", "nmforge.cli", "generate", str(tmp_path / "nope.toml"),
                           "-o", str(out)], capture_output=True, text=True)
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and "nope.toml" in run.stderr

@@ -314,7 +314,7 @@ def test_nextpnr_overuse_is_read_from_its_log():
 # --- the command line --------------------------------------------------------------------------------
 
 def test_cli_bad_device_exits_2_with_one_line(tmp_path, capsys):
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
 
     out = tmp_path / "out"
     code = main(["synth", str(EXAMPLES / "nm24_int8_4x4.toml"), "--target", "ice40", "--device",
@@ -329,7 +329,7 @@ def test_cli_bad_device_exits_2_with_one_line(tmp_path, capsys):
 
 def test_cli_synth_with_device(tmp_path, capsys):
     """`nmforge synth CONFIG --target ecp5 --device 25k` on a 1x1 array: synth-ecp5-lfe5u-25f/."""
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
 
     text = (EXAMPLES / "nm24_int8_4x4.toml").read_text()
     text = text.replace('name = "nm24_int8_4x4"', 'name = "t11"').replace("rows = 4", "rows = 1")

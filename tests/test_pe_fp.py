@@ -134,7 +134,7 @@ def test_config_object_checks_kind_fields():
 
 
 def test_cli_rejects_a_bad_fp_config(tmp_path, capsys):
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
     path = tmp_path / "bad.toml"
     path.write_text(FP_EXAMPLE.read_text().replace('accumulate = "exact"', 'accumulate = "kahan"'))
     assert main(["generate", str(path), "-o", str(tmp_path / "out")]) == 2
@@ -144,7 +144,7 @@ def test_cli_rejects_a_bad_fp_config(tmp_path, capsys):
 
 
 def test_cli_mac_block_needs_a_mac_testbench(tmp_path, capsys):
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
     code = main(["sim", str(EXAMPLES / "nm24_int8_4x4.toml"), "--block", "mac",
                  "-o", str(tmp_path / "out")])
     assert code == 2 and "no MAC-level testbench for pe.kind 'int'" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_missing_mx_format_is_one_line():
 
 
 def test_cli_rejects_a_block_size_of_16(tmp_path, capsys):
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
     path = tmp_path / "bad.toml"
     path.write_text(MX_EXAMPLE.read_text().replace("block_size = 32", "block_size = 16"))
     assert main(["generate", str(path), "-o", str(tmp_path / "out")]) == 2

@@ -91,7 +91,7 @@ def test_missing_posit_format_is_one_line():
 
 
 def test_cli_rejects_posit4(tmp_path, capsys):
-    from nmforge.gen.cli import main
+    from nmforge.cli import main
     path = tmp_path / "bad.toml"
     path.write_text(POSIT_EXAMPLE.read_text().replace('"posit8_0"', '"posit4_1"'))
     assert main(["generate", str(path), "-o", str(tmp_path / "out")]) == 2

@@ -10,12 +10,12 @@ import pathlib
 import sys
 import time
 
-from .config import ConfigError, load_config
-from .elaborate import BLOCKS
-from .generate import generate
-from .package import cmd_package
-from ..fpga.board import BOARDS, cmd_build
-from ..fpga.sweep import add_sweep_arguments, cmd_sweep
+from .gen.config import ConfigError, load_config
+from .gen.elaborate import BLOCKS
+from .gen.generate import generate
+from .gen.package import cmd_package
+from .fpga.board import BOARDS, cmd_build
+from .fpga.sweep import add_sweep_arguments, cmd_sweep
 
 EXIT_BAD_INPUT = 2
 
@@ -78,8 +78,8 @@ def _sim_options(sub):
 
 
 def _synth_options(sub, default_target=None):
-    from ..fpga import TARGETS
-    from ..fpga.devices import device_names
+    from .fpga import TARGETS
+    from .fpga.devices import device_names
     sub.add_argument("--target", choices=TARGETS, default=default_target, required=default_target is None)
     sub.add_argument("--device", metavar="DEVICE",
                      help="device of the target (default: the target's first): "
@@ -90,7 +90,7 @@ def _synth_options(sub, default_target=None):
     command = sub.get_default("command")
     if command is not None:
         def checked(config, out_dir, args, _command=command):
-            from ..fpga.devices import resolve_device
+            from .fpga.devices import resolve_device
             try:
                 resolve_device(args.target, args.device)
             except ValueError as error:
@@ -108,7 +108,7 @@ def cmd_generate(config, out_dir, args) -> int:
 
 
 def cmd_sim(config, out_dir, args) -> int:
-    from ..sim.regression import MAC_TESTBENCHES
+    from .sim.regression import MAC_TESTBENCHES
     if args.block == "mac" and config.pe_kind not in MAC_TESTBENCHES:
         print(f"nmforge: error: --block mac: no MAC-level testbench for pe.kind "
               f"{config.pe_kind!r} (its MAC is verified with --block pe); allowed: "
@@ -154,7 +154,7 @@ def cmd_flow(config, out_dir, args) -> int:
 
 
 def _simulate(config, out_dir, args, block):
-    from ..sim.regression import run_regression
+    from .sim.regression import run_regression
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
     generated = generate(config, out_dir, block)
     print(f"[sim] {generated.info['module']}: seed {seed}", flush=True)
@@ -177,8 +177,8 @@ def _simulate(config, out_dir, args, block):
 def _synthesize(config, generated, out_dir, args):
     """Synthesize for ``args.target`` / ``args.device`` into ``out_dir/synth-<target>`` (the default
     device) or ``out_dir/synth-<target>-<device>``; print the report table; ``None`` on failure."""
-    from ..fpga import FlowError, format_report, synthesize
-    from ..fpga.devices import FAMILIES, resolve_device
+    from .fpga import FlowError, format_report, synthesize
+    from .fpga.devices import FAMILIES, resolve_device
     device = resolve_device(args.target, getattr(args, "device", None))
     synth_dir = f"synth-{args.target}"
     if device != FAMILIES[args.target]["default_device"]:
