@@ -147,6 +147,9 @@ class BoardTop(Elaboratable):
         clk_hz = platform.default_clk_frequency
         self.divisor = divisor_for(clk_hz, self.baud)
         m.submodules.core = core = linked_array(self.config, self.divisor, int(clk_hz * COMMAND_TIMEOUT_S))
+        from ..gen.elaborate import shared_modules, to_verilog
+        for module, definition in shared_modules(core).items():  # the array's PE, once
+            platform.add_file(f"{module}.v", to_verilog(definition, module))
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buffer = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buffer = tx = io.Buffer("o", uart.tx)

@@ -16,29 +16,54 @@ with input registers only it is timed as clock-to-P of the block. The block's re
 flip-flops they replace were.
 """
 
+from .report import _truthy
+
 WIDTH = {"A": 18, "B": 18}
 REGISTER_PARAMS = {"A": "REG_INPUTA", "B": "REG_INPUTB"}
 RESET_PIN = {"A": "RST0", "B": "RST1"}  # one reset pin per side: each keeps its own reset
 
 
 def pack_mult_registers(netlist: dict) -> dict:
-    """Rewrite `netlist` (Yosys JSON, all modules) in place; returns counts of what moved."""
+    """Rewrite `netlist` (Yosys JSON, all modules) in place; returns counts of what moved in the
+    placed design (a module instantiated k times counts k times)."""
     stats = {"mult_blocks": 0, "input_registers": 0, "flip_flops_removed": 0}
-    for module in netlist["modules"].values():
+    placements = _placements(netlist)
+    for module_name, module in netlist["modules"].items():
         cells = module.get("cells", {})
         mults = [name for name, cell in cells.items() if cell["type"] == "MULT18X18D"]
         if not mults:
             continue
+        copies = placements[module_name]
         flip_flops_before = _count_flip_flops(module)
         for name in mults:
-            stats["mult_blocks"] += 1
+            stats["mult_blocks"] += copies
             drivers, _ = _connectivity(module)
             for side in ("A", "B"):
                 if _pack_input(cells, cells[name], side, drivers):
-                    stats["input_registers"] += 1
+                    stats["input_registers"] += copies
         _remove_unloaded_flip_flops(module)
-        stats["flip_flops_removed"] += flip_flops_before - _count_flip_flops(module)
+        stats["flip_flops_removed"] += copies * (flip_flops_before - _count_flip_flops(module))
     return stats
+
+
+def _placements(netlist):
+    """Module name -> how many times the module is placed under the top module (every module
+    once when no module is marked top)."""
+    modules = netlist["modules"]
+    tops = [name for name, module in modules.items() if _truthy(module.get("attributes", {}).get("top", 0))]
+    if not tops:
+        return dict.fromkeys(modules, 1)
+    counts = dict.fromkeys(modules, 0)
+
+    def walk(name, copies):
+        counts[name] += copies
+        for cell in modules[name].get("cells", {}).values():
+            if cell["type"] in modules:
+                walk(cell["type"], copies)
+
+    for top in tops:
+        walk(top, 1)
+    return counts
 
 
 def _count_flip_flops(module):

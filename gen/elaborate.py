@@ -4,7 +4,7 @@
 design's top level) and, for block-level regressions, one PE, one N:M decoder and one MAC unit
 (the PE kind's multiply-accumulate unit alone, without the systolic shell and decoder).
 """
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 
 from ..rtl.decoder import BitmapDecoder, NMDecoder, RuntimeNMDecoder
 from ..rtl.mac_array import SparseArray
@@ -119,7 +119,8 @@ def mac_parameters(config, mac) -> dict:
 def build(config, block="array"):
     """The Amaranth component for `block` of the design described by `config`."""
     if block == "array":
-        return SparseArray(config.rows, config.cols, lambda: make_pe(config))
+        return SparseArray(config.rows, config.cols, lambda: make_pe(config),
+                           name=config.name)
     if block == "pe":
         return make_pe(config)
     if block == "decoder":
@@ -138,7 +139,7 @@ def find_mac(component, block):
     if block == "pe":
         return component.mac
     if block == "array":
-        return component.pes[0][0].mac
+        return component.pe.mac
     return None
 
 
@@ -147,6 +148,20 @@ def module_name(config, block="array"):
     return config.name if block == "array" else f"{config.name}_{block}"
 
 
+def shared_modules(component) -> dict:
+    """Module name -> component, for the modules `component` instantiates by name: a
+    SparseArray's PE and result slot, whether `component` is the array or holds it as `array`
+    (the board's LinkedArray)."""
+    array = component if isinstance(component, SparseArray) else getattr(component, "array", None)
+    return array.shared_modules if isinstance(array, SparseArray) else {}
+
+
 def to_verilog(component, name):
-    """Deterministic Verilog text (no source locations, so output does not depend on paths)."""
-    return verilog.convert(component, name=name, emit_src=False)
+    """Deterministic Verilog text (no source locations, so output does not depend on paths):
+    module `name` and its submodules, plus one definition of each shared module (an array's
+    PE and result slot, each converted once however many positions instantiate it). One Yosys run converts all."""
+    texts = [rtlil.convert(component, name=name, emit_src=False)]
+    for module, definition in shared_modules(component).items():
+        text = rtlil.convert(definition, name=module, emit_src=False)
+        texts.append(text.replace("attribute \\top 1\n", "", 1))  # `name` stays the only top
+    return verilog._convert_rtlil_text("".join(texts))  # what verilog.convert runs on its RTLIL

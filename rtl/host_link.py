@@ -58,8 +58,7 @@ discards any input, and sends NOP, which answers 0x00.
 """
 import enum
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal
-from amaranth.hdl import ResetInserter
+from amaranth import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -292,7 +291,12 @@ class LinkedArray(wiring.Component):
         m.submodules.uart_tx = uart_tx = UARTTx(self.divisor)
         m.submodules.link = link = HostLinkEngine(layout("act"), layout("weight"), layout("result"),
                                                   self.ident, self.timeout_cycles)
-        m.submodules.array = ResetInserter(link.clear)(array)
+        # The array runs in its own domain, on this clock, reset by `rst` or `clear` (its PEs are
+        # module instances that take the domain's reset: a ResetInserter would not reach them).
+        m.domains.array = ClockDomain("array", local=True)
+        m.d.comb += [ClockSignal("array").eq(ClockSignal()),
+                     ResetSignal("array").eq(ResetSignal() | link.clear)]
+        m.submodules.array = DomainRenamer("array")(array)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
                      link.rx_error.eq(uart_rx.framing_error | uart_rx.overrun)]
         wiring.connect(m, uart_rx.o, link.rx)

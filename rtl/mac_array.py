@@ -24,7 +24,7 @@ the valid/last control) enter column c after c cycles and move down. `overflow` 
 are sticky until reset; `bad_groups` counts malformed metadata groups (column x K-group), as
 the top row's decoders see them.
 """
-from amaranth import Cat, Module, Signal, Value
+from amaranth import Cat, ClockSignal, Instance, Module, ResetSignal, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,21 +53,58 @@ def result_layout(rows, cols, result_shape):
     return data.ArrayLayout(data.ArrayLayout(result_shape, cols), rows)
 
 
+class ResultSlot(wiring.Component):
+    """One PE's share of the output queue: a FIFO of `depth` results of `width` bits, written
+    when the PE publishes its result (`result_valid`) or, if the FIFO is full then, as soon as it
+    has room (meanwhile the result waits in the PE's register: `held`); read on `take`, in step
+    with the other slots. `data`/`ready`: the oldest result and whether there is one. A result
+    written in one cycle is readable in the next."""
+
+    def __init__(self, width, depth):
+        self.width, self.depth = width, depth
+        super().__init__({"result": In(width), "result_valid": In(1), "take": In(1),
+                          "data": Out(width), "ready": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFO(width=self.width, depth=self.depth)
+        held = Signal()
+        capture = self.result_valid | held
+        m.d.comb += [queue.w_data.eq(self.result), queue.w_en.eq(capture), queue.r_en.eq(self.take),
+                     self.data.eq(queue.r_data), self.ready.eq(queue.r_rdy)]
+        m.d.sync += held.eq(capture & ~queue.w_rdy)
+        return m
+
+
 class SparseArray(wiring.Component):
-    """The generated top level; `make_pe()` builds one PE (rtl.pe.SparsePE: a PE kind's MAC
-    unit behind a decoder of the chosen metadata encoding) per position.
+    """The generated top level. `make_pe()` builds the PE (rtl.pe.SparsePE: a PE kind's MAC unit
+    behind a decoder of the chosen metadata encoding), kept as `pe`; beside each PE sits a
+    `ResultSlot` of the output queue. Every position instantiates the same two modules,
+    `<name>.pe` and `<name>.result_slot` (`shared_modules`: module name -> component), so the
+    design holds one definition of each however large the array; converting the array must
+    define them (gen.elaborate.to_verilog does). `pes[r][c]` / `slots[r][c]`: the ports of the
+    instances at row r, column c (signals `pe_<r>_<c>__<port>`, `result_slot_<r>_<c>__<port>`).
+    The instances take the `sync` domain's clock and reset as module ports: to reset or enable
+    the array under a condition, rename its domain to one whose reset includes the condition
+    (DomainRenamer); a ResetInserter or EnableInserter would not reach into the instances.
     Latency from the `last` beat's transfer to `result.valid`: `latency` cycles (skew R-1 + C-1,
     plus the PE pipeline, plus the output queue's write). `result_depth`: tiles the output
     queue holds (default `result_queue_depth`)."""
 
-    def __init__(self, rows, cols, make_pe, result_depth=None):
+    def __init__(self, rows, cols, make_pe, result_depth=None, name="array"):
         self.rows, self.cols = rows, cols
-        self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
-        pe = self.pes[0][0]
+        self.pe = make_pe()
+        pe = self.pe
         self.n, self.m = pe.n, pe.m
         self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
         self.result_depth = (result_queue_depth(rows, cols, self.latency) if result_depth is None
                              else result_depth)
+        self.result_slot = ResultSlot(len(Value.cast(pe.result)), self.result_depth)
+        self.shared_modules = {f"{name}.pe": pe, f"{name}.result_slot": self.result_slot}
+        self.pes = [[pe.signature.create(path=(f"pe_{r}_{c}",)) for c in range(cols)]
+                    for r in range(rows)]
+        self.slots = [[self.result_slot.signature.create(path=(f"result_slot_{r}_{c}",))
+                       for c in range(cols)] for r in range(rows)]
         group = pe.signature.members["act"].shape
         super().__init__({
             "act": In(stream.Signature(act_layout(rows, group, pe.act_side_layout))),
@@ -96,17 +133,20 @@ class SparseArray(wiring.Component):
         with m.Elif(taken & ~admit_last):
             m.d.sync += outstanding.eq(outstanding - 1)
 
-        pes = self.pes
+        pes, slots = self.pes, self.slots
+        pe_module, slot_module = self.shared_modules
         for r in range(rows):
             for c in range(cols):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = _instance(pe_module, self.pe, pes[r][c])
+                m.submodules[f"result_slot_{r}_{c}"] = _instance(slot_module, self.result_slot,
+                                                                 slots[r][c])
 
         # Skewed entry at the edges, then neighbour-to-neighbour forwarding.
         for r in range(rows):
             m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
             for c in range(1, cols):
                 m.d.comb += pes[r][c].act.eq(pes[r][c - 1].act_out)
-            if pes[r][0].act_side_layout is not None:
+            if self.pe.act_side_layout is not None:
                 side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
                 m.d.comb += pes[r][0].act_side.eq(side)
                 for c in range(1, cols):
@@ -121,26 +161,20 @@ class SparseArray(wiring.Component):
                 m.d.comb += [pes[r][c].weight.eq(above.weight_out), pes[r][c].valid.eq(above.valid_out),
                              pes[r][c].last.eq(above.last_out)]
 
-        # Output queue: one small FIFO beside each PE. A PE's result goes in when the PE
-        # publishes it (or, if its FIFO is full, as soon as it has room: the admission rule keeps
-        # the next tile out of the PE until then), so every write enable stays local; all FIFOs
-        # are read in step, when the bottom-right one (the last to receive a tile) has it.
-        queues = []
+        # Output queue: one small FIFO beside each PE (its ResultSlot). A PE's result goes in
+        # when the PE publishes it (or, if its FIFO is full, as soon as it has room: the admission
+        # rule keeps the next tile out of the PE until then), so every write enable stays local;
+        # all FIFOs are read in step, when the bottom-right one (the last to receive a tile) has it.
         take = Signal()
         for r in range(rows):
             for c in range(cols):
-                pe = pes[r][c]
-                queue = fifo.SyncFIFO(width=len(Value.cast(pe.result)), depth=self.result_depth)
-                m.submodules[f"result_queue_{r}_{c}"] = queue
-                held = Signal(name=f"held_{r}_{c}")  # the result waits in the PE's register
-                capture = pe.result_valid | held
-                m.d.comb += [queue.w_data.eq(pe.result), queue.w_en.eq(capture),
-                             queue.r_en.eq(take)]
-                m.d.sync += held.eq(capture & ~queue.w_rdy)
-                queues.append(queue)
-        m.d.comb += [self.result.valid.eq(queues[-1].r_rdy),
-                     take.eq(self.result.ready & queues[-1].r_rdy),
-                     self.result.payload.eq(Cat(queue.r_data for queue in queues))]
+                m.d.comb += [slots[r][c].result.eq(pes[r][c].result),
+                             slots[r][c].result_valid.eq(pes[r][c].result_valid),
+                             slots[r][c].take.eq(take)]
+        last_slot = slots[-1][-1]
+        m.d.comb += [self.result.valid.eq(last_slot.ready),
+                     take.eq(self.result.ready & last_slot.ready),
+                     self.result.payload.eq(Cat(slot.data for row in slots for slot in row))]
 
         # Sticky overflow: one registered OR per row, then across rows.
         row_overflow = Signal(rows)
@@ -167,3 +201,13 @@ class SparseArray(wiring.Component):
             counts = [bad[c] for c in range(self.cols)]
         with m.If(bad.any()):
             m.d.sync += [self.meta_error.eq(1), self.bad_groups.eq(self.bad_groups + sum(counts))]
+
+
+def _instance(module, component, ports):
+    """An instance of `module` (the conversion of `component`) wired to `ports`, an interface of
+    `component`'s signature, and to the `sync` domain's clock and reset."""
+    connections = {}
+    for path, member, value in component.signature.flatten(ports):
+        direction = "i" if member.flow == In else "o"
+        connections[f"{direction}_{'__'.join(map(str, path))}"] = Value.cast(value)
+    return Instance(module, i_clk=ClockSignal(), i_rst=ResetSignal(), **connections)
