@@ -72,6 +72,9 @@ def _sim_options(sub):
     sub.add_argument("--gemms", type=int, default=4, help="random GEMMs per regression (default 4)")
     sub.add_argument("--stall", type=float, default=0.3,
                      help="probability of a pause on each valid and each ready (default 0.3)")
+    sub.add_argument("--build-dir", metavar="DIR",
+                     help="Verilator build cache, shared by every run of the same Verilog "
+                          "(default: $NMFORGE_BUILD_DIR, else ~/.cache/nmforge/verilator)")
     sub.add_argument("--patterns", metavar="P,P,...",
                      help="run-time designs: the patterns successive GEMMs take in turn, e.g. "
                           "4:8,1:8,dense (default: every pattern of the design)")
@@ -162,7 +165,7 @@ def _simulate(config, out_dir, args, block):
     if getattr(args, "patterns", None):
         options["patterns"] = args.patterns
     result = run_regression(generated.verilog, generated.manifest, out_dir, seed, args.waves,
-                            options, log=_log)
+                            options, log=_log, build_dir=args.build_dir)
     if result.passed:
         print(f"[sim] PASSED {result.tests} test(s), seed {seed}"
               + (f", waves {result.waves}" if result.waves else ""), flush=True)

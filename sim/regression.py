@@ -23,12 +23,12 @@ def testbench_for(manifest: dict) -> str:
 
 def run_regression(verilog: pathlib.Path | list[pathlib.Path], manifest_path: pathlib.Path,
                    work_dir: pathlib.Path, seed: int, waves: bool = False, options: dict | None = None,
-                   log=print, waves_on_failure: bool = True):
+                   log=print, waves_on_failure: bool = True, build_dir=None):
     """Simulate the block described by `manifest_path` in `verilog` (the generated file, or e.g. a
     gate-level netlist and its cell models); `options` become NMFORGE_* variables of the testbench
-    (e.g. {"stall": 0.3, "gemms": 4})."""
+    (e.g. {"stall": 0.3, "gemms": 4}); `build_dir`: the Verilator build cache (sim.runner.build_root)."""
     manifest = json.loads(manifest_path.read_text())
     env = {"NMFORGE_MANIFEST": str(manifest_path.resolve())}
     env.update({f"NMFORGE_{key.upper()}": str(value) for key, value in (options or {}).items()})
     return run_testbench(verilog, manifest["module"], testbench_for(manifest),
-                         work_dir.resolve(), env, seed, waves, log, waves_on_failure)
+                         work_dir.resolve(), env, seed, waves, log, waves_on_failure, build_dir)
