@@ -159,7 +159,8 @@ def shared_modules(component) -> dict:
 def to_verilog(component, name):
     """Deterministic Verilog text (no source locations, so output does not depend on paths):
     module `name` and its submodules, plus one definition of each shared module (an array's
-    PE and result slot, each converted once however many positions instantiate it). One Yosys run converts all."""
+    PE and result slot, each converted once however many positions instantiate it); one Yosys
+    run converts them all."""
     texts = [rtlil.convert(component, name=name, emit_src=False)]
     for module, definition in shared_modules(component).items():
         text = rtlil.convert(definition, name=module, emit_src=False)
