@@ -295,7 +295,7 @@ class LinkedArray(wiring.Component):
         # module instances that take the domain's reset: a ResetInserter would not reach them).
         m.domains.array = ClockDomain("array", local=True)
         m.d.comb += [ClockSignal("array").eq(ClockSignal()),
-                     ResetSignal("array").eq(ResetSignal() | link.clear)]
+                     ResetSignal("array").eq(ResetSignal(allow_reset_less=True) | link.clear)]
         m.submodules.array = DomainRenamer("array")(array)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
                      link.rx_error.eq(uart_rx.framing_error | uart_rx.overrun)]

@@ -210,4 +210,5 @@ def _instance(module, component, ports):
     for path, member, value in component.signature.flatten(ports):
         direction = "i" if member.flow == In else "o"
         connections[f"{direction}_{'__'.join(map(str, path))}"] = Value.cast(value)
-    return Instance(module, i_clk=ClockSignal(), i_rst=ResetSignal(), **connections)
+    return Instance(module, i_clk=ClockSignal(), i_rst=ResetSignal(allow_reset_less=True),
+                    **connections)
