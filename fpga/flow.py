@@ -186,8 +186,9 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     nextpnr-ice40 and nextpnr-himbaechel-gowin have no such mode, so there the block is placed inside
     the register harness instead (see ``harness``) and the report says
     ``"out_of_context": false, "harness": true``.  ``clock`` names the clock port
-    whose Fmax is reported (Amaranth's default domain: ``clk``).  ``log`` gets one progress line per
-    step (``None`` for silence).  Timing failure is reported (``timing_met: false``), not raised;
+    whose Fmax is reported (Amaranth's default domain: ``clk``).  ``log`` gets one result line per
+    step and, while Yosys and nextpnr run, their phase with the elapsed time (on each phase change
+    after 5 s, at least every 20 s; `nmforge.fpga.tools.run_tool`) (``None`` for silence).  Timing failure is reported (``timing_met: false``), not raised;
     a failing tool raises `FlowError`, and so does a design that needs more of a resource than the
     device has (one line naming the resource, e.g. ``design does not fit iCE40UP5K-SG48: it needs
     32 DSP (SB_MAC16) of 8``), checked on the synthesized netlist before place and route.
@@ -247,7 +248,8 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     for stale in ("netlist.json", "netlist.v", "stat.json", "nextpnr_report.json", "report.json", "stat_packed.ys"):
         (out / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
-    run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log")
+    run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log",
+             progress=log)
     packed = _pack_dsp_registers(out / "netlist.json", dev)
     if packed and packed["flip_flops_removed"]:
         # stat.json describes the netlist that is placed: count it again after the packing pass.
@@ -303,7 +305,7 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     t0 = time.monotonic()
     try:
         run_tool(dev["nextpnr"], [*pnr_args, "-q", "-l", "nextpnr.log"], cwd=out,
-                 log_file=out / "nextpnr.log")
+                 log_file=out / "nextpnr.log", progress=log)
     except FlowError as e:
         log_text = _read_text(out / "nextpnr.log")
         over = _overused_bels(log_text)

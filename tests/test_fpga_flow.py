@@ -259,3 +259,27 @@ def test_tool_found_through_python_module(monkeypatch):
         monkeypatch.undo()
         tools.find_tool.cache_clear()
     assert tools.find_tool("nextpnr-ice40").origin in ("venv", "path", "env")
+
+
+def test_progress_lines_name_the_tools_phases_while_they_run(tmp_path, monkeypatch):
+    """While Yosys and nextpnr run, the flow prints their current phase, read from their logs as
+    they grow, with the elapsed time; here every 0.5 s (the flow's own period is 20 s)."""
+    import re
+    import time as clock
+    monkeypatch.setattr(tools, "PROGRESS_EVERY_S", 0.5)
+    monkeypatch.setattr(tools, "PHASE_LINE_AFTER_S", 0.0)
+    stamped: list[tuple[float, str]] = []
+    synthesize(MUL8, "mul8", "ecp5", tmp_path / "out", clock_mhz=100.0,
+               log=lambda line: stamped.append((clock.monotonic(), line)))
+    progress = [(t, ln) for t, ln in stamped if ln.startswith(" ")]
+    results = [ln for _, ln in stamped if not ln.startswith(" ")]
+    assert [ln.split()[0] for ln in results] == ["[synth]", "[pnr]"]
+    shape = re.compile(r"^      (yosys|nextpnr-ecp5) \d+ s: \S")
+    assert progress and all(shape.match(ln) for _, ln in progress), progress
+    yosys = [ln for _, ln in progress if " yosys " in ln]
+    nextpnr = [ln for _, ln in progress if "nextpnr-ecp5" in ln]
+    assert any("Executing" in ln for ln in yosys), yosys  # Yosys' numbered passes
+    assert any(re.search(r"Pack|Plac|Rout", ln) for ln in nextpnr), nextpnr  # nextpnr's steps
+    # no silence longer than the period (plus the 1 s poll) while a tool runs
+    runs = [t for t, ln in stamped]
+    assert all(b - a < 0.5 + 1.6 for a, b in zip(runs, runs[1:]))
