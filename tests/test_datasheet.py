@@ -105,3 +105,11 @@ def test_datasheet_html_has_the_diagrams_inline(datasheets):
     for name in ("input", "result"):
         svg = (folder / f"datasheet-{name}.svg").read_text()
         assert svg.startswith("<svg") and "WaveDrom" in svg and "valid" in svg
+
+
+def test_the_readmes_example_datasheet_is_what_generate_writes(datasheets):
+    """docs/datasheet-rt48_int8_4x4/ (linked from the README) equals today's generated files."""
+    docs = EXAMPLES.parent / "docs" / "datasheet-rt48_int8_4x4"
+    for name in ("datasheet.md", "datasheet-input.svg", "datasheet-result.svg"):
+        assert (docs / name).read_text() == (datasheets["rt48_int8_4x4"] / name).read_text(), \
+            f"{docs / name} is stale: copy it from `nmforge generate examples/rt48_int8_4x4.toml`"
