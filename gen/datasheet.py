@@ -50,7 +50,6 @@ def _payload_table(interface) -> list[str]:
 def stream_diagrams(manifest) -> dict:
     """WaveDrom sources of the stream timing diagrams: one tile in, its result out."""
     latency = manifest["latency_cycles"]
-    beats = 3
     gap = "." * 2
     tail = "." * 3
     return {
@@ -72,7 +71,7 @@ def stream_diagrams(manifest) -> dict:
             {"name": "result.payload", "wave": "x.." + gap + "3.x" + tail + "..", "data": ["tile"]},
         ], "head": {"text": f"result: valid {latency} cycles after the last beat's transfer "
                             f"(manifest latency_cycles); held until ready"},
-            "foot": {"text": f"{beats} beats shown; the real distance is {latency} cycles"}},
+            "foot": {"text": f"the gap is drawn shortened: it is {latency} cycles"}},
     }
 
 
