@@ -1,7 +1,10 @@
 """The `nmforge` command line: generate, sim, synth and flow (all three in one).
 
-Every command validates the config before it writes anything: a bad config prints one line
-naming the field and the allowed values and exits with status 2.
+Every command validates its input before it writes anything: a bad config, a bad argument or an
+output directory that cannot be written prints one line naming the field or argument and what is
+allowed, and exits with status 2. Argument checks are declared per command (`checks` in its
+defaults: functions of (config, args) raising ValueError); `-o/--output` is checked for every
+command that has it, before its own checks.
 """
 import argparse
 import json
@@ -10,9 +13,11 @@ import pathlib
 import sys
 import time
 
+from . import __version__
 from .gen.config import ConfigError, load_config
 from .gen.elaborate import BLOCKS
 from .gen.generate import generate
+from .gen.output_dir import check_output_dir
 from .gen.package import cmd_package
 from .fpga.board import BOARDS, cmd_build
 from .fpga.sweep import add_sweep_arguments, cmd_sweep
@@ -22,27 +27,41 @@ EXIT_BAD_INPUT = 2
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.command is cmd_sweep:  # a sweep file, not a design config
-        return cmd_sweep(args)
     try:
+        if args.output is not None:
+            check_output_dir(args.output)
+        if args.command is cmd_sweep:  # a sweep file, not a design config
+            return cmd_sweep(args)
         config = load_config(args.config)
-    except ConfigError as error:
+        out_dir = pathlib.Path(args.output if args.output is not None else pathlib.Path("out") / config.name)
+        if args.output is None:
+            check_output_dir(out_dir)
+        for check in args.checks:
+            check(config, args)
+    except (ConfigError, ValueError) as error:
         print(f"nmforge: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out_dir = pathlib.Path(args.output or pathlib.Path("out") / config.name)
     return args.command(config, out_dir, args)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="nmforge", description="Generate, verify and synthesize "
-                                     "N:M structured-sparse MAC arrays from one TOML config.")
+    parser = _OneLineParser(prog="nmforge", description="Generate, verify and synthesize "
+                            "N:M structured-sparse MAC arrays from one TOML config.")
+    parser.add_argument("--version", action="version", version=f"nmforge {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name, function, help_text):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("config", metavar="CONFIG", help="design config (TOML)")
         sub.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
-        sub.set_defaults(command=function)
+        sub.set_defaults(command=function, checks=())
         return sub
 
     gen = command("generate", cmd_generate, "write <name>.v and manifest.json")
@@ -50,57 +69,115 @@ def _parser():
     sim = command("sim", cmd_sim, "generate and run the cocotb regression on Verilator")
     _sim_options(sim)
     sim.add_argument("--block", choices=BLOCKS, default="array", help="verify one block alone")
+    _add_checks(sim, check_mac_testbench)
     synth = command("synth", cmd_synth, "synthesize and place-and-route with Yosys + nextpnr")
     _synth_options(synth)
     build = command("build", cmd_build, "board top with a UART host link, placed and packed to a bitstream")
     build.add_argument("--board", choices=BOARDS, required=True)
     build.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     command("package", cmd_package, "write a FuseSoC CAPI2 core with the Verilog, manifest and Verilator waivers")
-    flow = command("flow", cmd_flow, "generate + simulate + synthesize for ECP5, with a summary")
+    flow = command("flow", cmd_flow, "generate + simulate + synthesize (default target ecp5), "
+                   "with a summary (DIR/summary.json)")
     _sim_options(flow)
     _synth_options(flow, default_target="ecp5")
     sweep = commands.add_parser("sweep", help="design-space sweep (generate + synth per point) on Dask",
                                 description="design-space sweep (generate + synth per point) on Dask")
     add_sweep_arguments(sweep)
-    sweep.set_defaults(command=cmd_sweep)
+    sweep.set_defaults(command=cmd_sweep, checks=())
     return parser
 
 
+def _add_checks(sub, *checks):
+    """Run `checks` (functions of (config, args) raising ValueError) before `sub`'s command."""
+    sub.set_defaults(checks=(*sub.get_default("checks"), *checks))
+
+
+def _int_in(low, high=None):
+    """An argparse type: an integer in low..high (no upper bound when high is None)."""
+    allowed = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed: {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {allowed}")
+        return value
+    return parse
+
+
+def _probability(text):
+    """An argparse type: a probability 0 <= p < 1 (1 would stall a stream forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; allowed: 0 <= P < 1") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range; allowed: 0 <= P < 1")
+    return value
+
+
 def _sim_options(sub):
-    sub.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    sub.add_argument("--seed", type=_int_in(0, 2**32 - 1), help="random seed (default: a fresh one, printed)")
     sub.add_argument("--waves", action="store_true", help="record a waveform (dump.vcd)")
-    sub.add_argument("--gemms", type=int, default=4, help="random GEMMs per regression (default 4)")
-    sub.add_argument("--stall", type=float, default=0.3,
-                     help="probability of a pause on each valid and each ready (default 0.3)")
+    sub.add_argument("--gemms", type=_int_in(1, 10000), default=4,
+                     help="random GEMMs per regression (default 4)")
+    sub.add_argument("--stall", type=_probability, default=0.3,
+                     help="probability of a pause on each valid and each ready, 0 <= P < 1 (default 0.3)")
     sub.add_argument("--build-dir", metavar="DIR",
                      help="Verilator build cache, shared by every run of the same Verilog "
                           "(default: $NMFORGE_BUILD_DIR, else ~/.cache/nmforge/verilator)")
     sub.add_argument("--patterns", metavar="P,P,...",
                      help="run-time designs: the patterns successive GEMMs take in turn, e.g. "
                           "4:8,1:8,dense (default: every pattern of the design)")
+    _add_checks(sub, check_patterns)
 
 
 def _synth_options(sub, default_target=None):
     from .fpga import TARGETS
     from .fpga.devices import device_names
-    sub.add_argument("--target", choices=TARGETS, default=default_target, required=default_target is None)
+    sub.add_argument("--target", choices=TARGETS, default=default_target, required=default_target is None,
+                     help="FPGA family" + (f" (default {default_target})" if default_target else ""))
     sub.add_argument("--device", metavar="DEVICE",
                      help="device of the target (default: the target's first): "
                           + "; ".join(f"{t}: {', '.join(device_names(t))}" for t in TARGETS))
-    sub.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    # --device depends on --target, which argparse cannot check: the command checks it first,
-    # before anything is written (one line, exit status 2, like a bad config).
-    command = sub.get_default("command")
-    if command is not None:
-        def checked(config, out_dir, args, _command=command):
-            from .fpga.devices import resolve_device
-            try:
-                resolve_device(args.target, args.device)
-            except ValueError as error:
-                print(f"nmforge: error: {error}", file=sys.stderr)
-                return EXIT_BAD_INPUT
-            return _command(config, out_dir, args)
-        sub.set_defaults(command=checked)
+    sub.add_argument("--pnr-seed", type=_int_in(0, 2**31 - 1), default=1, help="nextpnr placement seed (default 1)")
+    _add_checks(sub, check_device)
+
+
+def check_device(config, args):
+    """--device names a device of --target (which argparse cannot check: it depends on --target)."""
+    from .fpga.devices import resolve_device
+    resolve_device(args.target, args.device)
+
+
+def check_patterns(config, args):
+    """--patterns: only on a run-time design, each entry a pattern of its table (golden.nm)."""
+    from .golden.nm import parse_runtime_pattern, pattern_name, runtime_patterns
+    if args.patterns is None:
+        return
+    if not config.runtime:
+        raise ValueError(f"--patterns: {config.name} is not a run-time design (sparsity.runtime = false); "
+                         f"allowed: only with sparsity.runtime = true")
+    names = ", ".join(pattern_name(p) for p in runtime_patterns(config.n, config.m))
+    entries = args.patterns.split(",")
+    if any(not entry.strip() for entry in entries):
+        raise ValueError(f"--patterns: {args.patterns!r} has an empty entry; allowed: a comma-separated "
+                         f"list of {names}")
+    for entry in entries:
+        try:
+            parse_runtime_pattern(entry, config.n, config.m)
+        except ValueError as error:
+            raise ValueError(f"--patterns: {error}") from None
+
+
+def check_mac_testbench(config, args):
+    """--block mac: the PE kind has a MAC-level testbench."""
+    from .sim.regression import MAC_TESTBENCHES
+    if args.block == "mac" and config.pe_kind not in MAC_TESTBENCHES:
+        raise ValueError(f"--block mac: no MAC-level testbench for pe.kind {config.pe_kind!r} (its MAC "
+                         f"is verified with --block pe); allowed: {', '.join(MAC_TESTBENCHES)}")
 
 
 def cmd_generate(config, out_dir, args) -> int:
@@ -111,12 +188,6 @@ def cmd_generate(config, out_dir, args) -> int:
 
 
 def cmd_sim(config, out_dir, args) -> int:
-    from .sim.regression import MAC_TESTBENCHES
-    if args.block == "mac" and config.pe_kind not in MAC_TESTBENCHES:
-        print(f"nmforge: error: --block mac: no MAC-level testbench for pe.kind "
-              f"{config.pe_kind!r} (its MAC is verified with --block pe); allowed: "
-              f"{', '.join(MAC_TESTBENCHES)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     return 0 if _simulate(config, out_dir, args, args.block).passed else 1
 
 

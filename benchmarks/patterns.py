@@ -53,7 +53,8 @@ def synth(config, generated, work, log):
     report = synthesize(generated.verilog, config.name, "ecp5", work / config.name / "synth-ecp5",
                         clock_mhz=config.clock_mhz, log=log)
     res = report["resources"]
-    return {"LUT4": res["LUT4_total"], "LUT4_logic": res["LUT4"], "CCU2C": res["CARRY"],
+    return {"LUT4": res["LUT4_total"], "LUT4_kinds": res["LUT4_kinds"], "LUT4_logic": res["LUT4"],
+            "CCU2C": res["CARRY"], "TRELLIS_DPR16X4": res["LUTRAM"],
             "FF": res["FF"], "MULT18X18D": res["DSP"], "BRAM": res.get("BRAM"),
             "fmax_mhz": report["fmax_mhz"], "timing_met": report.get("timing_met")}
 

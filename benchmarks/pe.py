@@ -9,8 +9,10 @@ mxfp4). For each:
 * synthesis of the PE block (gen.elaborate.build(config, "pe"), nmforge.fpga.synthesize): ECP5
   LFE5U-85F out of context, iCE40 UP5K through the register harness (the flow does that by itself;
   a PE that does not fit the UP5K is placed on the HX8K instead, which has no DSP blocks, and the
-  table says so). LUT4 is LUT4_total (ECP5: logic LUT4 + 2 per CCU2C carry cell), DSP the
-  MULT18X18D / SB_MAC16 count of the netlist, Fmax nextpnr's;
+  table says so). LUT4 is LUT4_total (ECP5: nextpnr's "Total LUT4s": logic LUT4, 2 per CCU2C carry
+  cell, 6 per TRELLIS_DPR16X4 distributed RAM), DSP the MULT18X18D / SB_MAC16 count of the
+  netlist, Fmax nextpnr's; on iCE40 also the logic cells (ICESTORM_LC) of the whole placed design,
+  harness included, as nextpnr counts them;
 * beats per cycle, measured: the kind's 2x2 array (the same PE) runs one GEMM of --shape with no
   stalls (scalable: modes mixed at random per lane and beat; bitserial: P = 1 or 8 bit-planes) (cocotb on Verilator, nmforge.sim.regression.run_regression, checked bit for bit against
   the golden model). Streaming beats/cycle = beats / (cycles - latency): the cycles from the first
@@ -158,7 +160,8 @@ def synth(config, block, target, work, clock_mhz):
                             clock_mhz=clock_mhz, device=fallback, log=quiet)
     res = report["resources"]
     row = {"target": target, "device": report["device"], "block": block, "module": top,
-           "clock_mhz": clock_mhz, "LUT4": res["LUT4_total"], "LUT4_logic": res["LUT4"],
+           "clock_mhz": clock_mhz, "LUT4": res["LUT4_total"], "LUT4_kinds": res["LUT4_kinds"],
+           "LUT4_logic": res["LUT4"], "placed": report["placed"],
            "CARRY": res["CARRY"], "FF": res["FF"], "DSP": res["DSP"], "dsp_unit": DSP_NAMES[target],
            "BRAM": res["BRAM"], "fmax_mhz": report["fmax_mhz"], "timing_met": report["timing_met"],
            "harness": report["harness"], "out_of_context": report["out_of_context"],
@@ -196,9 +199,14 @@ def _num(value, digits=3):
 
 def markdown(rows, target):
     dsp = DSP_NAMES[target]
+    placed_bel = "ICESTORM_LC" if target == "ice40" else None  # the harness design's logic cells
     heads = ["PE kind", "format", "device", "LUT4", "FF", dsp, "Fmax MHz", "beats/cycle", "mode",
              "MACs/cycle (dense-eq)", f"MACs/cycle/{dsp}", "MACs/cycle per 1k LUT4"]
-    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 5 + ["---"] + ["---:"] * 3) + "|"]
+    if placed_bel:
+        heads.insert(5, f"{placed_bel} (placed, harness incl.)")
+    n_first = 9 if placed_bel else 8
+    lines = ["| " + " | ".join(heads) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * (n_first - 3) + ["---"] + ["---:"] * 3) + "|"]
     for r in rows:
         if r["target"] != target:
             continue
@@ -211,6 +219,10 @@ def markdown(rows, target):
         for i, m in enumerate(r["modes"]):
             first = [r["kind"], r["format"], device, str(r["LUT4"]), str(r["FF"]), str(r["DSP"]), fmax,
                      f"{r['beats_per_cycle']:.3f}"] if i == 0 else [""] * 8
+            if placed_bel:
+                placed = (r.get("placed") or {}).get(placed_bel) or {}
+                first.insert(5, (f"{placed['used']} ({placed['percent']:.0f}%)" if placed else "-")
+                             if i == 0 else "")
             lines.append("| " + " | ".join(first + [
                 m["mode"], f"{_num(m['macs_per_cycle'])} ({_num(m['dense_eq_macs_per_cycle'])})",
                 _num(m["macs_per_cycle_per_dsp"]), _num(m["macs_per_cycle_per_1k_lut4"])]) + " |")

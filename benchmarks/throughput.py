@@ -43,7 +43,8 @@ def measure(config_path, shape, work, log):
         "config": str(config_path), "nm": config.nm, "rows": config.rows, "cols": config.cols,
         "multipliers": config.multipliers, "cycles": gemm["cycles"], "beats": gemm["beats"],
         "dense_macs_per_cycle": round(macs_per_cycle, 2), "peak_macs_per_cycle": config.dense_macs_per_cycle,
-        "LUT4": res["LUT4_total"], "LUT4_logic": res["LUT4"], "CCU2C": res["CARRY"], "FF": res["FF"],
+        "LUT4": res["LUT4_total"], "LUT4_kinds": res["LUT4_kinds"], "LUT4_logic": res["LUT4"],
+        "CCU2C": res["CARRY"], "TRELLIS_DPR16X4": res["LUTRAM"], "FF": res["FF"],
         "MULT18X18D": res["DSP"], "fmax_mhz": report["fmax_mhz"],
         "lut4_per_dense_mac_per_cycle": round(res["LUT4_total"] / macs_per_cycle, 1),
     }

@@ -22,10 +22,16 @@ Family fields:
   of `nmforge.fpga.harness` and places that on the package instead; it must be ``True`` for a family
   without an out-of-context mode (``ooc_args`` ``None``), and defaults to exactly that when absent;
 * ``cells`` the netlist cell types of each resource class (a type ending in ``*`` is a prefix):
-  ``LUT4`` logic LUTs (exactly what ``yosys stat`` lists), ``CARRY`` carry cells, ``FF``, ``DSP``,
-  ``BRAM``; ``luts_per_carry`` how many LUT4s of the fabric one carry cell occupies: an ECP5
-  ``CCU2C`` is a pair of LUT4s in a slice (2); a Gowin ``ALU`` is one LUT4 in ALU mode (1); an iCE40
-  ``SB_CARRY`` sits beside an ``SB_LUT4`` that yosys already counts (0);
+  ``LUT4`` logic LUTs (exactly what ``yosys stat`` lists), ``CARRY`` carry cells, ``LUTRAM``
+  distributed-RAM cells, ``FF``, ``DSP``, ``BRAM``;
+* ``lut4_kinds`` the kinds of fabric LUT4 use, in nextpnr's words, each as ``(cell class, LUT4s per
+  cell)``; their sum is ``LUT4_total``.  ECP5 (nextpnr-ecp5's "Total LUT4s" and the four lines
+  under it): ``logic`` 1 per ``LUT4``, ``carry`` 2 per ``CCU2C`` (a pair of LUT4s in a slice),
+  ``ram`` 4 and ``ramw`` 2 per ``TRELLIS_DPR16X4`` (a 16x4 distributed RAM: the LUTs holding the
+  data, and the write-port LUTs of the slice beside them).  iCE40: ``logic`` only (an ``SB_CARRY``
+  sits in the logic cell of an ``SB_LUT4`` that is already counted; no distributed RAM).  Gowin:
+  ``logic`` and ``carry`` 1 per ``ALU`` (one LUT4 in ALU mode); its ``RAM16SDP4`` shadow RAMs are
+  listed as ``LUTRAM`` cells (nextpnr-himbaechel-gowin prints no LUT4 total to convert them with);
 * ``dsp_units`` (optional) how many units of the device's DSP capacity one DSP cell occupies, when
   the cell types differ in size (Gowin: in 9x9 multipliers, ``MULT18X18`` = 2); default 1 each;
   ``dsp_unit`` names the unit;
@@ -35,7 +41,8 @@ Family fields:
 * ``timing_note`` (optional) a limit of the family's timing analysis, copied into the report of a
   design that uses DSP blocks;
 * ``capacity_bels`` the nextpnr BEL type counting each class (``utilization`` of nextpnr's JSON
-  report), to cross-check ``capacity`` and to read the I/O pins used.
+  report), to cross-check ``capacity``, to read the I/O pins used and to report what the placed
+  design occupies (the report's ``placed``).
 
 Device fields: ``package``, ``device_args`` (nextpnr device/package selection), optionally
 ``synth_args``, ``part`` (full part number), ``board`` (a board carrying it), ``aliases`` (other
@@ -78,13 +85,15 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "cells": {
             "LUT4": ["LUT4"],
             "CARRY": ["CCU2C"],
+            "LUTRAM": ["TRELLIS_DPR16X4"],
             "FF": ["TRELLIS_FF"],
             "DSP": ["MULT18X18D"],
             "BRAM": ["DP16KD"],
         },
-        "luts_per_carry": 2,
+        "lut4_kinds": {"logic": ("LUT4", 1), "carry": ("CARRY", 2), "ram": ("LUTRAM", 4),
+                       "ramw": ("LUTRAM", 2)},
         "dsp_unit": "MULT18X18D",
-        "capacity_bels": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D",
+        "capacity_bels": {"LUT4": "TRELLIS_COMB", "LUTRAM": "TRELLIS_RAMW", "FF": "TRELLIS_FF", "DSP": "MULT18X18D",
                           "BRAM": "DP16KD", "IO": "TRELLIS_IO"},
         "default_device": "LFE5U-85F",
         # CABGA381 exists for all three (nextpnr-ecp5 --package CABGA381, its default); user I/O
@@ -113,11 +122,12 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "cells": {
             "LUT4": ["SB_LUT4"],
             "CARRY": ["SB_CARRY"],
+            "LUTRAM": [],
             "FF": ["SB_DFF*"],
             "DSP": ["SB_MAC16"],
             "BRAM": ["SB_RAM40_4K*"],
         },
-        "luts_per_carry": 0,
+        "lut4_kinds": {"logic": ("LUT4", 1)},
         "dsp_unit": "SB_MAC16",
         "cell_models": "ice40/cells_sim.v",
         # A logic cell (ICESTORM_LC) is one LUT4 + one flip-flop: both classes count against it.
@@ -152,20 +162,22 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "cells": {
             "LUT4": ["LUT1", "LUT2", "LUT3", "LUT4"],
             "CARRY": ["ALU"],
+            "LUTRAM": ["RAM16S*"],
             "FF": ["DFF*"],
             "DSP": ["MULT9X9", "MULT18X18", "MULT36X36", "MULTALU18X18", "MULTALU36X18",
                     "MULTADDALU18X18", "ALU54D", "PADD9", "PADD18"],
             "BRAM": ["SP", "SPX9", "SDP", "SDPX9", "SDPB", "SDPX9B", "DP", "DPX9", "DPB", "DPX9B",
                      "ROM", "ROMX9", "pROM", "pROMX9"],
         },
-        "luts_per_carry": 1,
+        "lut4_kinds": {"logic": ("LUT4", 1), "carry": ("CARRY", 1)},
         # nextpnr-himbaechel-gowin: a DSP macro holds 4 MULT9X9 = 2 MULT18X18 = 1 MULTALU18X18 /
         # MULTADDALU18X18 / MULTALU36X18 / ALU54D, a MULT36X36 takes two macros (GW1N-9C: 40 / 20
         # / 10 / 5 of them); Yosys maps an 8x8 multiply to one MULT9X9.
         "dsp_unit": "MULT9X9",
         "dsp_units": {"MULT9X9": 1, "PADD9": 1, "MULT18X18": 2, "PADD18": 2, "MULTALU18X18": 4,
                       "MULTADDALU18X18": 4, "MULTALU36X18": 4, "ALU54D": 4, "MULT36X36": 8},
-        "capacity_bels": {"LUT4": "LUT4", "FF": "DFF", "DSP": "MULT9X9", "BRAM": "BSRAM", "IO": "IOB"},
+        "capacity_bels": {"LUT4": "LUT4", "CARRY": "ALU", "LUTRAM": "RAM16SDP4", "FF": "DFF", "DSP": "MULT9X9",
+                          "BRAM": "BSRAM", "IO": "IOB"},
         # Measured: in reg -> MULT9X9 -> 17-bit ALU chain -> reg the critical path starts after the
         # multiplier (at the adder's other register), and with a multiplier feeding flip-flops the
         # routed design reports "No Fmax available; no interior timing paths found in design".

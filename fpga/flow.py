@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,8 @@ from .devices import DEVICES, TARGETS, device as device_entry, device_names
 from .dsp_pack import pack_mult_registers
 from .harness import harness_instance_type, harness_verilog, normalize_ports, ports_from_verilog
 from .report import (classify_resources, count_cells, device_utilization, fit_problems,
-                     format_report as _format_report, parse_nextpnr_report)
+                     format_report as _format_report, nextpnr_log_counts, parse_nextpnr_report,
+                     placed_utilization, utilisation_table)
 from .tools import FlowError, package_version, run_tool, tool_path, tool_version, yosys_data_file
 
 __all__ = ["synthesize", "format_report", "FlowError", "TARGETS", "DEVICES"]
@@ -147,30 +147,14 @@ def _pin_constraints(dev: dict, harness_ports: list[dict[str, Any]], clock: str,
     return [a.format(path=tool_path(path, out)) for a in spec["args"]]
 
 
-_UTIL_LINE = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%")
-
-
-def _utilisation_table(log_text: str) -> dict[str, tuple[int, int]]:
-    """nextpnr's last "Device utilisation" table of a log: ``{bel: (used, available)}``."""
-    table: dict[str, tuple[int, int]] = {}
-    for ln in log_text.splitlines():
-        if ln.startswith("Info: Device utilisation:"):
-            table = {}
-            continue
-        m = _UTIL_LINE.match(ln)
-        if m:
-            table[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    return table
-
-
 def _overused_bels(log_text: str) -> list[tuple[str, int, int]]:
     """``(bel, used, available)`` of nextpnr's last "Device utilisation" table where used > available."""
-    return [(bel, u, a) for bel, (u, a) in _utilisation_table(log_text).items() if u > a]
+    return [(bel, u, a) for bel, (u, a) in utilisation_table(log_text).items() if u > a]
 
 
 def _fullest_bels(log_text: str, dev: dict, n: int = 2) -> list[tuple[str, int, int]]:
     """The ``n`` most used of the device's resource BELs (``capacity_bels``) in nextpnr's log."""
-    table = _utilisation_table(log_text)
+    table = utilisation_table(log_text)
     bels = dict.fromkeys(dev.get("capacity_bels", {}).values())
     rows = [(bel, *table[bel]) for bel in bels if bel in table and table[bel][1] > 0]
     return sorted(rows, key=lambda r: r[1] / r[2], reverse=True)[:n]
@@ -202,8 +186,9 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     nextpnr-ice40 and nextpnr-himbaechel-gowin have no such mode, so there the block is placed inside
     the register harness instead (see ``harness``) and the report says
     ``"out_of_context": false, "harness": true``.  ``clock`` names the clock port
-    whose Fmax is reported (Amaranth's default domain: ``clk``).  ``log`` gets one progress line per
-    step (``None`` for silence).  Timing failure is reported (``timing_met: false``), not raised;
+    whose Fmax is reported (Amaranth's default domain: ``clk``).  ``log`` gets one result line per
+    step and, while Yosys and nextpnr run, their phase with the elapsed time (on each phase change
+    after 5 s, at least every 20 s; `nmforge.fpga.tools.run_tool`) (``None`` for silence).  Timing failure is reported (``timing_met: false``), not raised;
     a failing tool raises `FlowError`, and so does a design that needs more of a resource than the
     device has (one line naming the resource, e.g. ``design does not fit iCE40UP5K-SG48: it needs
     32 DSP (SB_MAC16) of 8``), checked on the synthesized netlist before place and route.
@@ -224,7 +209,10 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     The report (also ``out_dir/report.json``): ``device``, ``part``, ``package``, ``family``;
     ``resources`` (cell counts per class, see `nmforge.fpga.report`); ``device_utilization``: per
     kind (``LUT4`` incl. carry, ``FF``, ``DSP``, ``BRAM``, ``IO``) ``used``, ``available`` and
-    ``percent`` of the device; ``fmax_mhz``, ``timing_met``, ``critical_path`` (``from``, ``to``,
+    ``percent`` of the device; ``placed``: nextpnr's own BEL counts of the placed design (its log's
+    "Device utilisation", for the device's resource BELs: with the harness, the whole harness
+    design); ``nextpnr_lut4`` (ECP5): nextpnr's "Total LUT4s" breakdown, which ``resources``'
+    ``LUT4_total`` / ``LUT4_kinds`` equal out of context; ``fmax_mhz``, ``timing_met``, ``critical_path`` (``from``, ``to``,
     ``delay_ns``, ``logic_ns``, ``routing_ns``, ``logic_levels``, ``carry_levels``); ``timing_note``
     when the family's timing analysis misses part of the design (Gowin: the DSP blocks).
     """
@@ -260,7 +248,8 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     for stale in ("netlist.json", "netlist.v", "stat.json", "nextpnr_report.json", "report.json", "stat_packed.ys"):
         (out / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
-    run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log")
+    run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=out, log_file=out / "yosys.log",
+             progress=log)
     packed = _pack_dsp_registers(out / "netlist.json", dev)
     if packed and packed["flip_flops_removed"]:
         # stat.json describes the netlist that is placed: count it again after the packing pass.
@@ -316,7 +305,7 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     t0 = time.monotonic()
     try:
         run_tool(dev["nextpnr"], [*pnr_args, "-q", "-l", "nextpnr.log"], cwd=out,
-                 log_file=out / "nextpnr.log")
+                 log_file=out / "nextpnr.log", progress=log)
     except FlowError as e:
         log_text = _read_text(out / "nextpnr.log")
         over = _overused_bels(log_text)
@@ -338,6 +327,11 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
 
     # --- report --------------------------------------------------------------------------------
     util = timing["utilization"]
+    pnr_log = _read_text(out / "nextpnr.log")
+    pnr_lut4 = nextpnr_log_counts(pnr_log)["lut4"]
+    if pnr_lut4 and not use_harness and pnr_lut4.get("total") != resources["LUT4_total"]:
+        say(f"[pnr] warning: nextpnr counts {pnr_lut4.get('total')} LUT4s, the netlist's cells "
+            f"{resources['LUT4_total']} ({resources['LUT4_kinds']})")
     capacity = {cls: dev["capacity"][cls] for cls in ("LUT4", "FF", "DSP", "BRAM")
                 if dev.get("capacity", {}).get(cls)}
     tools = {"yosys": tool_version("yosys"), "nextpnr": tool_version(dev["nextpnr"])}
@@ -360,6 +354,8 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
         "resources": resources,
         "capacity": capacity,
         "device_utilization": device_utilization(resources, dev, util, out_of_context=ooc),
+        "placed": placed_utilization(pnr_log, dev),
+        **({"nextpnr_lut4": pnr_lut4} if pnr_lut4 else {}),
         "clock": timing["clock"],
         "fmax_mhz": timing["fmax_mhz"],
         "timing_met": timing["timing_met"],

@@ -3,17 +3,21 @@
 Resources come from the synthesized netlist (Yosys ``write_json``): the cells of the top module, with
 non-blackbox submodules expanded, i.e. the same per-type counts ``yosys stat`` prints for the design.
 
-LUT4 counting (ECP5): ``LUT4`` is the number of *logic* LUT4 cells, exactly Yosys' ``stat`` ``LUT4``
-line and nextpnr's "logic LUTs" line.  Carry chains are counted separately as ``CARRY`` (ECP5
-``CCU2C`` cells); each ``CCU2C`` occupies two LUT4s of a slice, so ``LUT4_total = LUT4 + 2*CARRY`` is
-nextpnr's "Total LUT4s" (without LUT-RAM) and is what the % of device column uses for LUTs.  On iCE40
-an ``SB_CARRY`` shares a logic cell with an ``SB_LUT4`` that is already counted, so
-``LUT4_total == LUT4``.  nextpnr's own post-packing counts (``TRELLIS_COMB`` slices halves, which also
-include route-through LUTs it inserts, ``ICESTORM_LC`` ...) are kept under ``utilization``.
+LUT4 counting: ``LUT4_total`` is the fabric LUT4s the design occupies, the sum of ``LUT4_kinds``
+(the device table's ``lut4_kinds``).  On ECP5 it equals nextpnr-ecp5's "Total LUT4s" line and each
+kind its line below that: ``logic`` (the ``LUT4`` cells, Yosys' ``stat``), ``carry`` (2 per
+``CCU2C``), ``ram`` (4 per ``TRELLIS_DPR16X4`` distributed RAM) and ``ramw`` (its 2 write-port
+LUTs).  ``CARRY`` and ``LUTRAM`` are the carry and distributed-RAM cell counts.  On iCE40 an
+``SB_CARRY`` shares a logic cell with an ``SB_LUT4`` that is already counted, so
+``LUT4_total == LUT4``.  Gowin (``synth_gowin``): ``LUT1``..``LUT4`` are the logic LUTs, each ``ALU``
+(carry) cell is one more LUT4 of the fabric in ALU mode; ``RAM16SDP4`` shadow RAMs are ``LUTRAM``
+cells; the ``MUX2_LUT5..8`` wide-function muxes are not LUTs and are listed under ``cells`` only.
 
-Gowin (``synth_gowin``): ``LUT1``..``LUT4`` are the logic LUTs, each ``ALU`` (carry) cell is one more
-LUT4 of the fabric in ALU mode (``LUT4_total = LUT4 + CARRY``); the ``MUX2_LUT5..8`` wide-function
-muxes are not LUTs and are listed under ``cells`` only.
+What nextpnr itself counted is read from its log (`nextpnr_log_counts`) into the report's
+``placed``: the BELs of the device's resource kinds (``capacity_bels``: ``TRELLIS_COMB``,
+``ICESTORM_LC``, ``LUT4`` ...) used / available in the placed design (through the register harness:
+the whole harness design, e.g. the iCE40 logic cells ``ICESTORM_LC`` that a UP5K user has to
+fit), and on ECP5 its "Total LUT4s" breakdown (``lut4``).
 
 Timing comes from nextpnr's JSON report (``--report``): ``fmax[clk].achieved`` and
 ``critical_paths[*]`` (``from``/``to`` clock edges and a list of path segments with ``delay`` in ns
@@ -34,13 +38,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from .devices import device
 
 __all__ = ["count_cells", "classify_resources", "parse_nextpnr_report", "format_report", "dsp_units",
-           "device_utilization", "fit_problems", "logic_levels", "CARRY_PORTS"]
+           "device_utilization", "fit_problems", "logic_levels", "utilisation_table", "nextpnr_log_counts",
+           "placed_utilization", "CARRY_PORTS"]
 
 # Carry-chain ports of the families' carry cells: ECP5 CCU2C (FCI/FCO), iCE40 SB_CARRY / logic cell
 # (CIN/COUT, CI/CO), Gowin ALU (CIN/COUT).
@@ -98,14 +104,17 @@ def _matches(ctype: str, patterns: list[str]) -> bool:
 
 
 def classify_resources(cells: dict[str, int], target: str | dict) -> dict[str, Any]:
-    """Map raw cell counts onto ``LUT4``/``FF``/``DSP``/``BRAM``/``CARRY`` (+ ``LUT4_total``, ``cells``).
+    """Map raw cell counts onto ``LUT4``/``CARRY``/``LUTRAM``/``FF``/``DSP``/``BRAM`` cell counts, plus
+    ``LUT4_kinds`` (fabric LUT4s per kind, see the module docstring), ``LUT4_total`` (their sum) and
+    ``cells`` (the raw counts).
 
     ``target``: a target name (its default device) or a device-table entry (`nmforge.fpga.devices.device`)."""
     dev = device(target) if isinstance(target, str) else target
     res: dict[str, Any] = {}
     for cls, patterns in dev["cells"].items():
         res[cls] = sum(n for t, n in cells.items() if _matches(t, patterns))
-    res["LUT4_total"] = res["LUT4"] + dev["luts_per_carry"] * res["CARRY"]
+    res["LUT4_kinds"] = {kind: per_cell * res[cls] for kind, (cls, per_cell) in dev["lut4_kinds"].items()}
+    res["LUT4_total"] = sum(res["LUT4_kinds"].values())
     res["cells"] = dict(cells)
     return res
 
@@ -164,6 +173,51 @@ def fit_problems(resources: dict, dev: dict) -> list[str]:
             ("BRAM", resources.get("BRAM"), "BRAM")]
     return [f"{n} {label} where the device has {cap[kind]}" for kind, n, label in need
             if n is not None and kind in cap and n > cap[kind]]
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%")
+# nextpnr-ecp5's "Logic utilisation before packing" lines and the report's LUT4 kind of each.
+_ECP5_LUT_LINES = {"Total LUT4s": "total", "logic LUTs": "logic", "carry LUTs": "carry",
+                   "RAM LUTs": "ram", "RAMW LUTs": "ramw"}
+_ECP5_LUT_LINE = re.compile(r"^Info:\s+(" + "|".join(_ECP5_LUT_LINES) + r"):\s+(\d+)/\s*(\d+)")
+
+
+def utilisation_table(log_text: str) -> dict[str, tuple[int, int]]:
+    """nextpnr's last "Device utilisation" table of a log: ``{bel: (used, available)}``."""
+    table: dict[str, tuple[int, int]] = {}
+    for ln in log_text.splitlines():
+        if ln.startswith("Info: Device utilisation:"):
+            table = {}
+            continue
+        m = _UTIL_LINE.match(ln)
+        if m:
+            table[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return table
+
+
+def nextpnr_log_counts(log_text: str) -> dict[str, Any]:
+    """What nextpnr printed about the design's size: ``bels`` (its last "Device utilisation" table,
+    ``{bel: (used, available)}``) and ``lut4`` (nextpnr-ecp5's "Total LUT4s" breakdown,
+    ``{"total", "logic", "carry", "ram", "ramw"}``; empty for the other flavours, which print none)."""
+    lut4: dict[str, int] = {}
+    for ln in log_text.splitlines():
+        m = _ECP5_LUT_LINE.match(ln)
+        if m:
+            lut4[_ECP5_LUT_LINES[m.group(1)]] = int(m.group(2))
+    return {"bels": utilisation_table(log_text), "lut4": lut4}
+
+
+def placed_utilization(log_text: str, dev: dict) -> dict[str, dict[str, Any]]:
+    """The placed design's use of the device's resource BELs (``capacity_bels``) as nextpnr's log
+    reports it: ``{bel: {"used", "available", "percent"}}`` (with the register harness: the whole
+    harness design, e.g. ``ICESTORM_LC``, the iCE40 logic cells a UP5K has 5280 of)."""
+    table = utilisation_table(log_text)
+    out: dict[str, dict[str, Any]] = {}
+    for bel in dict.fromkeys((dev.get("capacity_bels") or {}).values()):
+        if bel in table:
+            used, avail = table[bel]
+            out[bel] = {"used": used, "available": avail, "percent": _percent(used, avail)}
+    return out
 
 
 def _endpoint(point: dict | None) -> str:
@@ -287,12 +341,18 @@ def format_report(report: dict) -> str:
         return cap.get(kind)
 
     rows: list[tuple[str, str, str, str]] = [("resource", "used", "of device", "util")]
-    for label, key, kind in (("LUT4 (logic)", "LUT4", "LUT4"),
-                             ("LUT4 (incl. carry)", "LUT4_total", "LUT4"),
-                             ("CARRY", "CARRY", None),
-                             ("FF", "FF", "FF"),
-                             ("DSP", "DSP", "DSP"),
-                             ("BRAM", "BRAM", "BRAM")):
+    if "LUT4_total" in res:
+        rows.append(("LUT4 total", str(res["LUT4_total"]), str(avail_of("LUT4") or "-"),
+                     _pct(res["LUT4_total"], avail_of("LUT4"))))
+    cell_notes = {"carry": ("CARRY", "carry cells"), "ram": ("LUTRAM", "distributed RAMs")}
+    for kind, luts in (res.get("LUT4_kinds") or {}).items():
+        label = f"  {kind}"
+        if kind in cell_notes and res.get(cell_notes[kind][0]):
+            label += f" ({res[cell_notes[kind][0]]} {cell_notes[kind][1]})"
+        rows.append((label, str(luts), "", ""))
+    if res.get("LUTRAM") and "ram" not in (res.get("LUT4_kinds") or {}):
+        rows.append(("LUTRAM cells", str(res["LUTRAM"]), "-", "-"))
+    for label, key, kind in (("FF", "FF", "FF"), ("DSP", "DSP", "DSP"), ("BRAM", "BRAM", "BRAM")):
         if key not in res:
             continue
         used = res[key]
@@ -305,8 +365,17 @@ def format_report(report: dict) -> str:
     if io.get("used") is not None:
         rows.append(("IO (pins)", str(io["used"]), str(io.get("available") or "-"),
                      _pct(io["used"], io.get("available"))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    placed = report.get("placed") or {}
+    if placed and report.get("harness"):
+        rows.append(("placed design (harness incl.), nextpnr:", "", "", ""))
+        for bel, entry in placed.items():
+            rows.append((f"  {bel}", str(entry["used"]), str(entry["available"]),
+                         _pct(entry["used"], entry["available"])))
+    widths = [max(len(r[i]) for r in rows if any(r[1:])) for i in range(4)]
     for r in rows:
+        if not any(r[1:]):  # a heading row
+            lines.append("  " + r[0])
+            continue
         lines.append("  " + "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
 
     fmax = report.get("fmax_mhz")

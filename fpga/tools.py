@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,34 +140,91 @@ def _read(path: Path) -> str:
         return ""
 
 
+# A tool's phases as its log shows them: Yosys numbers each pass ("2.44. Executing ABC9 pass."),
+# nextpnr starts each step with an unindented "Info: " line ("Info: Running main analytical placer.").
+_PHASE_LINES = {"yosys": re.compile(r"^(\d+(?:\.\d+)*)\. (\S.*?)\.?$"),
+                "nextpnr": re.compile(r"^Info: ([A-Z]\S*(?: \S+)*.*?)\.*$")}
+PROGRESS_EVERY_S = 20.0  # a progress line at least this often while a tool runs
+PHASE_LINE_AFTER_S = 5.0  # phase changes are reported once a tool has run this long
+
+
+def _phase_pattern(name: str) -> re.Pattern:
+    return _PHASE_LINES["yosys" if name == "yosys" else "nextpnr"]
+
+
+class _LogFollower:
+    """Reads what a tool appended to its log since the last call; keeps its latest phase line."""
+
+    def __init__(self, path: Path, pattern: re.Pattern):
+        self.path, self.pattern, self.offset, self.phase, self._partial = path, pattern, 0, None, ""
+
+    def poll(self) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return self.phase
+        self.offset += len(chunk)
+        lines = (self._partial + chunk.decode(errors="replace")).split("\n")
+        self._partial = lines.pop()
+        for ln in lines:
+            m = self.pattern.match(ln.rstrip())
+            if m:
+                self.phase = " ".join(m.groups())[:90]
+        return self.phase
+
+
 def run_tool(name: str, args: list[str], *, cwd: str | os.PathLike, log_file: str | os.PathLike,
-             timeout: float | None = None) -> subprocess.CompletedProcess:
+             timeout: float | None = None, progress=None) -> None:
     """Run tool ``name`` with ``args`` in ``cwd``; raise `FlowError` (one line) if it fails.
 
     ``log_file`` is the log the tool itself writes (``-l``); on failure its last ``ERROR`` line (or the
-    tool's captured output) is quoted in the exception.  The captured stdout+stderr is also appended to
-    ``<log_file>.out`` when non-empty, so nothing the tool printed is lost.
+    tool's captured output) is quoted in the exception.  The captured stdout+stderr is kept in
+    ``<log_file>.out`` when non-empty, so nothing the tool printed is lost.  ``progress`` (a
+    function of one line, or None) gets, while the tool runs, its current phase read from the log
+    with the elapsed time (``"      yosys 42 s: 2.44 Executing ABC9 pass"``): on each phase change
+    once the tool has run `PHASE_LINE_AFTER_S`, and at least every `PROGRESS_EVERY_S` seconds.
     """
     tool = find_tool(name)
     cwd = Path(cwd)
     log_file = Path(log_file)
+    out_file = cwd / (log_file.name + ".out")
+    follower = _LogFollower(log_file, _phase_pattern(name))
+    t0 = time.monotonic()
     try:
-        proc = subprocess.run([*tool.argv, *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise FlowError(f"{name} timed out after {timeout:.0f} s [log: {log_file}]") from None
+        with open(out_file, "w") as out:
+            proc = subprocess.Popen([*tool.argv, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
+            last_line, shown = t0, None
+            while True:
+                try:
+                    proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if timeout is not None and now - t0 > timeout:
+                    proc.kill()
+                    proc.wait()
+                    raise FlowError(f"{name} timed out after {timeout:.0f} s [log: {log_file}]")
+                phase = follower.poll()
+                changed = phase is not None and phase != shown and now - t0 >= PHASE_LINE_AFTER_S
+                if progress is not None and (changed or now - last_line >= PROGRESS_EVERY_S):
+                    progress(f"      {name} {now - t0:.0f} s: {phase or 'starting'}")
+                    last_line, shown = now, phase
     except OSError as e:
         raise FlowError(f"{name} could not be started ({tool.display}): {e}") from None
-    output = proc.stdout or ""
+    output = _read(out_file)
     # Drop YoWASP's one-time "Preparing to run ..." notice; keep everything else.
     kept = "\n".join(ln for ln in output.splitlines() if not ln.startswith("Preparing to run "))
     if kept.strip():
-        (cwd / (log_file.name + ".out")).write_text(kept + "\n")
+        out_file.write_text(kept + "\n")
+    else:
+        out_file.unlink(missing_ok=True)
     if proc.returncode != 0:
         msg = last_error_line(_read(log_file), kept)
         raise FlowError(f"{name} failed (exit {proc.returncode}): {msg} [log: {log_file}]")
-    return proc
 
 
 @functools.lru_cache(maxsize=None)

@@ -166,6 +166,10 @@ CLOCK_MHZ_RANGE = (1.0, 1000.0)
 DEFAULT_CLOCK_MHZ = 120.0
 
 # Verilog-2005 (IEEE 1364-2005) and SystemVerilog (IEEE 1800-2017, Annex B) reserved keywords.
+# The longest config name: the file names derived from it (e.g. "<name>_decoder.manifest.json",
+# a Verilator build directory "<name>-<hash>-waves") stay within the usual 255-byte limit.
+NAME_MAX_CHARS = 200
+
 VERILOG_KEYWORDS: frozenset[str] = frozenset("""
 accept_on alias always always_comb always_ff always_latch and assert assign assume automatic before
 begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle checker class
@@ -259,8 +263,8 @@ def _choices(values) -> str:
 _ALLOWED_NM = (f"\"N:M\" with M in {{{_choices(NM_M_VALUES)}}} and 1 <= N <= M "
                "(N = M means dense)")
 _ALLOWED: dict[str, str] = {
-    "name": ("a Verilog identifier [A-Za-z_][A-Za-z0-9_]* that is not a "
-             "Verilog-2005/SystemVerilog keyword"),
+    "name": ("a Verilog identifier [A-Za-z_][A-Za-z0-9_]* of at most 200 characters (file "
+             "names are made of it) that is not a Verilog-2005/SystemVerilog keyword"),
     "array": "a table with keys " + _choices(_TABLE_KEYS["array"]),
     "sparsity": "a table with keys " + _choices(_TABLE_KEYS["sparsity"]),
     "pe": ("a table with key 'kind' and that kind's keys: "
@@ -383,6 +387,8 @@ def _validate(source: str, cfg: "Config") -> None:
         raise _fail(source, "name", f"expected a string, got {_toml_type(name)}")
     if not _IDENT_RE.fullmatch(name):
         raise _fail(source, "name", f"{name!r} is not a legal Verilog identifier")
+    if len(name) > NAME_MAX_CHARS:
+        raise _fail(source, "name", f"{name[:20]!r}... has {len(name)} characters")
     if name in VERILOG_KEYWORDS:
         raise _fail(source, "name", f"{name!r} is a Verilog/SystemVerilog keyword")
 

@@ -5,6 +5,7 @@ import pathlib
 import tempfile
 from dataclasses import dataclass
 
+from .datasheet import write_datasheet
 from .elaborate import build, module_name, to_verilog
 from .manifest import build_manifest
 
@@ -18,7 +19,8 @@ class Generated:
 
 def generate(config, out_dir, block="array") -> Generated:
     """Write `<module>.v` and `manifest.json` (or `<module>.manifest.json` for sub-blocks) into
-    `out_dir`. Files appear complete or not at all."""
+    `out_dir`, and for the array its datasheet (datasheet.md, datasheet.html and the timing
+    diagrams' SVGs, gen.datasheet). The Verilog and manifest appear complete or not at all."""
     out_dir = pathlib.Path(out_dir)
     component = build(config, block)
     module = module_name(config, block)
@@ -29,6 +31,8 @@ def generate(config, out_dir, block="array") -> Generated:
     manifest_path = out_dir / ("manifest.json" if block == "array" else f"{module}.manifest.json")
     _write_atomically(verilog_path, verilog_text)
     _write_atomically(manifest_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    if block == "array":
+        write_datasheet(json.loads(manifest_path.read_text()), out_dir)
     return Generated(verilog_path, manifest_path, info)
 
 

@@ -16,6 +16,7 @@ from .. import __version__
 from ..golden.nm import (beat_span, pattern_id_bits, pattern_name, runtime_index_bits,
                          runtime_patterns, runtime_window)
 from .elaborate import find_mac, mac_parameters
+from .semantics import RESET_CYCLES_MIN, runtime_pattern_table, semantics
 
 PORT_DECLARATION = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+);", re.M)
 STREAM_PROTOCOL = ("amaranth.lib.stream: a beat transfers on a rising clock edge where valid and "
@@ -67,7 +68,8 @@ def runtime_parameters(config) -> dict:
             "beat_span": {pattern_name(p): beat_span(p, config.n) for p in table},
             "window": runtime_window(config.n, config.m),
             "pattern_bits": pattern_id_bits(config.n, config.m),
-            "index_bits": runtime_index_bits(config.m)}
+            "index_bits": runtime_index_bits(config.m),
+            "pattern_table": runtime_pattern_table(config)}
 
 
 def build_manifest(config, block, component, module, verilog_text) -> dict:
@@ -81,6 +83,8 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
     weight_bits, result_bits.
     `pe` (blocks that contain a MAC unit) is the MAC unit's arithmetic: kind, formats or widths,
     accumulation mode, accumulator bits, and its own latency `mac_latency`.
+    `semantics` states the exact arithmetic and interface rules (gen.semantics), from which the
+    datasheet is written.
     """
     mac = find_mac(component, block)
     parameters = {
@@ -108,7 +112,9 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
         info["pe"] = mac_parameters(config, mac)
     return info | {
         "latency_cycles": getattr(component, "latency", 0),
-        "clock": {"port": "clk", "reset": "rst (synchronous, active high)"},
+        "clock": {"port": "clk", "reset": "rst (synchronous, active high)",
+                  "reset_cycles_min": RESET_CYCLES_MIN},
+        "semantics": semantics(config, info.get("pe")),
         "stream_protocol": STREAM_PROTOCOL,
         "interfaces": describe_interfaces(component),
         "ports": verilog_ports(verilog_text, module),

@@ -15,6 +15,10 @@ import pytest
 from nmforge.fpga import DEVICES, TARGETS, FlowError, format_report, synthesize
 from nmforge.fpga import tools
 from nmforge.fpga.report import classify_resources, count_cells, parse_nextpnr_report
+from nmforge.gen.config import load_config
+from nmforge.gen.generate import generate
+
+from conftest import EXAMPLES
 
 DATA = Path(__file__).parent / "data"
 
@@ -71,8 +75,8 @@ def test_ecp5_multiply_report(ecp5_run):
     assert cp["delay_ns"] == pytest.approx(1000.0 / report["fmax_mhz"], rel=0.02)
     assert report["tools"]["yosys"].startswith("Yosys ")
     assert report["tools"]["nextpnr"].startswith("nextpnr")
-    # one progress line per step
-    assert [ln.split()[0] for ln in lines] == ["[synth]", "[pnr]"]
+    # one result line per step (progress lines, indented, only for steps longer than a few seconds)
+    assert [ln.split()[0] for ln in lines if not ln.startswith(" ")] == ["[synth]", "[pnr]"]
     assert "synth_ecp5 -noflatten -top mul8" in lines[0] and "--out-of-context" in lines[1]
     # artifacts
     for name in ("yosys.log", "netlist.json", "stat.json", "nextpnr.log", "nextpnr_report.json"):
@@ -190,10 +194,52 @@ def test_parse_ice40_report_without_fmax():
                                    "critical_path": cp, "clock": t["clock"]})
 
 
+def nextpnr_log_number(log_text: str, label: str) -> int:
+    """The used count on nextpnr's last log line ``Info: <label>: <used>/<available>``, read here
+    independently of nmforge.fpga.report."""
+    import re
+    found = re.findall(rf"^Info:\s+{re.escape(label)}:\s+(\d+)/", log_text, re.M)
+    assert found, f"no '{label}' line in the nextpnr log"
+    return int(found[-1])
+
+
+@pytest.fixture(scope="module")
+def ecp5_array_run(tmp_path_factory):
+    """The smallest example array (nm24_int8_2x2: its output queue is distributed RAM) on ECP5."""
+    base = tmp_path_factory.mktemp("ecp5_array")
+    config = load_config(EXAMPLES / "nm24_int8_2x2.toml")
+    gen = generate(config, base)
+    report = synthesize(gen.verilog, config.name, "ecp5", base / "synth", clock_mhz=config.clock_mhz,
+                        log=None)
+    return report, (base / "synth" / "nextpnr.log").read_text()
+
+
+def test_lut4_total_equals_nextpnrs_total_lut4s(ecp5_array_run):
+    """LUT4_total is nextpnr-ecp5's "Total LUT4s" of the same run, and each kind its own line:
+    logic, carry, distributed RAM (TRELLIS_DPR16X4) and its write ports."""
+    report, log_text = ecp5_array_run
+    res = report["resources"]
+    assert res["LUTRAM"] > 0 and res["cells"]["TRELLIS_DPR16X4"] == res["LUTRAM"]
+    assert res["LUT4_total"] == nextpnr_log_number(log_text, "Total LUT4s")
+    for kind, label in (("logic", "logic LUTs"), ("carry", "carry LUTs"), ("ram", "RAM LUTs"),
+                        ("ramw", "RAMW LUTs")):
+        assert res["LUT4_kinds"][kind] == nextpnr_log_number(log_text, label), kind
+    assert report["nextpnr_lut4"]["total"] == res["LUT4_total"]
+    assert report["device_utilization"]["LUT4"]["used"] == res["LUT4_total"]
+    assert report["placed"]["TRELLIS_COMB"]["used"] == nextpnr_log_number(log_text, "TRELLIS_COMB")
+    text = format_report(report)
+    assert f"LUT4 total  " in text and str(res["LUT4_total"]) in text
+    assert f"ram ({res['LUTRAM']} distributed RAMs)" in text
+
+
 def test_lut4_counting_ecp5():
     """acc's Yosys stat: 31 LUT4, 8 CCU2C; nextpnr: "logic LUTs: 31", "carry LUTs: 16", "Total LUT4s: 47"."""
     res = classify_resources({"CCU2C": 8, "LUT4": 31, "MULT18X18D": 1, "TRELLIS_FF": 32}, "ecp5")
     assert (res["LUT4"], res["CARRY"], res["LUT4_total"], res["FF"], res["DSP"]) == (31, 8, 47, 32, 1)
+    # nm24_int8_4x4 on ECP5, nextpnr: "Total LUT4s: 2917", logic 1285, carry 864, RAM 512, RAMW 256
+    res = classify_resources({"LUT4": 1285, "CCU2C": 432, "TRELLIS_DPR16X4": 128}, "ecp5")
+    assert res["LUT4_kinds"] == {"logic": 1285, "carry": 864, "ram": 512, "ramw": 256}
+    assert res["LUT4_total"] == 2917
     res = classify_resources({"SB_LUT4": 10, "SB_CARRY": 4, "SB_DFFE": 3, "SB_DFFSR": 2,
                               "SB_RAM40_4K": 1}, "ice40")
     assert (res["LUT4"], res["CARRY"], res["LUT4_total"], res["FF"], res["BRAM"]) == (10, 4, 10, 5, 1)
@@ -213,3 +259,27 @@ def test_tool_found_through_python_module(monkeypatch):
         monkeypatch.undo()
         tools.find_tool.cache_clear()
     assert tools.find_tool("nextpnr-ice40").origin in ("venv", "path", "env")
+
+
+def test_progress_lines_name_the_tools_phases_while_they_run(tmp_path, monkeypatch):
+    """While Yosys and nextpnr run, the flow prints their current phase, read from their logs as
+    they grow, with the elapsed time; here every 0.5 s (the flow's own period is 20 s)."""
+    import re
+    import time as clock
+    monkeypatch.setattr(tools, "PROGRESS_EVERY_S", 0.5)
+    monkeypatch.setattr(tools, "PHASE_LINE_AFTER_S", 0.0)
+    stamped: list[tuple[float, str]] = []
+    synthesize(MUL8, "mul8", "ecp5", tmp_path / "out", clock_mhz=100.0,
+               log=lambda line: stamped.append((clock.monotonic(), line)))
+    progress = [(t, ln) for t, ln in stamped if ln.startswith(" ")]
+    results = [ln for _, ln in stamped if not ln.startswith(" ")]
+    assert [ln.split()[0] for ln in results] == ["[synth]", "[pnr]"]
+    shape = re.compile(r"^      (yosys|nextpnr-ecp5) \d+ s: \S")
+    assert progress and all(shape.match(ln) for _, ln in progress), progress
+    yosys = [ln for _, ln in progress if " yosys " in ln]
+    nextpnr = [ln for _, ln in progress if "nextpnr-ecp5" in ln]
+    assert any("Executing" in ln for ln in yosys), yosys  # Yosys' numbered passes
+    assert any(re.search(r"Pack|Plac|Rout", ln) for ln in nextpnr), nextpnr  # nextpnr's steps
+    # no silence longer than the period (plus the 1 s poll) while a tool runs
+    runs = [t for t, ln in stamped]
+    assert all(b - a < 0.5 + 1.6 for a, b in zip(runs, runs[1:]))

@@ -8,6 +8,7 @@ The first run of each YoWASP tool compiles its WebAssembly once (30-60 s, cached
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,13 @@ def test_gowin_gw1nr9_run(runs):
     res = report["resources"]
     assert res["cells"]["MULT9X9"] == 1 and res["DSP"] == 1 and du["DSP"]["unit"] == "MULT9X9"
     assert res["CARRY"] == 17 and res["LUT4_total"] == res["LUT4"] + res["CARRY"]  # 17-bit adder: ALUs
+    assert res["LUT4_kinds"] == {"logic": res["LUT4"], "carry": res["CARRY"]}
+    # the placed design (harness included) as nextpnr-himbaechel-gowin's log counts it
+    log_text = (out / "nextpnr.log").read_text()
+    for bel in ("LUT4", "ALU", "DFF", "MULT9X9", "IOB"):
+        used = re.findall(rf"^Info:\s+{bel}:\s+(\d+)/", log_text, re.M)
+        assert report["placed"][bel]["used"] == int(used[-1]), bel
+    assert report["placed"]["LUT4"]["used"] >= res["LUT4"] + report["harness_resources"]["LUT4"]
     # I/O buffers only on the harness: none inside top, 3 pins (clk, din, dout) on the board's pins.
     assert not {"IBUF", "OBUF"} & set(res["cells"])
     assert du["IO"] == {"used": 3, "available": 71, "percent": 4.23}

