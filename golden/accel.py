@@ -26,13 +26,14 @@ overlap is the same; `hazards` finds the places where it would not be).
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth import Shape
 
 from ..rtl.isa import (Buffer, Error, Opcode, Requant, UNIT_OF, Unit, check, decode, encode,
                        PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS)
 from .gemm import _accumulate
 from .ints import int_range
 
-_PARAM_FIELDS = {name: (f.offset, f.shape.width, f.shape.signed)
+_PARAM_FIELDS = {name: (f.offset, Shape.cast(f.shape).width, Shape.cast(f.shape).signed)
                  for name, f in Requant.as_shape()}
 
 

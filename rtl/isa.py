@@ -155,10 +155,12 @@ PARAM_SHIFT_BITS = 6
 
 class Requant(data.Struct):
     """One PARAM word: the output stage's parameters of one output column (bias added to the
-    accumulator, unsigned multiplier, right shift with rounding half up)."""
+    accumulator, unsigned multiplier, right shift with rounding half up), padded to 64 bits so
+    the load unit's gearbox cuts it from the stream at a fixed position."""
     bias: signed(PARAM_BIAS_BITS)
     mult: unsigned(PARAM_MULT_BITS)
     shift: unsigned(PARAM_SHIFT_BITS)
+    reserved: 64 - PARAM_BIAS_BITS - PARAM_MULT_BITS - PARAM_SHIFT_BITS
 
 
 assert Command.as_shape().size == COMMAND_BITS

@@ -118,7 +118,7 @@ def test_chained_layers_stay_in_the_activation_buffer():
     data += G.stream_words(w2, shape.weight_word_bits, 32)
     p2_words = G.param_image(*p2)
     commands.append(isa.load(Buffer.PARAM, 32, len(p2_words)))
-    data += G.stream_words(p2_words, 54, 32)
+    data += G.stream_words(p2_words, shape.word_bits(Buffer.PARAM), 32)
     commands += [isa.gemm(0, 0, 0, 128, m, k, n1, relu=True, to_act=True, wait=True),
                  isa.gemm(128, 64, 32, 0, m, n1, n2, wait=True),
                  isa.store(0, m * n2, wait=True)]
