@@ -16,14 +16,15 @@ from .gen.generate import generate
 from .gen.package import cmd_package
 from .fpga.board import BOARDS, cmd_build
 from .fpga.sweep import add_sweep_arguments, cmd_sweep
+from .compiler.command import add_compile_arguments, add_run_arguments, cmd_compile, cmd_run
 
 EXIT_BAD_INPUT = 2
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.command is cmd_sweep:  # a sweep file, not a design config
-        return cmd_sweep(args)
+    if args.command in (cmd_sweep, cmd_compile, cmd_run):  # not a design config first
+        return args.command(args)
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -63,6 +64,14 @@ def _parser():
                                 description="design-space sweep (generate + synth per point) on Dask")
     add_sweep_arguments(sweep)
     sweep.set_defaults(command=cmd_sweep)
+    for name, add, function, help_text in (
+            ("compile", add_compile_arguments, cmd_compile,
+             "compile a PyTorch model file to an accelerator program (prune, quantize, emit)"),
+            ("run", add_run_arguments, cmd_run,
+             "run a program on a batch of inputs: per-layer table and JSON report")):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add(sub)
+        sub.set_defaults(command=function)
     return parser
 
 

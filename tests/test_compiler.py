@@ -174,3 +174,105 @@ def test_digits_mlp_int8_2_4_within_one_point_of_float():
     int_accuracy = accuracy(compiled.run_reference(x), y)
     assert float_accuracy > 0.9
     assert int_accuracy >= float_accuracy - 0.01
+
+
+# --- programs: emit, golden executor, command line ---------------------------------------------
+
+ACCEL24 = EXAMPLES / "models" / "accel_nm24_int8_8x8.toml"
+MODELS = EXAMPLES / "models"
+
+
+def test_program_on_the_golden_executor_equals_the_reference(cnn):
+    """The CNN (im2col, fold, pooling, residual add on the host; chained and stored GEMMs) as a
+    program: the golden accelerator executor's integers equal the numpy reference's, and the
+    emitted command list has no hazard (checked inside emit_program)."""
+    from nmforge.compiler.emit import emit_program
+    from nmforge.compiler.runtime import Program, run_program
+    _, x, _ = cnn
+    model, _, _ = cnn
+    compiled = compile_model(model, x[:1], load_config(ACCEL24), calibration=x)
+    spec, images = emit_program(compiled, batch=4)
+    kinds = [("device" if "device" in s else "host") for s in spec["steps"]]
+    assert kinds.count("device") == 4 and spec["batch"] == 4   # conv | fc | res | head
+    out, status = run_program(Program(None, spec, images), x[:10].numpy())
+    np.testing.assert_array_equal(out, compiled.run_reference(x[:10]))
+    assert not status.cmd_error and not status.overflow
+
+
+def test_buffers_too_small_is_one_line():
+    from nmforge.compiler.emit import emit_program
+    from nmforge.gen.config import parse_config
+    table = load_config(ACCEL24).to_dict()
+    table["accelerator"]["weight_depth"] = 8
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    compiled = compile_model(model, torch.randn(2, 64), parse_config(table))
+    with pytest.raises(CompileError, match=r"^layer 0 weights: needs 128 WEIGHT words, the "
+                                           r"design has 8 \(accelerator.weight_depth"):
+        emit_program(compiled, 1)
+
+
+LSTM_MODEL = '''
+import torch
+class Recurrent(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(8, 8, batch_first=True)
+    def forward(self, x):
+        return self.lstm(x)[0][:, -1]
+def model():
+    return Recurrent()
+def example_input():
+    return torch.randn(2, 3, 8)
+'''
+
+
+def test_cli_unsupported_op_exit_2_nothing_written(tmp_path, capsys):
+    from nmforge.cli import main
+    model = tmp_path / "lstm.py"
+    model.write_text(LSTM_MODEL)
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "--config", str(ACCEL24), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("nmforge: error: unsupported op aten.")
+    assert "LSTM" in err and "supported: " in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "missing.py", "--config", str(ACCEL24)], "missing.py: not a Python model file"),
+    (["compile", str(MODELS / "digits_mlp.py"), "--config", "nope.toml"], "nope.toml"),
+    (["run", "no-such-program"], "no-such-program: not a program directory"),
+])
+def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    from nmforge.cli import main
+    assert main(argv + (["-o", str(tmp_path / "o")] if argv[0] == "compile" else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_compile_and_run_digits_mlp(tmp_path, capsys):
+    """nmforge compile + run --on golden of the 2:4 digits MLP: every output integer equals the
+    numpy reference, accuracy within a point of the float model, every array beat useful in the
+    first two layers."""
+    import json
+    import sys
+    from nmforge.cli import main
+    from nmforge.compiler import load_model_file
+    program = tmp_path / "mlp"
+    assert main(["compile", str(MODELS / "digits_mlp.py"), "--config", str(ACCEL24),
+                 "-o", str(program)]) == 0
+    assert main(["run", str(program), "--on", "golden"]) == 0
+    report = json.loads((program / "report.json").read_text())
+    out = np.load(program / "outputs-golden.npy")
+    model_file = load_model_file(MODELS / "digits_mlp.py")
+    x, y = model_file.test_data()
+    compiled = compile_model(model_file.model(), model_file.example_input(), load_config(ACCEL24),
+                             calibration=model_file.calibration_data())
+    np.testing.assert_array_equal(out, compiled.run_reference(x))
+    dense = sys.modules["nmforge_model_digits_mlp"].dense_model()
+    float_accuracy = float((dense(x).detach().numpy().argmax(1) == y).mean())
+    assert report["accuracy"] >= float_accuracy - 0.01
+    assert [layer["utilization"] for layer in report["layers"]][:2] == [1.0, 1.0]
+    assert report["array_beats"] == 45 * (16 * 16 + 8 * 32 + 2 * 16)
+    assert "fc1" in capsys.readouterr().out
