@@ -16,7 +16,7 @@ import numpy as np
 from .errors import CompileError
 
 EXIT_BAD_INPUT = 2
-TARGETS = ("golden",)
+TARGETS = ("golden", "sim")
 
 
 def add_compile_arguments(parser):
@@ -36,7 +36,11 @@ def add_compile_arguments(parser):
 def add_run_arguments(parser):
     parser.add_argument("program", metavar="PROGRAM", help="program directory from nmforge compile")
     parser.add_argument("--on", choices=TARGETS, default="golden",
-                        help="where to run: the golden executor (numpy, bit-exact)")
+                        help="where to run: the golden executor (numpy, bit-exact) or the "
+                        "Verilator-simulated accelerator (checked against golden bit for bit)")
+    parser.add_argument("--stall", type=float, default=0.0, help="--on sim: pause probability "
+                        "on every stream (default 0: full speed, for cycle counts)")
+    parser.add_argument("--seed", type=int, default=1, help="--on sim: random seed (default 1)")
     parser.add_argument("--inputs", metavar="FILE.npy", help="float inputs (default: the model "
                         "file's test_data())")
     parser.add_argument("--limit", type=int, help="run only the first LIMIT inputs")
@@ -92,12 +96,28 @@ def cmd_run(args) -> int:
         return _error(error)
     bar = tqdm(total=-(-len(x) // program.batch), unit="batch", desc=f"run --on {args.on}",
                file=sys.stderr)
-    y, status = run_program(program, x, progress=lambda done, total: bar.update(1))
-    bar.close()
     report = layer_report(program, len(x))
     report["on"] = args.on
-    report["status"] = {"overflow": bool(status.overflow), "cmd_error": bool(status.cmd_error),
-                        "meta_error": bool(status.meta_error)}
+    if args.on == "sim":
+        from .sim import run_on_sim
+        y, sim = run_on_sim(program, x, pathlib.Path(args.program) / "sim", seed=args.seed,
+                            stall=args.stall, progress=lambda done, total: bar.update(1),
+                            log=lambda line: bar.write(line, file=sys.stderr))
+        bar.close()
+        report["sim"] = sim
+        if not sim["passed"]:
+            print(f"nmforge: the simulated accelerator differs from the golden executor; "
+                  f"log {sim['log']}", file=sys.stderr)
+            return 1
+        report["cycles"] = sim["cycles"]
+        report["cycles_per_input"] = sim["cycles"] / len(x)
+        report["macs_per_cycle"] = report["dense_macs"] / sim["cycles"]
+    else:
+        y, status = run_program(program, x, progress=lambda done, total: bar.update(1))
+        bar.close()
+        report["status"] = {"overflow": bool(status.overflow),
+                            "cmd_error": bool(status.cmd_error),
+                            "meta_error": bool(status.meta_error)}
     if labels is not None:
         report["accuracy"] = float((dequantize(program, y).argmax(axis=1) == labels).mean())
     print(format_table(report))

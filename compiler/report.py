@@ -47,6 +47,10 @@ def format_table(report) -> str:
         lines.append(f"{host['name']:<14}{'host':<7}{host['op']}")
     lines.append(f"{'total':<48}{report['array_beats']:>12}{report['utilization']:>8.1%}"
                  f"{report['macs_per_beat']:>11.1f}")
+    if "cycles" in report:
+        lines.append(f"simulated: {report['cycles']} cycles from the first command to idle "
+                     f"(weight loads included), {report['cycles_per_input']:.1f} per input, "
+                     f"{report['macs_per_cycle']:.1f} dense-equivalent MACs/cycle")
     if "accuracy" in report:
         lines.append(f"accuracy {report['accuracy']:.2%}")
     return "\n".join(lines)

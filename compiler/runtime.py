@@ -3,8 +3,9 @@ quantization, host ops) and feeds device steps to `golden.accel.Executor`, whose
 from the preamble on (weights loaded once).
 
 `load_program(dir)` reads and checks a program directory; `run_program(program, x)` returns
-the output integers of every input row and a per-layer report (array beats per GEMM: the
-array's useful work; `golden.accel` counts them exactly as the RTL's counter).
+the output integers of every input row and the executor's status; `record_device_run` also
+returns the whole command list and data-in stream the accelerator saw (compiler.sim replays it
+on the Verilator-simulated RTL).
 """
 from __future__ import annotations
 
@@ -127,6 +128,23 @@ def run_program(program: Program, x, progress=None, device=None):
         if progress:
             progress(b + 1, batches)
     return np.concatenate(outputs), executor.status
+
+
+def record_device_run(program: Program, x, progress=None):
+    """Run on the golden executor and record everything the accelerator saw: the whole command
+    list (preamble, then every device step of every batch) and its data-in stream words.
+    Returns (outputs, commands, data_in)."""
+    commands = commands_of(program.spec["preamble"]["commands"])
+    data_in = [int(w) for w in program.preamble_data()]
+    executor = Executor(program.shape)
+    executor.run(commands, data_in)
+
+    def device(step, step_commands, data):
+        commands.extend(step_commands)
+        data_in.extend(int(w) for w in data)
+        return executor.run(step_commands, data)
+    outputs, _ = run_program(program, x, progress, device)
+    return outputs, commands, data_in
 
 
 def dequantize(program: Program, y):

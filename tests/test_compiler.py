@@ -276,3 +276,36 @@ def test_cli_compile_and_run_digits_mlp(tmp_path, capsys):
     assert [layer["utilization"] for layer in report["layers"]][:2] == [1.0, 1.0]
     assert report["array_beats"] == 45 * (16 * 16 + 8 * 32 + 2 * 16)
     assert "fc1" in capsys.readouterr().out
+
+
+def _sim_run(tmp_path, design, inputs):
+    """Compile the digits MLP for `design` and run its first `inputs` test images on the
+    simulated accelerator: (outputs, sim figures, golden outputs of the same images)."""
+    from nmforge.compiler import load_model_file
+    from nmforge.compiler.emit import emit_program
+    from nmforge.compiler.runtime import Program, run_program
+    from nmforge.compiler.sim import run_on_sim
+    model_file = load_model_file(MODELS / "digits_mlp.py")
+    x, _ = model_file.test_data()
+    compiled = compile_model(model_file.model(), model_file.example_input(),
+                             load_config(MODELS / design), calibration=model_file.calibration_data())
+    program = Program(None, *emit_program(compiled))
+    out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None)
+    golden, status = run_program(program, x.numpy()[:inputs])
+    assert sim.get("array_beats") == status.array_beats
+    return out, sim, golden
+
+
+def test_digits_mlp_on_the_simulated_accelerator(tmp_path):
+    """A few test images of the 2:4 digits MLP on Verilator (4x4 accelerator): tb_accel checks
+    every STORE (the logits) and the status against the golden executor bit for bit."""
+    out, sim, golden = _sim_run(tmp_path, "accel_nm24_int8_4x4.toml", 8)
+    assert sim["passed"], sim["log"]
+    np.testing.assert_array_equal(out, golden)
+
+
+@pytest.mark.slow
+def test_digits_mlp_whole_test_set_on_the_simulated_8x8_accelerator(tmp_path):
+    out, sim, golden = _sim_run(tmp_path, "accel_nm24_int8_8x8.toml", 360)
+    assert sim["passed"], sim["log"]
+    np.testing.assert_array_equal(out, golden)
