@@ -37,9 +37,9 @@ def _ceil(a, b):
 
 def _fits(buffer, end, shape, what):
     if end > shape.depth(buffer):
+        hint = "; or compile with a smaller --batch" if buffer in (Buffer.ACT, Buffer.OUT) else ""
         raise CompileError(f"{what}: needs {end} {buffer.name} words, the design has "
-                           f"{shape.depth(buffer)} (accelerator.{buffer.name.lower()}_depth; or "
-                           f"compile with a smaller --batch)")
+                           f"{shape.depth(buffer)} (accelerator.{buffer.name.lower()}_depth{hint})")
 
 
 def _chained(graph, gemm):
@@ -83,7 +83,7 @@ def emit_program(compiled, batch=None) -> dict:
     images, preamble, layers = {}, [], []
     weight_addr = param_addr = 0
     for node in graph.gemms():
-        if node.attrs["pattern"] != (shape.n, shape.m) and not (shape.dense and node.attrs["pattern"][0] == node.attrs["pattern"][1]):
+        if node.attrs["pattern"] != (shape.n, shape.m):
             raise CompileError(f"layer {node.name}: pattern {node.attrs['pattern']} does not run "
                                f"on {config.name} ({config.nm})")
         q = node.attrs["q"]

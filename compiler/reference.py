@@ -16,7 +16,7 @@ from . import hostops
 from .ir import Graph, Node
 
 
-def _host(node: Node, x, integer):
+def host_op(node: Node, x, integer):
     """One host op on its input tensor(s) (float or integer)."""
     a = node.attrs
     if node.op == "reshape":
@@ -56,7 +56,7 @@ def run_float(graph: Graph, x, record=None):
             if node.attrs["relu"]:
                 out = np.maximum(out, 0)
         else:
-            out = _host(node, [values[i] for i in node.inputs], integer=False)
+            out = host_op(node, [values[i] for i in node.inputs], integer=False)
         values[node.name] = out
     if record is not None:
         record.update(values)
@@ -114,7 +114,7 @@ def run_int(graph: Graph, x_q, act_bits=8, record=None, gemm=None):
             out = hostops.residual_add_int(values[node.inputs[0]], values[node.inputs[1]],
                                            q["mult"][0], q["mult"][1], q["shift"], act_bits)
         else:
-            out = _host(node, [values[i] for i in node.inputs], integer=True)
+            out = host_op(node, [values[i] for i in node.inputs], integer=True)
         values[node.name] = out
     if record is not None:
         record.update(values)

@@ -22,7 +22,7 @@ from .emit import FORMAT, commands_of
 from .errors import CompileError
 from .ir import Node
 from .quantize import quantize_values
-from .reference import _host, pad_columns
+from .reference import host_op, pad_columns
 
 
 @dataclasses.dataclass
@@ -71,7 +71,7 @@ def _host_step(node, values, act_width):
         a = node.attrs
         return hostops.residual_add_int(values[node.inputs[0]], values[node.inputs[1]],
                                         a["mult"][0], a["mult"][1], a["shift"], act_width)
-    return _host(node, [values[i] for i in node.inputs], integer=True)
+    return host_op(node, [values[i] for i in node.inputs], integer=True)
 
 
 def device_data(step, values, shape):
