@@ -87,6 +87,7 @@ def accelerator_section(component) -> dict:
         "errors": {e.name: e.value for e in isa.Error},
         "control_cycles": CONTROL_CYCLES,
         "array_latency": component.array.latency,
+        "result_depth": component.array.result_depth,
         "axis": {"s_axis_cmd": isa.COMMAND_BITS, "s_axis_data": shape.stream_width,
                  "m_axis_data": shape.stream_width},
     }

@@ -4,7 +4,8 @@ all three streams, and checks it bit for bit against the golden executor's expec
 STORE packet (words and tlast), then the status (cmd_error, error_code, overflow, meta_error,
 bad_groups, array_beats). A watchdog fails the run when the accelerator stops making progress.
 
-Environment: NMFORGE_MANIFEST, NMFORGE_SEED, NMFORGE_PROGRAM (the JSON file), NMFORGE_STALL (pause
+Environment: NMFORGE_MANIFEST, NMFORGE_SEED, NMFORGE_PROGRAM (the JSON file; without it
+sim.accel_program.random_program makes NMFORGE_GEMMS random GEMMs), NMFORGE_STALL (pause
 probability on every stream), NMFORGE_RESULT_JSON (cycles from the first command to idle and the
 accelerator's own counters are written here), NMFORGE_WATCHDOG (cycles without any stream transfer
 or array beat before the run fails; default 20000).
@@ -15,7 +16,8 @@ import os
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from ..rtl.isa import COMMAND_BITS
+from ..rtl.isa import COMMAND_BITS, AcceleratorShape, encode
+from .accel_program import expected_run, random_program
 from .axis import AxisPort
 from .harness import env_float, env_int, manifest, rngs, start
 from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
@@ -25,9 +27,15 @@ from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, rando
 async def accelerator_program(dut):
     info = manifest()
     width = info["accelerator"]["shape"]["stream_width"]
-    with open(os.environ["NMFORGE_PROGRAM"]) as f:
-        program = json.load(f)
-    _, prng = rngs()
+    rng, prng = rngs()
+    if os.environ.get("NMFORGE_PROGRAM"):
+        with open(os.environ["NMFORGE_PROGRAM"]) as f:
+            program = json.load(f)
+    else:  # `nmforge sim --block accelerator`: random GEMMs larger than the array
+        shape = AcceleratorShape(**info["accelerator"]["shape"])
+        commands, data = random_program(shape, rng, env_int("NMFORGE_GEMMS", 3))
+        program = {"commands": [encode(c) for c in commands], "data_in": data,
+                   "expected": expected_run(shape, commands, data)}
     stall = env_float("NMFORGE_STALL", 0.3)
     watchdog = env_int("NMFORGE_WATCHDOG", 20000)
 
