@@ -87,7 +87,7 @@ def cmd_compile(args) -> int:
 
 def cmd_run(args) -> int:
     from tqdm import tqdm
-    from .runtime import dequantize, load_program, run_program
+    from .runtime import dequantize, load_program, predict_cycles, record_device_run
     from .report import layer_report, format_table
     try:
         program = load_program(args.program)
@@ -104,20 +104,24 @@ def cmd_run(args) -> int:
                             stall=args.stall, progress=lambda done, total: bar.update(1),
                             log=lambda line: bar.write(line, file=sys.stderr))
         bar.close()
+        commands, run_labels = sim.pop("recorded")
         report["sim"] = sim
         if not sim["passed"]:
             print(f"nmforge: the simulated accelerator differs from the golden executor; "
                   f"log {sim['log']}", file=sys.stderr)
             return 1
         report["cycles"] = sim["cycles"]
-        report["cycles_per_input"] = sim["cycles"] / len(x)
-        report["macs_per_cycle"] = report["dense_macs"] / sim["cycles"]
     else:
-        y, status = run_program(program, x, progress=lambda done, total: bar.update(1))
+        y, commands, _, run_labels = record_device_run(program, x,
+                                                       progress=lambda done, total: bar.update(1))
         bar.close()
-        report["status"] = {"overflow": bool(status.overflow),
-                            "cmd_error": bool(status.cmd_error),
-                            "meta_error": bool(status.meta_error)}
+    model = predict_cycles(program, commands, run_labels)
+    report["cycle_model"] = model
+    report.setdefault("cycles", model["cycles"])
+    report["cycles_per_input"] = report["cycles"] / len(x)
+    report["macs_per_cycle"] = report["dense_macs"] / report["cycles"]
+    for layer in report["layers"]:
+        layer["cycles_model"] = model["busy"].get(layer["name"], 0)
     if labels is not None:
         report["accuracy"] = float((dequantize(program, y).argmax(axis=1) == labels).mean())
     print(format_table(report))

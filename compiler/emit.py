@@ -115,6 +115,8 @@ def emit_program(compiled, batch=None) -> dict:
         param_addr += n
     by_name = {layer["name"]: layer for layer in layers}
     steps = _schedule(graph, shape, by_name, batch, example_rows)
+    from ..gen.elaborate import build               # the array's timing, for the cycle model
+    array = build(config, "accelerator").array
     program = {"format": FORMAT, "design": config.to_dict(), "shape": shape.to_dict(),
                "batch": batch, "input": {"node": graph.input.name, "scale": compiled.input_scale,
                                          "sample_shape": list(graph.input.shape[1:]),
@@ -125,7 +127,8 @@ def emit_program(compiled, batch=None) -> dict:
                "preamble": {"commands": [_hex(c) for c in preamble],
                             "images": [f"{layer['name']}.{part}" for layer in layers
                                        for part in ("weight", "param")]},
-               "steps": steps}
+               "steps": steps,
+               "timing": {"array_latency": array.latency, "result_depth": array.result_depth}}
     _check_hazards(program)
     return program, images
 

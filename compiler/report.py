@@ -1,4 +1,5 @@
-"""Per-layer figures of a program: where each op runs, array beats and utilization per GEMM.
+"""Per-layer figures of a program: where each op runs, array beats and utilization per GEMM
+(cycles come from golden.cycle_model or the simulation: compiler.command).
 
 A GEMM of (m, k, n) on an R x C array with groups of M takes ceil(m/R) * ceil(n/C) * k_pad/M
 array beats (golden.accel counts the same); its dense-equivalent MACs are m * k * n (k before
@@ -38,17 +39,25 @@ def layer_report(program, inputs) -> dict:
 def format_table(report) -> str:
     lines = [f"{report['design']}: {report['inputs']} inputs in batches of {report['batch']}",
              f"{'layer':<14}{'where':<7}{'m x k x n':<18}{'pattern':<9}{'array beats':>12}"
-             f"{'util':>8}{'MACs/beat':>11}"]
+             f"{'util':>8}{'MACs/beat':>11}{'GEMM cycles':>13}"]
     for layer in report["layers"]:
         mkn = f"{layer['m']}x{layer['k']}x{layer['n']}"
         lines.append(f"{layer['name']:<14}{'array':<7}{mkn:<18}{layer['pattern']:<9}{layer['array_beats']:>12}"
-                     f"{layer['utilization']:>8.1%}{layer['macs_per_beat']:>11.1f}")
+                     f"{layer['utilization']:>8.1%}{layer['macs_per_beat']:>11.1f}"
+                     f"{layer.get('cycles_model', ''):>13}")
     for host in report["host_ops"]:
         lines.append(f"{host['name']:<14}{'host':<7}{host['op']}")
     lines.append(f"{'total':<48}{report['array_beats']:>12}{report['utilization']:>8.1%}"
                  f"{report['macs_per_beat']:>11.1f}")
+    if "cycle_model" in report:
+        busy = report["cycle_model"]["busy"]
+        lines.append("cycle model: " + f"{report['cycle_model']['cycles']} cycles; busy: weights "
+                     f"{busy.get('weights', 0)}, loads {busy.get('load', 0)}, GEMMs (compute + "
+                     f"output stage) {sum(layer.get('cycles_model', 0) for layer in report['layers'])}"
+                     f", stores {busy.get('store', 0)}")
     if "cycles" in report:
-        lines.append(f"simulated: {report['cycles']} cycles from the first command to idle "
+        source = "simulated" if "sim" in report else "predicted"
+        lines.append(f"{source}: {report['cycles']} cycles from the first command to idle "
                      f"(weight loads included), {report['cycles_per_input']:.1f} per input, "
                      f"{report['macs_per_cycle']:.1f} dense-equivalent MACs/cycle")
     if "accuracy" in report:

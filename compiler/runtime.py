@@ -16,7 +16,8 @@ import pathlib
 import numpy as np
 
 from ..golden.accel import Executor, act_image, stream_words, unpack_store
-from ..rtl.isa import AcceleratorShape, Buffer
+from ..golden.cycle_model import predict
+from ..rtl.isa import AcceleratorShape, Buffer, Opcode
 from . import hostops
 from .emit import FORMAT, commands_of
 from .errors import CompileError
@@ -133,18 +134,38 @@ def run_program(program: Program, x, progress=None, device=None):
 def record_device_run(program: Program, x, progress=None):
     """Run on the golden executor and record everything the accelerator saw: the whole command
     list (preamble, then every device step of every batch) and its data-in stream words.
-    Returns (outputs, commands, data_in)."""
+    Returns (outputs, commands, data_in, labels): labels name each command's part of the work
+    ("weights" for the preamble, "load", a layer name for a GEMM, "store")."""
     commands = commands_of(program.spec["preamble"]["commands"])
+    labels = ["weights"] * len(commands)
     data_in = [int(w) for w in program.preamble_data()]
     executor = Executor(program.shape)
     executor.run(commands, data_in)
 
     def device(step, step_commands, data):
+        gemms = iter(step["gemms"])
+        for word in step_commands:
+            opcode = word & 0xF
+            labels.append(next(gemms) if opcode == Opcode.GEMM.value
+                          else "load" if opcode == Opcode.LOAD.value else "store")
         commands.extend(step_commands)
         data_in.extend(int(w) for w in data)
         return executor.run(step_commands, data)
     outputs, _ = run_program(program, x, progress, device)
-    return outputs, commands, data_in
+    return outputs, commands, data_in, labels
+
+
+def predict_cycles(program: Program, commands, labels):
+    """golden.cycle_model's prediction for a recorded run: {"cycles": total, "busy": {label:
+    cycles its commands kept their unit busy}} (units overlap, so busy times may add up to more
+    than the total)."""
+    timing = program.spec["timing"]
+    model = predict(program.shape, commands, timing["array_latency"], timing["result_depth"])
+    busy = {}
+    for label, t in zip(labels, model["commands"]):
+        if t.start is not None:
+            busy[label] = busy.get(label, 0) + t.end - t.start
+    return {"cycles": model["cycles"], "busy": busy}
 
 
 def dequantize(program: Program, y):

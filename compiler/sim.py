@@ -21,10 +21,10 @@ from .runtime import Program, record_device_run
 
 
 def run_on_sim(program: Program, x, work_dir, seed=1, stall=0.0, progress=None, log=print):
-    """(outputs, sim result dict {passed, cycles, busy_cycles, array_beats, log}) of `x` on the
-    simulated accelerator of the program's design."""
+    """(outputs, sim result dict {passed, cycles, busy_cycles, array_beats, log, recorded:
+    (commands, labels) as runtime.record_device_run}) of `x` on the simulated accelerator."""
     work = pathlib.Path(work_dir)
-    outputs, commands, data_in = record_device_run(program, x, progress)
+    outputs, commands, data_in, labels = record_device_run(program, x, progress)
     config = parse_config(program.spec["design"], source="program.json design")
     generated = generate(config, work, "accelerator")
     program_file = work / "sim_program.json"
@@ -36,4 +36,5 @@ def run_on_sim(program: Program, x, work_dir, seed=1, stall=0.0, progress=None, 
                             options={"program": program_file.resolve(), "stall": stall,
                                      "result_json": result_file.resolve()}, log=log)
     figures = json.loads(result_file.read_text()) if result.passed and result_file.exists() else {}
-    return outputs, {"passed": result.passed, "log": str(result.log), **figures}
+    return outputs, {"passed": result.passed, "log": str(result.log), **figures,
+                     "recorded": (commands, labels)}

@@ -275,6 +275,7 @@ def test_cli_compile_and_run_digits_mlp(tmp_path, capsys):
     assert report["accuracy"] >= float_accuracy - 0.01
     assert [layer["utilization"] for layer in report["layers"]][:2] == [1.0, 1.0]
     assert report["array_beats"] == 45 * (16 * 16 + 8 * 32 + 2 * 16)
+    assert report["cycles"] == report["cycle_model"]["cycles"] > report["array_beats"]
     assert "fc1" in capsys.readouterr().out
 
 
@@ -283,7 +284,7 @@ def _sim_run(tmp_path, design, inputs):
     simulated accelerator: (outputs, sim figures, golden outputs of the same images)."""
     from nmforge.compiler import load_model_file
     from nmforge.compiler.emit import emit_program
-    from nmforge.compiler.runtime import Program, run_program
+    from nmforge.compiler.runtime import Program, predict_cycles, run_program
     from nmforge.compiler.sim import run_on_sim
     model_file = load_model_file(MODELS / "digits_mlp.py")
     x, _ = model_file.test_data()
@@ -293,6 +294,8 @@ def _sim_run(tmp_path, design, inputs):
     out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None)
     golden, status = run_program(program, x.numpy()[:inputs])
     assert sim.get("array_beats") == status.array_beats
+    predicted = predict_cycles(program, *sim["recorded"])["cycles"]
+    assert abs(predicted - sim["cycles"]) <= 0.05 * sim["cycles"], (predicted, sim["cycles"])
     return out, sim, golden
 
 
