@@ -21,6 +21,7 @@ from .gen.output_dir import check_output_dir
 from .gen.package import cmd_package
 from .fpga.board import BOARDS, cmd_build
 from .fpga.sweep import add_sweep_arguments, cmd_sweep
+from .compiler.command import add_compile_arguments, add_run_arguments, cmd_compile, cmd_run
 
 EXIT_BAD_INPUT = 2
 
@@ -28,10 +29,10 @@ EXIT_BAD_INPUT = 2
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.output is not None:
+        if getattr(args, "output", None) is not None:
             check_output_dir(args.output)
-        if args.command is cmd_sweep:  # a sweep file, not a design config
-            return cmd_sweep(args)
+        if args.command in (cmd_sweep, cmd_compile, cmd_run):  # not a design config
+            return args.command(args)
         config = load_config(args.config)
         out_dir = pathlib.Path(args.output if args.output is not None else pathlib.Path("out") / config.name)
         if args.output is None:
@@ -84,6 +85,14 @@ def _parser():
                                 description="design-space sweep (generate + synth per point) on Dask")
     add_sweep_arguments(sweep)
     sweep.set_defaults(command=cmd_sweep, checks=())
+    for name, add, function, help_text in (
+            ("compile", add_compile_arguments, cmd_compile,
+             "compile a PyTorch model file to an accelerator program (prune, quantize, emit)"),
+            ("run", add_run_arguments, cmd_run,
+             "run a program on a batch of inputs: per-layer table and JSON report")):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add(sub)
+        sub.set_defaults(command=function, checks=())
     return parser
 
 
@@ -203,7 +212,8 @@ def cmd_flow(config, out_dir, args) -> int:
     generated = generate(config, out_dir)
     print(f"      {generated.verilog}, latency {generated.info['latency_cycles']} cycles", flush=True)
     print(f"[2/3] simulate: cocotb on Verilator against the golden model", flush=True)
-    sim = _simulate(config, out_dir, args, "array")
+    # the array regression; an accelerator's array is built beside it, not over its Verilog
+    sim = _simulate(config, out_dir / "array" if config.accelerator else out_dir, args, "array")
     if not sim.passed:
         return 1
     print(f"[3/3] synthesize for {args.target}", flush=True)

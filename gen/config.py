@@ -26,6 +26,17 @@ File format
     [synth]                        # optional table
     clock_mhz = 120.0              # target clock for place and route, 1..1000, default 120
 
+    [accelerator]                  # optional table: wrap the array in buffers + a controller
+    stream_width = 64              # data-in / data-out tdata bits: one of STREAM_WIDTHS
+    act_depth = 512                # words of each buffer (rtl.isa: ACT, WEIGHT, PARAM, OUT),
+    weight_depth = 1024            #   integer BUFFER_DEPTH_RANGE; defaults ACCELERATOR_DEFAULTS
+    param_depth = 256
+    out_depth = 1024
+
+The ``[accelerator]`` table (every key optional) makes the design's top level the accelerator
+(rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS, fixed patterns
+and ``pe.acc_width`` <= ``stream_width``.
+
 Run-time patterns
 -----------------
 ``runtime = true`` (dual mode) reads ``nm = "N:Mmax"`` as N multipliers per PE and groups of up
@@ -197,7 +208,7 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NM_RE = re.compile(r"([0-9]+):([0-9]+)")
 
 # Schema: table -> ordered keys (None is the top level). Order is the order of validation.
-_TOP_KEYS = ("name", "array", "sparsity", "pe", "synth")
+_TOP_KEYS = ("name", "array", "sparsity", "pe", "synth", "accelerator")
 # The "pe" entry lists every key of every kind; PE_KIND_SCHEMAS says which apply.
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "array": ("rows", "cols", "dataflow"),
@@ -206,7 +217,17 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
            "act_format", "weight_format", "accumulate", "format", "block_size", "group_size",
            "out_width"),
     "synth": ("clock_mhz",),
+    "accelerator": ("stream_width", "act_depth", "weight_depth", "param_depth", "out_depth"),
 }
+#: Allowed ``accelerator.stream_width`` values and buffer depths (words; 16-bit addresses).
+STREAM_WIDTHS: tuple[int, ...] = (32, 64)
+BUFFER_DEPTH_RANGE = (1, 1 << 16)
+#: Defaults of the ``[accelerator]`` keys (sized for the 4x4 examples on the ECP5-85F).
+ACCELERATOR_DEFAULTS: dict[str, int] = {"stream_width": 64, "act_depth": 512,
+                                        "weight_depth": 1024, "param_depth": 256,
+                                        "out_depth": 1024}
+#: PE kinds the accelerator's output stage and buffers are implemented for.
+ACCELERATOR_PE_KINDS: tuple[str, ...] = ("int",)
 # [pe] key -> Config attribute.
 _PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
                              "weight_width": "weight_width", "acc_width": "acc_width",
@@ -247,8 +268,9 @@ PE_KINDS: tuple[str, ...] = tuple(PE_KIND_SCHEMAS)
 def _pe_keys(kind: str) -> tuple[str, ...]:
     """The ``[pe]`` keys of a kind, ``kind`` first."""
     return ("kind",) + PE_KIND_SCHEMAS[kind].keys
-_OPTIONAL_TABLES = ("synth",)
-_OPTIONAL_KEYS = ("synth.clock_mhz", "sparsity.encoding", "sparsity.runtime")
+_OPTIONAL_TABLES = ("synth", "accelerator")
+_OPTIONAL_KEYS = ("synth.clock_mhz", "sparsity.encoding", "sparsity.runtime",
+                  *(f"accelerator.{key}" for key in ACCELERATOR_DEFAULTS))
 
 
 def _one_line(text: str) -> str:
@@ -290,6 +312,10 @@ _ALLOWED: dict[str, str] = {
     "sparsity.runtime": "true or false (default false)",
     "synth.clock_mhz": "number {:g}..{:g} (default {:g})".format(*CLOCK_MHZ_RANGE,
                                                                DEFAULT_CLOCK_MHZ),
+    "accelerator": "a table with keys " + _choices(_TABLE_KEYS["accelerator"]),
+    "accelerator.stream_width": _choices(STREAM_WIDTHS) + " (at least pe.acc_width)",
+    **{f"accelerator.{key}": "integer {}..{}".format(*BUFFER_DEPTH_RANGE)
+       for key in ACCELERATOR_DEFAULTS if key.endswith("_depth")},
 }
 
 
@@ -435,6 +461,27 @@ def _validate(source: str, cfg: "Config") -> None:
     lo, hi = CLOCK_MHZ_RANGE
     if not (math.isfinite(clk) and lo <= clk <= hi):
         raise _fail(source, "synth.clock_mhz", f"{clk!r} is out of range")
+    if cfg.accelerator:
+        _validate_accelerator(source, cfg)
+
+
+def _validate_accelerator(source: str, cfg: "Config") -> None:
+    """The [accelerator] keys, and the array features the accelerator is implemented for."""
+    _check_int_choice(source, "accelerator.stream_width", cfg.stream_width, STREAM_WIDTHS)
+    for key in ("act_depth", "weight_depth", "param_depth", "out_depth"):
+        _check_int(source, f"accelerator.{key}", getattr(cfg, key), *BUFFER_DEPTH_RANGE)
+    if cfg.pe_kind not in ACCELERATOR_PE_KINDS:
+        raise ConfigError(source, "accelerator",
+                          f"the accelerator is not implemented for pe.kind {cfg.pe_kind!r}",
+                          f"no [accelerator] table, or pe.kind {_choices(ACCELERATOR_PE_KINDS)}")
+    if cfg.runtime:
+        raise ConfigError(source, "accelerator",
+                          "the accelerator is not implemented for run-time patterns",
+                          "no [accelerator] table, or sparsity.runtime = false")
+    if cfg.acc_width > cfg.stream_width:
+        raise ConfigError(source, "accelerator.stream_width",
+                          f"{cfg.stream_width} is narrower than pe.acc_width {cfg.acc_width}",
+                          _ALLOWED["accelerator.stream_width"])
 
 
 def _check_pe_kind(source: str, kind: Any) -> None:
@@ -543,6 +590,13 @@ class Config:
     # [sparsity] options: metadata encoding, run-time patterns.
     encoding: str = "index"
     runtime: bool = False
+    # [accelerator] (accelerator = False: no table, the array is the top level).
+    accelerator: bool = False
+    stream_width: int = ACCELERATOR_DEFAULTS["stream_width"]
+    act_depth: int = ACCELERATOR_DEFAULTS["act_depth"]
+    weight_depth: int = ACCELERATOR_DEFAULTS["weight_depth"]
+    param_depth: int = ACCELERATOR_DEFAULTS["param_depth"]
+    out_depth: int = ACCELERATOR_DEFAULTS["out_depth"]
 
     def __post_init__(self) -> None:
         _validate("<Config>", self)
@@ -602,13 +656,16 @@ class Config:
             sparsity["encoding"] = self.encoding
         if self.runtime:
             sparsity["runtime"] = True
-        return {
+        table = {
             "name": self.name,
             "array": {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow},
             "sparsity": sparsity,
             "pe": {"kind": self.pe_kind, **self.pe_params},
             "synth": {"clock_mhz": self.clock_mhz},
         }
+        if self.accelerator:
+            table["accelerator"] = {key: getattr(self, key) for key in ACCELERATOR_DEFAULTS}
+        return table
 
     def config_hash(self) -> str:
         """sha256 hex digest of the canonical (sorted-key, compact) JSON of :meth:`to_dict`."""
@@ -728,7 +785,11 @@ def parse_config(mapping: Mapping[str, Any], source: str = "<config>") -> Config
 
     clock = values["synth.clock_mhz"]
     encoding, runtime = values["sparsity.encoding"], values["sparsity.runtime"]
+    accelerator = {key: (default if values[f"accelerator.{key}"] is None
+                         else values[f"accelerator.{key}"])
+                   for key, default in ACCELERATOR_DEFAULTS.items()}
     fields = dict(
+        accelerator="accelerator" in mapping, **accelerator,
         encoding="index" if encoding is None else encoding,
         runtime=False if runtime is None else runtime,
         name=name,
@@ -770,6 +831,12 @@ class _Fields:
     out_width: Any
     encoding: Any
     runtime: Any
+    accelerator: Any
+    stream_width: Any
+    act_depth: Any
+    weight_depth: Any
+    param_depth: Any
+    out_depth: Any
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -6,6 +6,8 @@ design's top level) and, for block-level regressions, one PE, one N:M decoder an
 """
 from amaranth.back import rtlil, verilog
 
+from ..rtl.accelerator import Accelerator
+from ..rtl.isa import AcceleratorShape
 from ..rtl.decoder import BitmapDecoder, NMDecoder, RuntimeNMDecoder
 from ..rtl.mac_array import SparseArray
 from ..rtl.mac_fp import FpMac
@@ -18,7 +20,7 @@ from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
 
-BLOCKS = ("array", "pe", "decoder", "mac")
+BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
 # One MAC unit builder per implemented PE kind (config `pe.kind`; gen.config.PE_KIND_SCHEMAS).
 MAC_BUILDERS = {
@@ -121,6 +123,10 @@ def build(config, block="array"):
     if block == "array":
         return SparseArray(config.rows, config.cols, lambda: make_pe(config),
                            name=config.name)
+    if block == "accelerator":
+        if not config.accelerator:
+            raise ValueError("block: 'accelerator' needs an [accelerator] table in the config")
+        return Accelerator(AcceleratorShape.from_config(config), build(config, "array"))
     if block == "pe":
         return make_pe(config)
     if block == "decoder":
@@ -140,12 +146,14 @@ def find_mac(component, block):
         return component.mac
     if block == "array":
         return component.pe.mac
+    if block == "accelerator":
+        return component.array.pe.mac
     return None
 
 
 def module_name(config, block="array"):
     """Verilog module name: the config's name for the array, suffixed for sub-blocks."""
-    return config.name if block == "array" else f"{config.name}_{block}"
+    return config.name if block in ("array", "accelerator") else f"{config.name}_{block}"
 
 
 def shared_modules(component) -> dict:

@@ -72,6 +72,29 @@ def runtime_parameters(config) -> dict:
             "pattern_table": runtime_pattern_table(config)}
 
 
+def accelerator_section(component) -> dict:
+    """The accelerator's contract (rtl.isa): its shape (AcceleratorShape fields, the form the
+    golden executor and cycle model take), buffer word widths, the command and PARAM layouts,
+    opcodes and error codes, and its AXI4-Stream interfaces."""
+    from ..rtl import isa
+    from ..rtl.accelerator import CONTROL_CYCLES
+    shape = component.shape
+    return {
+        "shape": shape.to_dict(),
+        "word_bits": {b.name: shape.word_bits(b) for b in isa.Buffer},
+        "command_layout": describe_layout(isa.Command.as_shape()),
+        "param_layout": describe_layout(isa.Requant.as_shape()),
+        "opcodes": {op.name: op.value for op in isa.Opcode},
+        "buffers": {b.name: b.value for b in isa.Buffer},
+        "errors": {e.name: e.value for e in isa.Error},
+        "control_cycles": CONTROL_CYCLES,
+        "array_latency": component.array.latency,
+        "result_depth": component.array.result_depth,
+        "axis": {"s_axis_cmd": isa.COMMAND_BITS, "s_axis_data": shape.stream_width,
+                 "m_axis_data": shape.stream_width},
+    }
+
+
 def build_manifest(config, block, component, module, verilog_text) -> dict:
     """The manifest of one generated block.
 
@@ -110,6 +133,8 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
     }
     if mac is not None:
         info["pe"] = mac_parameters(config, mac)
+    if block == "accelerator":
+        info["accelerator"] = accelerator_section(component)
     return info | {
         "latency_cycles": getattr(component, "latency", 0),
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)",

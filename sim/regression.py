@@ -5,7 +5,7 @@ import pathlib
 from .runner import run_testbench
 
 TESTBENCHES = {"array": "nmforge.sim.tb_array", "pe": "nmforge.sim.tb_pe", "decoder": "nmforge.sim.tb_decoder",
-               "mac": "nmforge.sim.tb_mac_fp"}
+               "mac": "nmforge.sim.tb_mac_fp", "accelerator": "nmforge.sim.tb_accel"}
 # The "mac" block's testbench depends on the PE kind (the int MAC is verified inside tb_pe).
 MAC_TESTBENCHES = {"fp": "nmforge.sim.tb_mac_fp", "posit": "nmforge.sim.tb_mac_posit"}
 

@@ -1,0 +1,103 @@
+"""The example models on the accelerator: accuracy, cycles, utilization, inferences/s.
+
+For each (model, design) of RUNS: compile the model file for the design (prune to its pattern,
+INT8), run the whole test set on the golden executor (accuracy, against the float model's), and
+the first --sim-inputs test inputs on the Verilator-simulated accelerator (bit-exact against
+golden, or the script fails), whose cycle count from the first command to idle (weight loads
+included) gives cycles per input and dense-equivalent MACs/cycle. With --fmax MHz (e.g. from
+`nmforge synth` of the design) it projects inferences/s = Fmax / cycles per input. Prints a table
+and writes benchmarks/results/models.json. Exits 1 when a simulation differs from golden, when
+the 2:4 MLP's accuracy falls more than a point below the float model's, or when the 2:4 MLP
+takes more than 0.6x the cycles of the dense (2:2) one.
+
+    python benchmarks/models.py [--sim-inputs 64] [--fmax 120]
+"""
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from nmforge.compiler import compile_model, load_model_file
+from nmforge.compiler.emit import emit_program
+from nmforge.compiler.report import layer_report
+from nmforge.compiler.runtime import Program, dequantize, run_program
+from nmforge.compiler.sim import run_on_sim
+from nmforge.compiler.training import accuracy
+from nmforge.gen.config import load_config
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MODELS = REPO / "examples" / "models"
+RESULTS = REPO / "benchmarks" / "results"
+RUNS = [("digits_mlp", "accel_nm24_int8_8x8"), ("digits_mlp", "accel_dense_int8_8x8"),
+        ("digits_cnn", "accel_nm24_int8_8x8"), ("residual_block", "accel_nm24_int8_8x8")]
+MAX_CYCLE_RATIO = 0.6
+
+
+def measure(model_name, design_name, sim_inputs, fmax):
+    model_file = load_model_file(MODELS / f"{model_name}.py")
+    module = sys.modules[f"nmforge_model_{model_name}"]
+    config = load_config(MODELS / f"{design_name}.toml")
+    x, y = model_file.test_data()
+    float_accuracy = accuracy(module.dense_model()(x).detach().numpy(), y)
+    model = model_file.model() if config.n < config.m else module.dense_model()
+    compiled = compile_model(model, model_file.example_input(), config,
+                             calibration=model_file.calibration_data())
+    spec, images = emit_program(compiled)
+    program = Program(None, spec, images)
+    golden, _ = run_program(program, x.numpy())
+    row = {"model": model_name, "design": design_name, "pattern": config.nm,
+           "float_accuracy": float_accuracy,
+           "accuracy": accuracy(dequantize(program, golden), y), "test_inputs": len(x),
+           "batch": spec["batch"]}
+    n = min(sim_inputs, len(x))
+    _, sim = run_on_sim(program, x.numpy()[:n], RESULTS / "sim" / design_name,
+                        log=lambda line: print(f"  {line}", flush=True))
+    report = layer_report(program, n)
+    row.update({"sim_inputs": n, "sim_passed": sim["passed"], "cycles": sim.get("cycles"),
+                "array_beats": report["array_beats"], "dense_macs": report["dense_macs"]})
+    if sim["passed"]:
+        row["cycles_per_input"] = sim["cycles"] / n
+        row["macs_per_cycle"] = report["dense_macs"] / sim["cycles"]
+        row["utilization"] = (report["dense_macs"] / sim["cycles"]
+                              / (config.rows * config.cols * config.m))
+        if fmax:
+            row["inferences_per_s"] = fmax * 1e6 / row["cycles_per_input"]
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sim-inputs", type=int, default=64, help="test inputs simulated per run")
+    parser.add_argument("--fmax", type=float, help="Fmax in MHz for inferences/s (nmforge synth)")
+    args = parser.parse_args()
+    start = time.monotonic()
+    rows = []
+    for model_name, design_name in RUNS:
+        print(f"{model_name} on {design_name} ...", flush=True)
+        rows.append(measure(model_name, design_name, args.sim_inputs, args.fmax))
+    print(f"\n{'model':<16}{'design':<22}{'float acc':>10}{'int8 acc':>10}{'cycles/input':>14}"
+          f"{'MACs/cycle':>12}{'util':>8}{'inf/s':>10}")
+    for r in rows:
+        print(f"{r['model']:<16}{r['design']:<22}{r['float_accuracy']:>10.2%}{r['accuracy']:>10.2%}"
+              f"{r.get('cycles_per_input', float('nan')):>14.1f}{r.get('macs_per_cycle', float('nan')):>12.1f}"
+              f"{r.get('utilization', float('nan')):>8.1%}{r.get('inferences_per_s', float('nan')):>10.0f}")
+    mlp = {r["design"]: r for r in rows if r["model"] == "digits_mlp"}
+    ratio = mlp["accel_nm24_int8_8x8"]["cycles"] / mlp["accel_dense_int8_8x8"]["cycles"]
+    print(f"digits MLP: 2:4 takes {ratio:.3f}x the cycles of dense (2:2) on the same multipliers")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "models.json"
+    out.write_text(json.dumps({"runs": rows, "mlp_cycle_ratio": ratio, "fmax_mhz": args.fmax,
+                               "elapsed_s": round(time.monotonic() - start, 1)}, indent=1) + "\n")
+    print(f"wrote {out}")
+    failed = [r for r in rows if not r["sim_passed"]]
+    mlp24 = mlp["accel_nm24_int8_8x8"]
+    if failed or ratio > MAX_CYCLE_RATIO or mlp24["accuracy"] < mlp24["float_accuracy"] - 0.01:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+"""Golden model of the accelerator (rtl.isa documents every command): memory images, the
+bit-exact executor of a command list, and the hazard check of a program.
+
+Memory images (what LOAD carries, built by the host or the model compiler):
+  act_image(a)         ACT words of an (m x k) activation matrix: ceil(m/R) row panels (rows past
+                       m are zero), each k/M words (one per K-group); element (r, j) of a word is
+                       lane r*M + j, act_width bits two's complement, lane 0 at the LSB.
+  weight_image(v, i)   WEIGHT words of a compressed (k x n) weight matrix (golden.nm.compress_nm
+                       form: values and indices (k/M*N, n)): ceil(n/C) column panels (columns past
+                       n have zero values and indices 0..N-1), each k/M words; column c of a word
+                       at bit c*column_bits: N values (weight_width bits), then the metadata
+                       (N indices of ceil(log2 M) bits, or the M-bit bitmap; none when dense).
+  param_image(b, m, s) PARAM words (rtl.isa.Requant): per output column bias, mult, shift.
+  stream_words(words)  the data-in stream words of a LOAD: the words' bits back to back, LSB
+                       first, cut into stream_width-bit words (the last one zero-padded).
+The data-out stream of a STORE: elements of act_width (or acc_width when `wide`) bits,
+stream_width // bits of them per stream word, element 0 at the LSB (`unpack_store`).
+
+Output stage (int kinds), exactly as rtl.isa: x = acc + bias; y = clamp(floor((x * mult +
+2^(shift-1)) / 2^shift)) to act_width bits (rounding half up; shift 0: no rounding term), or with
+`raw` clamp(x) to acc_width bits; then ReLU if asked (`requantize`).
+
+`Executor(shape).run(commands, data_in)` runs a program in order (the result of any legal
+overlap is the same; `hazards` finds the places where it would not be).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth import Shape
+
+from ..rtl.isa import (Buffer, Error, Opcode, Requant, UNIT_OF, Unit, check, decode, encode,
+                       PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS)
+from .gemm import _accumulate
+from .ints import int_range
+
+_PARAM_FIELDS = {name: (f.offset, Shape.cast(f.shape).width, Shape.cast(f.shape).signed)
+                 for name, f in Requant.as_shape()}
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+# Bit-level packing: words (ints) <-> bit matrices <-> fixed-width lanes.
+
+def _words_to_lanes(words, lanes, width, signed=True):
+    """(len(words), lanes) int64 array of `width`-bit lanes (lane 0 at the LSB) of each word."""
+    nbytes = _ceil(lanes * width, 8) or 1
+    mask = (1 << (nbytes * 8)) - 1
+    raw = b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in words)
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
+    bits = bits.reshape(len(words), nbytes * 8)[:, :lanes * width].reshape(len(words), lanes, width)
+    values = (bits.astype(np.int64) << np.arange(width, dtype=np.int64)).sum(axis=-1)
+    if signed and width:
+        values = np.where(values >= 1 << (width - 1), values - (1 << width), values)
+    return values
+
+
+def _lanes_to_words(values, width):
+    """Words (ints) from a (count, lanes) array of `width`-bit lanes (two's complement)."""
+    values = np.asarray(values, dtype=np.int64)
+    count, lanes = values.shape
+    unsigned = values & ((1 << width) - 1)
+    bits = ((unsigned[..., None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
+    bits = bits.reshape(count, lanes * width)
+    pad = (-bits.shape[1]) % 8
+    packed = np.packbits(np.pad(bits, ((0, 0), (0, pad))), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def _check_fits(values, width, name):
+    lo, hi = int_range(width)
+    values = np.asarray(values)
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise ValueError(f"{name}: values must be signed {width}-bit integers ({lo}..{hi})")
+
+
+# Memory images.
+
+def act_image(a, shape):
+    """ACT words of activation matrix `a` (m x k); k must be a multiple of M."""
+    a = np.asarray(a, dtype=np.int64)
+    m_rows, k = a.shape
+    if k % shape.m:
+        raise ValueError(f"act_image: k = {k} is not a multiple of M = {shape.m}")
+    _check_fits(a, shape.act_width, "act_image")
+    panels = _ceil(m_rows, shape.rows)
+    padded = np.zeros((panels * shape.rows, k), dtype=np.int64)
+    padded[:m_rows] = a
+    groups = k // shape.m
+    lanes = padded.reshape(panels, shape.rows, groups, shape.m).transpose(0, 2, 1, 3)
+    return _lanes_to_words(lanes.reshape(panels * groups, shape.rows * shape.m), shape.act_width)
+
+
+def act_from_image(words, m_rows, k, shape):
+    """Inverse of act_image: the (m_rows x k) matrix held by ACT words."""
+    groups = k // shape.m
+    panels = _ceil(m_rows, shape.rows)
+    lanes = _words_to_lanes(words, shape.rows * shape.m, shape.act_width)
+    a = lanes.reshape(panels, groups, shape.rows, shape.m).transpose(0, 2, 1, 3)
+    return a.reshape(panels * shape.rows, k)[:m_rows]
+
+
+def _metadata_lanes(indices, shape):
+    """(groups, N or 1 lanes, cols) metadata of compressed `indices` (G*N, cols), with the lane
+    width: indices as they are, or the bitmap word per group."""
+    groups = indices.shape[0] // shape.n
+    grouped = indices.reshape(groups, shape.n, -1)
+    if shape.encoding == "bitmap":
+        bitmap = np.zeros((groups, 1, grouped.shape[2]), dtype=np.int64)
+        for j in range(shape.n):
+            bitmap[:, 0] |= np.int64(1) << grouped[:, j]
+        return bitmap, shape.m
+    return grouped, (shape.m - 1).bit_length()
+
+
+def weight_image(values, indices, shape):
+    """WEIGHT words of compressed weights: values, indices (k/M*N, n) (indices ignored when
+    dense)."""
+    values = np.asarray(values, dtype=np.int64)
+    rows, n_cols = values.shape
+    if rows % shape.n:
+        raise ValueError(f"weight_image: {rows} value rows is not a multiple of N = {shape.n}")
+    _check_fits(values, shape.weight_width, "weight_image")
+    groups, panels = rows // shape.n, _ceil(n_cols, shape.cols)
+    width = panels * shape.cols
+    v = np.zeros((rows, width), dtype=np.int64)
+    v[:, :n_cols] = values
+    idx = np.tile(np.arange(shape.n, dtype=np.int64)[:, None], (groups, width))
+    if not shape.dense:
+        idx[:, :n_cols] = np.asarray(indices, dtype=np.int64)
+    words = []
+    for p in range(panels):
+        cols = slice(p * shape.cols, (p + 1) * shape.cols)
+        col_words = _column_words(v[:, cols], idx[:, cols], shape)  # (groups, C)
+        for g in range(groups):
+            word = 0
+            for c in range(shape.cols):
+                word |= col_words[g][c] << (c * shape.column_bits)
+            words.append(word)
+    return words
+
+
+def _column_words(values, indices, shape):
+    """Per group and column, the column's bits (values, then metadata) as ints."""
+    groups = values.shape[0] // shape.n
+    vg = values.reshape(groups, shape.n, -1).transpose(0, 2, 1)  # (G, C, N)
+    parts = [_lanes_to_words(vg.reshape(-1, shape.n), shape.weight_width)]
+    shifts = [0]
+    if not shape.dense:
+        meta, bits = _metadata_lanes(indices, shape)
+        mg = meta.transpose(0, 2, 1)  # (G, C, lanes)
+        parts.append(_lanes_to_words(mg.reshape(-1, mg.shape[2]), bits))
+        shifts.append(shape.n * shape.weight_width)
+    flat = [sum(part[i] << shift for part, shift in zip(parts, shifts))
+            for i in range(vg.shape[0] * vg.shape[1])]
+    return [flat[g * vg.shape[1]:(g + 1) * vg.shape[1]] for g in range(groups)]
+
+
+def weights_from_image(words, k, n_cols, shape):
+    """Inverse of weight_image for k and the padded width ceil(n/C)*C: (values, positions)
+    (k/M*N, padded cols) each; positions are the decoded metadata (bitmap: the set bits in
+    order, padded with 0 when fewer than N, the first N when more; dense: 0..N-1)."""
+    groups = k // shape.m
+    panels = _ceil(n_cols, shape.cols)
+    cols = panels * shape.cols
+    column_lanes = _words_to_lanes(words, shape.cols, shape.column_bits, signed=False)
+    column_lanes = column_lanes.reshape(panels, groups, shape.cols).transpose(1, 0, 2)
+    column_lanes = column_lanes.reshape(groups, cols)  # one column's bits per (group, col)
+    flat = [int(x) for x in column_lanes.reshape(-1)]
+    vals = _words_to_lanes(flat, shape.n, shape.weight_width).reshape(groups, cols, shape.n)
+    if shape.dense:
+        pos = np.broadcast_to(np.arange(shape.n), vals.shape).copy()
+        meta = None
+    else:
+        shifted = [x >> (shape.n * shape.weight_width) for x in flat]
+        if shape.encoding == "bitmap":
+            meta = np.array(shifted, dtype=np.int64).reshape(groups, cols)
+            pos = np.zeros_like(vals)
+            for g in range(groups):
+                for c in range(cols):
+                    kept = [i for i in range(shape.m) if meta[g, c] >> i & 1][:shape.n]
+                    pos[g, c, :len(kept)] = kept
+        else:
+            bits = (shape.m - 1).bit_length()
+            pos = _words_to_lanes(shifted, shape.n, bits, signed=False).reshape(groups, cols, shape.n)
+            meta = pos
+    return vals.transpose(0, 2, 1).reshape(groups * shape.n, cols), \
+        pos.transpose(0, 2, 1).reshape(groups * shape.n, cols), meta
+
+
+def param_image(bias, mult, shift):
+    """PARAM words (rtl.isa.Requant) of per-column bias, mult and shift (equal lengths)."""
+    bias, mult, shift = (np.asarray(x, dtype=np.int64).reshape(-1) for x in (bias, mult, shift))
+    if not len(bias) == len(mult) == len(shift):
+        raise ValueError("param_image: bias, mult and shift must have one entry per column")
+    _check_fits(bias, PARAM_BIAS_BITS, "param_image bias")
+    for name, x, bits in (("mult", mult, PARAM_MULT_BITS), ("shift", shift, PARAM_SHIFT_BITS)):
+        if x.size and (x.min() < 0 or x.max() >= 1 << bits):
+            raise ValueError(f"param_image {name}: values must be unsigned {bits}-bit integers")
+    words = []
+    for b, mu, sh in zip(bias, mult, shift):
+        word = 0
+        for name, value in (("bias", int(b)), ("mult", int(mu)), ("shift", int(sh))):
+            offset, width, _ = _PARAM_FIELDS[name]
+            word |= (value & ((1 << width) - 1)) << offset
+        words.append(word)
+    return words
+
+
+def params_from_image(words):
+    """(bias, mult, shift) int64 arrays of PARAM words."""
+    out = []
+    for name in ("bias", "mult", "shift"):
+        offset, width, signed = _PARAM_FIELDS[name]
+        x = np.array([(int(w) >> offset) & ((1 << width) - 1) for w in words], dtype=np.int64)
+        if signed:
+            x = np.where(x >= 1 << (width - 1), x - (1 << width), x)
+        out.append(x)
+    return tuple(out)
+
+
+def stream_words(words, word_bits, stream_width):
+    """The data-in stream words that LOAD `words` of `word_bits` bits each."""
+    total = 0
+    for i, word in enumerate(words):
+        total |= (int(word) & ((1 << word_bits) - 1)) << (i * word_bits)
+    count = _ceil(len(words) * word_bits, stream_width)
+    mask = (1 << stream_width) - 1
+    return [(total >> (i * stream_width)) & mask for i in range(count)]
+
+
+def words_from_stream(stream, count, word_bits, stream_width):
+    """Inverse of stream_words: `count` words from stream words."""
+    total = 0
+    for i, s in enumerate(stream):
+        total |= int(s) << (i * stream_width)
+    mask = (1 << word_bits) - 1
+    return [(total >> (i * word_bits)) & mask for i in range(count)]
+
+
+def unpack_store(stream, count, element_bits, stream_width, signed=True):
+    """The `count` elements a STORE sent as `stream` words (int64 array)."""
+    per_word = stream_width // element_bits
+    lanes = _words_to_lanes(stream, per_word, element_bits, signed)
+    return lanes.reshape(-1)[:count]
+
+
+def requantize(acc, bias, mult, shift, act_width, acc_width, relu=False, raw=False):
+    """The output stage (rtl.isa GEMM): per element acc, per column bias/mult/shift."""
+    x = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
+    if raw:
+        lo, hi = int_range(acc_width)
+        y = np.clip(x, lo, hi)
+    else:
+        shift = np.asarray(shift, dtype=np.int64)
+        p = x * np.asarray(mult, dtype=np.int64)
+        rounding = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+        y = (p + rounding) >> shift
+        lo, hi = int_range(act_width)
+        y = np.clip(y, lo, hi)
+    return np.maximum(y, 0) if relu else y
+
+
+# The executor.
+
+@dataclass
+class Status:
+    """The accelerator's status registers after a program (sticky flags and counters)."""
+    cmd_error: bool = False
+    error_code: Error = Error.NONE
+    overflow: bool = False
+    meta_error: bool = False
+    bad_groups: int = 0
+    refused: list = field(default_factory=list)   # (command index, Error)
+    array_beats: int = 0
+
+
+class Executor:
+    """Runs command lists on numpy buffers exactly as the RTL does (rtl.isa semantics)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.buffers = {b: [0] * shape.depth(b) for b in Buffer}
+        self.status = Status()
+
+    def run(self, commands, data_in=()):
+        """Execute `commands` (dicts from rtl.isa or command words) reading LOAD data from the
+        `data_in` stream words; returns the list of STORE packets (lists of stream words)."""
+        data = iter(data_in)
+        packets = []
+        for number, command in enumerate(commands):
+            fields = decode(encode(command))
+            error = check(fields, self.shape)
+            if error != Error.NONE:
+                self.status.cmd_error = True
+                self.status.error_code = error
+                self.status.refused.append((number, error))
+                continue
+            opcode = fields["opcode"]
+            if opcode == Opcode.LOAD:
+                self._load(fields["load"], data)
+            elif opcode == Opcode.GEMM:
+                self._gemm(fields["gemm"])
+            elif opcode == Opcode.STORE:
+                packets.append(self._store(fields["store"]))
+        return packets
+
+    def _load(self, f, data):
+        buffer = Buffer(f["buffer"])
+        bits = self.shape.word_bits(buffer)
+        count = self.shape.stream_words(buffer, f["count"])
+        stream = [next(data) for _ in range(count)]
+        words = words_from_stream(stream, f["count"], bits, self.shape.stream_width)
+        self.buffers[buffer][f["addr"]:f["addr"] + f["count"]] = words
+
+    def _store(self, f):
+        s = self.shape
+        elem_bits = s.store_element_bits(f["wide"])
+        values = np.array(self.buffers[Buffer.OUT][f["addr"]:f["addr"] + f["count"]],
+                          dtype=np.int64)
+        per_word = s.stream_width // elem_bits
+        padded = np.zeros(_ceil(len(values), per_word) * per_word, dtype=np.int64)
+        padded[:len(values)] = values
+        return _lanes_to_words(padded.reshape(-1, per_word), elem_bits)
+
+    def gemm_accumulators(self, f):
+        """The padded (ceil(m/R)*R x ceil(n/C)*C) accumulator matrix of a GEMM command's
+        operands as they are in the buffers; updates the overflow and metadata flags."""
+        s = self.shape
+        groups = f["k"] // s.m
+        row_panels, col_panels = _ceil(f["m"], s.rows), _ceil(f["n"], s.cols)
+        act = self.buffers[Buffer.ACT][f["act_addr"]:f["act_addr"] + row_panels * groups]
+        a = act_from_image(act, row_panels * s.rows, f["k"], s)
+        wts = self.buffers[Buffer.WEIGHT][f["weight_addr"]:f["weight_addr"] + col_panels * groups]
+        values, positions, _ = weights_from_image(wts, f["k"], col_panels * s.cols, s)
+        bad = self._malformed(wts, f["k"], col_panels * s.cols)
+        if bad:
+            self.status.meta_error = True
+            self.status.bad_groups += bad * row_panels  # counted each time a column panel streams
+        self.status.array_beats += row_panels * col_panels * groups
+        acc = np.zeros((row_panels * s.rows, col_panels * s.cols), dtype=np.int64)
+        vg = values.reshape(groups, s.n, -1)
+        pg = positions.reshape(groups, s.n, -1)
+        for p in range(row_panels):
+            rows = slice(p * s.rows, (p + 1) * s.rows)
+            ag = a[rows].reshape(s.rows, groups, s.m)
+            kept = ag[:, np.arange(groups)[:, None, None], pg]  # (R, G, N, cols)
+            sums = np.einsum("rgjc,gjc->grc", kept, vg)
+            acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
+            self.status.overflow |= overflowed
+        return acc
+
+    def _malformed(self, words, k, cols):
+        """Malformed (column, K-group) metadata groups in WEIGHT words, as the decoders flag
+        them (SPEC 1)."""
+        s = self.shape
+        if s.dense:
+            return 0
+        groups = k // s.m
+        _, _, meta = weights_from_image(words, k, cols, s)
+        if s.encoding == "bitmap":
+            popcount = np.vectorize(lambda x: bin(int(x)).count("1"))(meta)
+            return int((popcount != s.n).sum())
+        idx = meta.reshape(groups, cols, s.n)
+        bad = (idx >= s.m).any(axis=2) | (np.diff(idx, axis=2) <= 0).any(axis=2)
+        return int(bad.sum())
+
+    def _gemm(self, f):
+        s = self.shape
+        acc = self.gemm_accumulators(f)
+        m_rows, n_cols = f["m"], f["n"]
+        bias, mult, shift = params_from_image(
+            self.buffers[Buffer.PARAM][f["param_addr"]:f["param_addr"] + n_cols])
+        y = requantize(acc[:m_rows, :n_cols], bias, mult, shift, s.act_width, s.acc_width,
+                       relu=bool(f["relu"]), raw=bool(f["raw"]))
+        if f["to_act"]:
+            padded = np.zeros_like(acc)
+            padded[:m_rows, :n_cols] = y
+            words = act_image(padded, s)
+            self.buffers[Buffer.ACT][f["dst_addr"]:f["dst_addr"] + len(words)] = words
+        else:
+            out = self.buffers[Buffer.OUT]
+            flat = [int(x) for x in y.reshape(-1)]
+            out[f["dst_addr"]:f["dst_addr"] + len(flat)] = flat
+
+
+# Hazards between commands that may run at the same time.
+
+def accesses(fields, shape):
+    """(reads, writes) of a decoded, accepted command: lists of (Buffer, start, stop)."""
+    opcode = fields["opcode"]
+    if opcode == Opcode.LOAD:
+        f = fields["load"]
+        return [], [(Buffer(f["buffer"]), f["addr"], f["addr"] + f["count"])]
+    if opcode == Opcode.STORE:
+        f = fields["store"]
+        return [(Buffer.OUT, f["addr"], f["addr"] + f["count"])], []
+    if opcode == Opcode.GEMM:
+        f = fields["gemm"]
+        groups = f["k"] // shape.m
+        row_panels, col_panels = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
+        reads = [(Buffer.ACT, f["act_addr"], f["act_addr"] + row_panels * groups),
+                 (Buffer.WEIGHT, f["weight_addr"], f["weight_addr"] + col_panels * groups),
+                 (Buffer.PARAM, f["param_addr"], f["param_addr"] + f["n"])]
+        if f["to_act"]:
+            size = row_panels * col_panels * shape.cols // shape.m
+            writes = [(Buffer.ACT, f["dst_addr"], f["dst_addr"] + size)]
+        else:
+            writes = [(Buffer.OUT, f["dst_addr"], f["dst_addr"] + f["m"] * f["n"])]
+        return reads, writes
+    return [], []
+
+
+def may_overlap(commands, shape):
+    """Pairs (i, j), i < j, of accepted commands the controller may run at the same time: in
+    order dispatch, one command per unit, `wait` as a barrier (rtl.isa)."""
+    decoded = [decode(encode(c)) for c in commands]
+    accepted = [check(f, shape) == Error.NONE for f in decoded]
+    units = [UNIT_OF[f["opcode"]] if ok else Unit.NONE for f, ok in zip(decoded, accepted)]
+    pairs = []
+    for j, fj in enumerate(decoded):
+        if units[j] == Unit.NONE or fj["wait"]:
+            continue
+        seen = set()
+        for i in range(j - 1, -1, -1):
+            if units[i] != Unit.NONE and units[i] not in seen:
+                if units[i] != units[j]:
+                    pairs.append((i, j))
+                seen.add(units[i])
+            if decoded[i]["wait"] and accepted[i]:
+                break
+    return pairs, decoded
+
+
+def hazards(commands, shape):
+    """Every conflict between commands that may overlap: (i, j, buffer, kind) where kind is
+    "RAW", "WAR" or "WAW" in program order (i before j). An empty list: the program's result
+    does not depend on how the controller overlaps it."""
+    pairs, decoded = may_overlap(commands, shape)
+    found = []
+    for i, j in pairs:
+        ri, wi = accesses(decoded[i], shape)
+        rj, wj = accesses(decoded[j], shape)
+        for kind, first, second in (("RAW", wi, rj), ("WAR", ri, wj), ("WAW", wi, wj)):
+            for b1, s1, e1 in first:
+                for b2, s2, e2 in second:
+                    if b1 == b2 and s1 < e2 and s2 < e1:
+                        found.append((i, j, b1, kind))
+    return found

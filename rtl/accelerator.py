@@ -1,0 +1,241 @@
+"""The accelerator: the array plus on-chip buffers, a command controller and three units.
+
+Interfaces (AXI4-Stream, rtl.axis): `s_axis_cmd` (one rtl.isa.Command per 128-bit beat),
+`s_axis_data` (LOAD data, `stream_width` bits; tlast is not checked), `m_axis_data` (STORE data,
+tlast on each STORE's last word). Status: `busy` (a command is being checked or a unit runs),
+`cmd_error` (sticky) and `error_code` (rtl.isa.Error of the last refused command), `overflow`,
+`meta_error`, `bad_groups` (the array's), `cycles` (cycles with `busy` high), `array_beats`
+(beats the array took).
+
+Buffers are amaranth.lib.memory.Memory (block RAM): ACT (one write port shared by the load unit
+and the drain's chained writes, the drain first; one read port), WEIGHT, PARAM and OUT (one
+write, one read port each).
+
+Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
+sized and checked (3 cycles); a refused command sets `cmd_error`/`error_code` and is dropped;
+an accepted one waits in DISPATCH until its unit is free (and, with `wait`, until every unit is
+free) and starts it. So LOAD, GEMM and STORE of different units run at the same time, in
+program order per unit (golden.accel.hazards states which programs are safe).
+"""
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .accel_io import LoadUnit, StoreUnit
+from .axis import axis_signature
+from .execute import ExecuteUnit
+from .isa import (ADDR_BITS, COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant)
+from .mac_array import BAD_GROUP_COUNTER_WIDTH
+
+COUNTER_BITS = 48
+CONTROL_CYCLES = 4   # from taking a command to starting its unit, when the unit is free
+
+
+def _ceil_div(value, divisor):
+    if divisor & (divisor - 1) == 0:
+        return (value + divisor - 1) >> (divisor.bit_length() - 1)
+    return (value + divisor - 1) // divisor
+
+
+class Accelerator(wiring.Component):
+    """`shape` (rtl.isa.AcceleratorShape) gives the stream width and buffer depths; `array` is
+    the generated SparseArray (its weight beat must be shape.weight_word_bits wide)."""
+
+    def __init__(self, shape, array):
+        self.shape, self.array = shape, array
+        super().__init__({
+            "s_axis_cmd": In(axis_signature(COMMAND_BITS)),
+            "s_axis_data": In(axis_signature(shape.stream_width)),
+            "m_axis_data": Out(axis_signature(shape.stream_width)),
+            "busy": Out(1), "cmd_error": Out(1), "error_code": Out(Error),
+            "overflow": Out(1), "meta_error": Out(1), "bad_groups": Out(BAD_GROUP_COUNTER_WIDTH),
+            "cycles": Out(COUNTER_BITS), "array_beats": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s, array = self.shape, self.array
+        m.submodules.array = array
+        act_bits, weight_bits = s.act_word_bits, s.weight_word_bits
+        assert array.weight.payload.shape().size == weight_bits, "weight word != array weight beat"
+
+        m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[])
+        m.submodules.weight_mem = weight_mem = Memory(shape=unsigned(weight_bits),
+                                                      depth=s.weight_depth, init=[])
+        m.submodules.param_mem = param_mem = Memory(shape=Requant, depth=s.param_depth, init=[])
+        m.submodules.out_mem = out_mem = Memory(shape=unsigned(s.acc_width), depth=s.out_depth,
+                                                init=[])
+        act_wr = act_mem.write_port(granularity=s.act_width)
+        act_rd = act_mem.read_port()
+        weight_wr, weight_rd = weight_mem.write_port(), weight_mem.read_port()
+        param_wr, param_rd = param_mem.write_port(), param_mem.read_port()
+        out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
+
+        m.submodules.load = load = LoadUnit(s.stream_width, [act_bits, weight_bits,
+                                                              Requant.as_shape().size])
+        m.submodules.store = store = StoreUnit(s.stream_width, s.act_width, s.acc_width)
+        m.submodules.execute = execute = ExecuteUnit(array, s.act_width, s.acc_width, act_bits,
+                                                     weight_bits)
+        wiring.connect(m, wiring.flipped(self.s_axis_data), load.data)
+        wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
+
+        # Buffer ports.
+        lanes = s.rows * s.m
+        chained = execute.act_wr_en.any()
+        m.d.comb += [
+            act_rd.addr.eq(execute.act_rd_addr), act_rd.en.eq(execute.act_rd_en),
+            execute.act_rd_data.eq(act_rd.data),
+            weight_rd.addr.eq(execute.weight_rd_addr), weight_rd.en.eq(execute.weight_rd_en),
+            execute.weight_rd_data.eq(weight_rd.data),
+            param_rd.addr.eq(execute.param_rd_addr), param_rd.en.eq(execute.param_rd_en),
+            execute.param_rd_data.eq(param_rd.data),
+            out_wr.addr.eq(execute.out_wr_addr), out_wr.data.eq(execute.out_wr_data),
+            out_wr.en.eq(execute.out_wr_en),
+            out_rd.addr.eq(store.rd_addr), out_rd.en.eq(store.rd_en), store.rd_data.eq(out_rd.data),
+            weight_wr.addr.eq(load.wr_addr), weight_wr.data.eq(load.wr_data),
+            weight_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
+            param_wr.addr.eq(load.wr_addr), param_wr.data.eq(load.wr_data),
+            param_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
+            load.grant.eq(~(chained & (load.wr_buffer == Buffer.ACT))),
+        ]
+        with m.If(chained):
+            m.d.comb += [act_wr.addr.eq(execute.act_wr_addr), act_wr.data.eq(execute.act_wr_data),
+                         act_wr.en.eq(execute.act_wr_en)]
+        with m.Else():
+            m.d.comb += [act_wr.addr.eq(load.wr_addr), act_wr.data.eq(load.wr_data),
+                         act_wr.en.eq(((1 << lanes) - 1)
+                                      * (load.wr_en & (load.wr_buffer == Buffer.ACT)))]
+
+        self._controller(m, load, execute, store)
+
+        m.d.comb += [self.overflow.eq(array.overflow), self.meta_error.eq(array.meta_error),
+                     self.bad_groups.eq(array.bad_groups)]
+        with m.If(execute.beat):
+            m.d.sync += self.array_beats.eq(self.array_beats + 1)
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        return m
+
+    def _controller(self, m, load, execute, store):
+        s = self.shape
+        cmd = Signal(Command)
+        g = cmd.operands.gemm
+        ld, st = cmd.operands.load, cmd.operands.store
+        groups = Signal(SIZE_BITS)
+        k_bad = Signal()
+        row_panels, col_panels = Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1)
+        need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
+                for name in ("act", "weight", "param", "out", "chain", "load", "store")}
+        panel_words = Signal(SIZE_BITS + 8)
+        chain_bad = Signal()
+        log_m = s.m.bit_length() - 1
+
+        units_idle = ~(load.busy | execute.busy | store.busy)
+        unit_free = Signal()
+        with m.Switch(cmd.opcode):
+            with m.Case(Opcode.LOAD):
+                m.d.comb += unit_free.eq(~load.busy)
+            with m.Case(Opcode.GEMM):
+                m.d.comb += unit_free.eq(~execute.busy)
+            with m.Case(Opcode.STORE):
+                m.d.comb += unit_free.eq(~store.busy)
+            with m.Default():
+                m.d.comb += unit_free.eq(1)
+
+        m.d.comb += [
+            load.buffer.eq(ld.buffer), load.addr.eq(ld.addr), load.count.eq(ld.count),
+            store.addr.eq(st.addr), store.count.eq(st.count), store.wide.eq(st.wide),
+            execute.act_addr.eq(g.act_addr), execute.weight_addr.eq(g.weight_addr),
+            execute.param_addr.eq(g.param_addr), execute.dst_addr.eq(g.dst_addr),
+            execute.m.eq(g.m), execute.n.eq(g.n), execute.relu.eq(g.relu), execute.raw.eq(g.raw),
+            execute.to_act.eq(g.to_act), execute.row_panels.eq(row_panels),
+            execute.col_panels.eq(col_panels), execute.groups.eq(groups),
+            execute.dst_panel_words.eq(panel_words),
+        ]
+        error = Signal(Error)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.s_axis_cmd.tready.eq(1)
+                with m.If(self.s_axis_cmd.tvalid):
+                    m.d.sync += cmd.eq(self.s_axis_cmd.tdata)
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [groups.eq(g.k >> log_m), k_bad.eq(g.k[:log_m] != 0),
+                             row_panels.eq(_ceil_div(g.m, s.rows)),
+                             col_panels.eq(_ceil_div(g.n, s.cols))]
+                m.next = "SIZE"
+            with m.State("SIZE"):
+                m.d.comb += self.busy.eq(1)
+                width = col_panels * s.cols
+                m.d.sync += [
+                    need["act"].eq(g.act_addr + row_panels * groups),
+                    need["weight"].eq(g.weight_addr + col_panels * groups),
+                    need["param"].eq(g.param_addr + g.n),
+                    need["out"].eq(g.dst_addr + g.m * g.n),
+                    need["load"].eq(ld.addr + ld.count),
+                    need["store"].eq(st.addr + st.count),
+                    panel_words.eq(width >> log_m),
+                    chain_bad.eq(width[:log_m] != 0 if log_m else 0),
+                ]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                chain_need = g.dst_addr + row_panels * panel_words
+                with m.Switch(cmd.opcode):
+                    with m.Case(Opcode.NOP):
+                        m.d.comb += error.eq(Error.NONE)
+                    with m.Case(Opcode.LOAD):
+                        with m.If(ld.buffer == Buffer.OUT):
+                            m.d.comb += error.eq(Error.BAD_BUFFER)
+                        with m.Elif(ld.count == 0):
+                            m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif((ld.buffer == Buffer.ACT) & (need["load"] > s.act_depth)):
+                            m.d.comb += error.eq(Error.ACT_RANGE)
+                        with m.Elif((ld.buffer == Buffer.WEIGHT) & (need["load"] > s.weight_depth)):
+                            m.d.comb += error.eq(Error.WEIGHT_RANGE)
+                        with m.Elif((ld.buffer == Buffer.PARAM) & (need["load"] > s.param_depth)):
+                            m.d.comb += error.eq(Error.PARAM_RANGE)
+                    with m.Case(Opcode.STORE):
+                        with m.If(st.count == 0):
+                            m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif(need["store"] > s.out_depth):
+                            m.d.comb += error.eq(Error.OUT_RANGE)
+                    with m.Case(Opcode.GEMM):
+                        with m.If((g.m == 0) | (g.k == 0) | (g.n == 0)):
+                            m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif(k_bad):
+                            m.d.comb += error.eq(Error.K_GROUP)
+                        with m.Elif(g.to_act & (g.raw | chain_bad)):
+                            m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif(need["act"] > s.act_depth):
+                            m.d.comb += error.eq(Error.ACT_RANGE)
+                        with m.Elif(need["weight"] > s.weight_depth):
+                            m.d.comb += error.eq(Error.WEIGHT_RANGE)
+                        with m.Elif(need["param"] > s.param_depth):
+                            m.d.comb += error.eq(Error.PARAM_RANGE)
+                        with m.Elif(g.to_act & (chain_need > s.act_depth)):
+                            m.d.comb += error.eq(Error.ACT_RANGE)
+                        with m.Elif(~g.to_act & (need["out"] > s.out_depth)):
+                            m.d.comb += error.eq(Error.OUT_RANGE)
+                    with m.Default():
+                        m.d.comb += error.eq(Error.BAD_OPCODE)
+                with m.If(error != Error.NONE):
+                    m.d.sync += [self.cmd_error.eq(1), self.error_code.eq(error)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(unit_free & (~cmd.wait | units_idle)):
+                    with m.Switch(cmd.opcode):
+                        with m.Case(Opcode.LOAD):
+                            m.d.comb += load.start.eq(1)
+                        with m.Case(Opcode.GEMM):
+                            m.d.comb += execute.start.eq(1)
+                        with m.Case(Opcode.STORE):
+                            m.d.comb += store.start.eq(1)
+                    m.next = "IDLE"
+        with m.If(load.busy | execute.busy | store.busy):
+            m.d.comb += self.busy.eq(1)

@@ -1,0 +1,209 @@
+"""The accelerator RTL on Verilator (sim.tb_accel): command lists of GEMMs larger than the array
+under random stalls on every stream, chained layers and refused commands, bit for bit against
+the golden executor; the cycle model against the simulated cycles. One shared 2x2 2:4 build in
+the default run; larger designs behind the slow marker."""
+import json
+
+import numpy as np
+import pytest
+
+from nmforge.gen.config import parse_config
+from nmforge.gen.generate import generate
+from nmforge.golden import accel as G
+from nmforge.golden.cycle_model import predict
+from nmforge.golden.gemm import sparse_gemm_int
+from nmforge.golden.nm import compress_nm, random_nm_weights
+from nmforge.rtl import isa
+from nmforge.rtl.isa import Buffer, Error
+from nmforge.sim.accel_program import write_program
+from nmforge.sim.regression import run_regression
+
+from conftest import assert_passed
+
+DEPTHS = {"act_depth": 128, "weight_depth": 128, "param_depth": 32, "out_depth": 256}
+
+
+def accel_config(name="acc22", rows=2, cols=2, nm="2:4", encoding="index", stream_width=32,
+                 **depths):
+    return parse_config({
+        "name": name, "array": {"rows": rows, "cols": cols, "dataflow": "output_stationary"},
+        "sparsity": {"nm": nm, "encoding": encoding},
+        "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
+               "overflow": "wrap"},
+        "accelerator": {"stream_width": stream_width, **(depths or DEPTHS)}}, source="test")
+
+
+def runner(config, work):
+    """run(commands, data, stall, seed) -> (golden expectation, measured cycles) on the
+    accelerator of `config`, built once in `work`; run.shape, run.predict(commands)."""
+    generated = generate(config, work, "accelerator")
+    section = json.loads(generated.manifest.read_text())["accelerator"]
+    shape = isa.AcceleratorShape(**section["shape"])
+
+    def run(commands, data, stall=0.3, seed=1):
+        program = work / "program.json"
+        expected = write_program(program, shape, commands, data)
+        result_json = work / "result.json"
+        result = run_regression(generated.verilog, generated.manifest, work, seed,
+                                options={"program": program, "stall": stall,
+                                         "result_json": result_json}, log=lambda line: None,
+                                waves_on_failure=False)
+        assert_passed(result)
+        return expected, json.loads(result_json.read_text())
+    run.shape = shape
+    run.predict = lambda commands: predict(shape, commands, section["array_latency"],
+                                           section["result_depth"])
+    return run
+
+
+@pytest.fixture(scope="module")
+def design(sim_cache):
+    """The shared 2x2 2:4 accelerator build."""
+    return runner(accel_config(), sim_cache / "accel22")
+
+
+def layer(rng, shape, m, k, n, extreme=False):
+    a = rng.integers(-128, 128, (m, k))
+    w = random_nm_weights(rng, k, n, shape.n, shape.m, 8)
+    if extreme:
+        a = rng.choice([-128, 127], size=a.shape)
+        w = np.where(w != 0, rng.choice([-128, 127], size=w.shape), 0)
+    values, indices = compress_nm(w, shape.n, shape.m)
+    params = (rng.integers(-3000, 3000, n), rng.integers(1, 1 << 16, n), rng.integers(8, 26, n))
+    return a, values, indices, params
+
+
+def loads(shape, a=None, weights=None, params=None, act_addr=0, weight_addr=0, param_addr=0,
+          wait=False):
+    commands, data = [], []
+    images = []
+    if a is not None:
+        images.append((Buffer.ACT, act_addr, G.act_image(a, shape)))
+    if weights is not None:
+        images.append((Buffer.WEIGHT, weight_addr, G.weight_image(*weights, shape)))
+    if params is not None:
+        images.append((Buffer.PARAM, param_addr, G.param_image(*params)))
+    for buffer, addr, words in images:
+        commands.append(isa.load(buffer, addr, len(words), wait=wait))
+        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
+    return commands, data
+
+
+def test_gemms_larger_than_the_array_with_stalls(design):
+    """Odd shapes (padding), raw and requantized outputs, ReLU, two GEMMs sharing loaded panels."""
+    shape = design.shape
+    rng = np.random.default_rng(11)
+    m, k, n = 5, 24, 7
+    a, values, indices, params = layer(rng, shape, m, k, n)
+    commands, data = loads(shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, raw=True, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True),
+                 isa.gemm(0, 0, 0, 64, m, k, n, relu=True),
+                 isa.store(64, m * n, wait=True)]
+    assert G.hazards(commands, shape) == []
+    expected, _ = design(commands, data, stall=0.3)
+    assert len(expected["packets"]) == 2 and not expected["status"]["cmd_error"]
+
+
+def test_chained_layers_without_the_host(design):
+    """Layer 1's requantized ReLU output stays in ACT and is layer 2's input; padding rows and
+    columns (m = 5 on 2 rows, n1 = 6 on 2 columns) are written as zeros."""
+    shape = design.shape
+    rng = np.random.default_rng(12)
+    m, k, n1, n2 = 5, 16, 8, 3
+    a, v1, i1, p1 = layer(rng, shape, m, k, n1)
+    _, v2, i2, p2 = layer(rng, shape, m, n1, n2)
+    commands, data = loads(shape, a, (v1, i1), p1)
+    more, more_data = loads(shape, None, (v2, i2), p2, weight_addr=64, param_addr=16)
+    commands += more + [
+        isa.gemm(0, 0, 0, 40, m, k, n1, relu=True, to_act=True, wait=True),
+        isa.gemm(40, 64, 16, 0, m, n1, n2, wait=True),
+        isa.store(0, m * n2, wait=True)]
+    assert G.hazards(commands, shape) == []
+    expected, _ = design(commands, data + more_data, stall=0.2, seed=2)
+    h = G.requantize(sparse_gemm_int(a, v1, i1, shape.n, shape.m, 32, "wrap")[0], *p1, 8, 32,
+                     relu=True)
+    y = sparse_gemm_int(h, v2, i2, shape.n, shape.m, 32, "wrap")[0]
+    want = G.requantize(y, *p2, 8, 32)
+    got = G.unpack_store(expected["packets"][0], m * n2, 8, 32).reshape(m, n2)
+    assert np.array_equal(got, want)  # the expectation the RTL matched is the two-layer model
+
+
+BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)
+    "opcode": (0x7, Error.BAD_OPCODE),
+    "buffer": (isa.load(Buffer.OUT, 0, 1), Error.BAD_BUFFER),
+    "load_empty": (isa.load(Buffer.ACT, 0, 0), Error.SHAPE),
+    "load_range": (isa.load(Buffer.ACT, 120, 9), Error.ACT_RANGE),
+    "gemm_zero": (isa.gemm(0, 0, 0, 0, 4, 8, 0), Error.SHAPE),
+    "k_group": (isa.gemm(0, 0, 0, 0, 4, 10, 4), Error.K_GROUP),
+    "act_panels": (isa.gemm(0, 0, 0, 0, 40, 32, 2), Error.ACT_RANGE),
+    "weight_panels": (isa.gemm(0, 0, 0, 0, 2, 32, 40), Error.WEIGHT_RANGE),
+    "param_range": (isa.gemm(0, 0, 30, 0, 2, 8, 4), Error.PARAM_RANGE),
+    "out_range": (isa.gemm(0, 0, 0, 250, 2, 8, 4), Error.OUT_RANGE),
+    "chain_raw": (isa.gemm(0, 0, 0, 0, 2, 8, 4, raw=True, to_act=True), Error.SHAPE),
+    "chain_range": (isa.gemm(0, 0, 0, 127, 4, 8, 4, to_act=True), Error.ACT_RANGE),
+    "store_range": (isa.store(200, 57), Error.OUT_RANGE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_command_refused_then_next_is_exact(design, case):
+    """The bad command sets cmd_error with its code, writes nothing (the OUT words its GEMM or
+    STORE would touch are checked by the STORE below) and the next GEMM is bit-exact."""
+    command, code = BAD[case]
+    shape = design.shape
+    assert isa.check(isa.decode(isa.encode(command)), shape) == code
+    rng = np.random.default_rng(20)
+    a, values, indices, params = layer(rng, shape, 4, 8, 4)
+    commands, data = loads(shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 200, 4, 8, 4, wait=True), command,
+                 isa.gemm(0, 0, 0, 0, 4, 8, 4, wait=True), isa.store(0, 16, wait=True),
+                 isa.store(200, 16, wait=True)]
+    expected, _ = design(commands, data, stall=0.2, seed=3)
+    assert expected["status"]["error_code"] == code.value and expected["status"]["cmd_error"]
+    assert expected["packets"][0] == expected["packets"][1]  # nothing overwritten
+
+
+@pytest.mark.parametrize("m,k,n", [(8, 64, 6), (4, 8, 8)])
+def test_cycle_model_within_5_percent(design, m, k, n):
+    """No stalls: the simulated cycles of a load-compute-store program (long K: array-bound;
+    short K: drain-bound) agree with golden.cycle_model within 5 %."""
+    shape = design.shape
+    rng = np.random.default_rng(m * k)
+    a, values, indices, params = layer(rng, shape, m, k, n)
+    commands, data = loads(shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True), isa.store(0, m * n, wait=True)]
+    _, measured = design(commands, data, stall=0)
+    predicted = design.predict(commands)["cycles"]
+    print(f"{m}x{k}x{n}: simulated {measured['cycles']} cycles, model {predicted}")
+    assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nm,encoding", [("2:4", "index"), ("1:4", "index"), ("2:2", "index"),
+                                         ("2:4", "bitmap")])
+def test_4x4_accelerator_64x512x64(sim_cache, nm, encoding):
+    """A 4x4 array inside the accelerator, 64-bit streams: a 64x512x64 GEMM (and a chained
+    second layer) under stalls, bit-exact; the same program without stalls within 5 % of the
+    cycle model."""
+    config = accel_config(f"acc44_{nm.replace(':', '')}_{encoding}", 4, 4, nm, encoding, 64,
+                          act_depth=4096, weight_depth=4096, param_depth=128, out_depth=4096)
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    rng = np.random.default_rng(44)
+    m, k, n, n2 = 64, 512, 64, 16
+    a, values, indices, params = layer(rng, shape, m, k, n)
+    _, v2, i2, p2 = layer(rng, shape, m, n, n2)
+    commands, data = loads(shape, a, (values, indices), params)
+    more, more_data = loads(shape, None, (v2, i2), p2, weight_addr=2048, param_addr=64)
+    commands += more + [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                        isa.gemm(0, 0, 0, 2048, m, k, n, relu=True, to_act=True, wait=True),
+                        isa.store(0, m * n, wait=True),
+                        isa.gemm(2048, 2048, 64, 0, m, n, n2, wait=True),
+                        isa.store(0, m * n2, wait=True)]
+    data += more_data
+    assert G.hazards(commands, shape) == []
+    run(commands, data, stall=0.3)
+    _, measured = run(commands, data, stall=0)
+    predicted = run.predict(commands)["cycles"]
+    assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)

@@ -1,0 +1,183 @@
+"""The accelerator's command set (rtl.isa), memory images and golden executor (golden.accel)."""
+import numpy as np
+import pytest
+
+from nmforge.gen.config import ConfigError, parse_config
+from nmforge.golden import accel as G
+from nmforge.golden.gemm import sparse_gemm_int
+from nmforge.golden.nm import compress_nm, random_nm_weights
+from nmforge.rtl import isa
+from nmforge.rtl.isa import Buffer, Error
+
+
+def accel_config(rows=2, cols=3, nm="2:4", encoding="index", stream_width=32, **depths):
+    return parse_config({
+        "name": "t", "array": {"rows": rows, "cols": cols, "dataflow": "output_stationary"},
+        "sparsity": {"nm": nm, "encoding": encoding},
+        "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
+               "overflow": "wrap"},
+        "accelerator": {"stream_width": stream_width, **depths}}, source="test")
+
+
+def shape_of(**kw):
+    return isa.AcceleratorShape.from_config(accel_config(**kw))
+
+
+def random_layer(rng, shape, m, k, n):
+    a = rng.integers(-128, 128, (m, k))
+    w = random_nm_weights(rng, k, n, shape.n, shape.m, 8)
+    values, indices = compress_nm(w, shape.n, shape.m)
+    bias = rng.integers(-5000, 5000, n)
+    mult = rng.integers(1, 1 << 16, n)
+    shift = rng.integers(0, 24, n)
+    return a, values, indices, (bias, mult, shift)
+
+
+def load_program(shape, a, values, indices, params, act_addr=0, weight_addr=0, param_addr=0):
+    """LOAD commands and their data-in words for one layer's images."""
+    images = [(Buffer.ACT, act_addr, G.act_image(a, shape)),
+              (Buffer.WEIGHT, weight_addr, G.weight_image(values, indices, shape)),
+              (Buffer.PARAM, param_addr, G.param_image(*params))]
+    commands, data = [], []
+    for buffer, addr, words in images:
+        commands.append(isa.load(buffer, addr, len(words)))
+        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
+    return commands, data
+
+
+def test_command_words_round_trip():
+    command = isa.gemm(1, 2, 3, 4, 5, 8, 7, relu=True, to_act=True, wait=True)
+    word = isa.encode(command)
+    assert word < 1 << isa.COMMAND_BITS
+    fields = isa.decode(word)
+    assert fields["opcode"] == isa.Opcode.GEMM and fields["wait"] == 1
+    assert fields["gemm"] == {"act_addr": 1, "weight_addr": 2, "param_addr": 3, "dst_addr": 4,
+                              "m": 5, "k": 8, "n": 7, "relu": 1, "raw": 0, "to_act": 1}
+    load = isa.decode(isa.encode(isa.load(Buffer.WEIGHT, 10, 20)))["load"]
+    assert load == {"buffer": Buffer.WEIGHT.value, "addr": 10, "count": 20}
+
+
+@pytest.mark.parametrize("nm,encoding", [("2:4", "index"), ("2:4", "bitmap"), ("2:2", "index"),
+                                         ("1:4", "index")])
+def test_images_round_trip(nm, encoding):
+    shape = shape_of(nm=nm, encoding=encoding)
+    rng = np.random.default_rng(3)
+    a, values, indices, _ = random_layer(rng, shape, 5, 16, 7)
+    assert np.array_equal(G.act_from_image(G.act_image(a, shape), 5, 16, shape), a)
+    words = G.weight_image(values, indices, shape)
+    assert len(words) == 3 * 16 // shape.m and max(words) < 1 << shape.weight_word_bits
+    got_values, got_positions, _ = G.weights_from_image(words, 16, 9, shape)
+    assert np.array_equal(got_values[:, :7], values)
+    if not shape.dense:
+        assert np.array_equal(got_positions[:, :7], indices)
+    stream = G.stream_words(words, shape.weight_word_bits, 32)
+    assert len(stream) == -(-len(words) * shape.weight_word_bits // 32)
+    assert G.words_from_stream(stream, len(words), shape.weight_word_bits, 32) == words
+
+
+def test_requantize_rounds_half_up_and_saturates():
+    # (acc + bias) * mult / 2^shift: 3*1/2 = 1.5 -> 2; -3/2 = -1.5 -> -1 (half up); clamp to int8
+    y = G.requantize([[3, -3, 1000, -1000, 5]], [0, 0, 0, 0, -6], [1, 1, 1, 1, 1],
+                     [1, 1, 0, 0, 0], act_width=8, acc_width=32)
+    assert y.tolist() == [[2, -1, 127, -128, -1]]
+    assert G.requantize([[-5, 5]], [0, 0], [1, 1], [0, 0], 8, 32, relu=True).tolist() == [[0, 5]]
+
+
+@pytest.mark.parametrize("nm,encoding", [("2:4", "index"), ("2:4", "bitmap"), ("2:2", "index")])
+def test_executor_gemm_matches_golden_gemm(nm, encoding):
+    shape = shape_of(nm=nm, encoding=encoding)
+    rng = np.random.default_rng(5)
+    m, k, n = 5, 16, 7
+    a, values, indices, params = random_layer(rng, shape, m, k, n)
+    commands, data = load_program(shape, a, values, indices, params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, raw=True, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True),
+                 isa.gemm(0, 0, 0, 100, m, k, n, relu=True),
+                 isa.store(100, m * n, wait=True)]
+    executor = G.Executor(shape)
+    raw_packet, packet = executor.run(commands, data)
+    acc, _ = sparse_gemm_int(a, values, indices, shape.n, shape.m, 32, "wrap")
+    raw = G.unpack_store(raw_packet, m * n, 32, 32).reshape(m, n)
+    assert np.array_equal(raw, acc + params[0])
+    y = G.unpack_store(packet, m * n, 8, 32).reshape(m, n)
+    assert np.array_equal(y, G.requantize(acc, *params, 8, 32, relu=True))
+    assert len(packet) == -(-m * n // 4) and not executor.status.cmd_error
+    assert executor.status.array_beats == 2 * 3 * 3 * (k // shape.m)  # two GEMMs of 3x3 tiles
+    assert G.hazards(commands, shape) == []
+
+
+def test_chained_layers_stay_in_the_activation_buffer():
+    shape = shape_of(rows=2, cols=4, act_depth=256)
+    rng = np.random.default_rng(7)
+    m, k, n1, n2 = 6, 16, 8, 4
+    a, v1, i1, p1 = random_layer(rng, shape, m, k, n1)
+    _, v2, i2, p2 = random_layer(rng, shape, m, n1, n2)
+    commands, data = load_program(shape, a, v1, i1, p1)
+    w2 = G.weight_image(v2, i2, shape)
+    commands.append(isa.load(Buffer.WEIGHT, 64, len(w2)))
+    data += G.stream_words(w2, shape.weight_word_bits, 32)
+    p2_words = G.param_image(*p2)
+    commands.append(isa.load(Buffer.PARAM, 32, len(p2_words)))
+    data += G.stream_words(p2_words, shape.word_bits(Buffer.PARAM), 32)
+    commands += [isa.gemm(0, 0, 0, 128, m, k, n1, relu=True, to_act=True, wait=True),
+                 isa.gemm(128, 64, 32, 0, m, n1, n2, wait=True),
+                 isa.store(0, m * n2, wait=True)]
+    (packet,) = G.Executor(shape).run(commands, data)
+    h, _ = sparse_gemm_int(a, v1, i1, shape.n, shape.m, 32, "wrap")
+    h = G.requantize(h, *p1, 8, 32, relu=True)
+    y, _ = sparse_gemm_int(h, v2, i2, shape.n, shape.m, 32, "wrap")
+    want = G.requantize(y, *p2, 8, 32)
+    assert np.array_equal(G.unpack_store(packet, m * n2, 8, 32).reshape(m, n2), want)
+
+
+BAD_COMMANDS = {
+    "opcode": (0xE, Error.BAD_OPCODE),
+    "buffer": (isa.load(Buffer.OUT, 0, 1), Error.BAD_BUFFER),
+    "load_empty": (isa.load(Buffer.ACT, 0, 0), Error.SHAPE),
+    "load_range": (isa.load(Buffer.WEIGHT, 60, 5), Error.WEIGHT_RANGE),
+    "param_range": (isa.load(Buffer.PARAM, 0, 17), Error.PARAM_RANGE),
+    "store_range": (isa.store(60, 5), Error.OUT_RANGE),
+    "gemm_zero": (isa.gemm(0, 0, 0, 0, 0, 8, 3), Error.SHAPE),
+    "k_group": (isa.gemm(0, 0, 0, 0, 2, 6, 3), Error.K_GROUP),
+    "act_panels": (isa.gemm(0, 0, 0, 0, 18, 64, 3), Error.ACT_RANGE),
+    "weight_panels": (isa.gemm(0, 0, 0, 0, 2, 64, 40), Error.WEIGHT_RANGE),
+    "gemm_params": (isa.gemm(0, 0, 10, 0, 2, 8, 9), Error.PARAM_RANGE),
+    "gemm_out": (isa.gemm(0, 0, 0, 40, 5, 8, 6), Error.OUT_RANGE),
+    "chain_raw": (isa.gemm(0, 0, 0, 0, 2, 8, 3, raw=True, to_act=True), Error.SHAPE),
+    "chain_range": (isa.gemm(0, 0, 0, 63, 2, 8, 12, to_act=True), Error.ACT_RANGE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMMANDS))
+def test_bad_command_is_refused_with_its_code(case):
+    command, code = BAD_COMMANDS[case]
+    shape = shape_of(act_depth=64, weight_depth=64, param_depth=16, out_depth=64)
+    fields = isa.decode(isa.encode(command))
+    assert isa.check(fields, shape) == code
+    executor = G.Executor(shape)
+    before = {b: list(words) for b, words in executor.buffers.items()}
+    executor.run([command])
+    assert executor.status.cmd_error and executor.status.error_code == code
+    assert executor.buffers == before
+
+
+def test_hazards_find_a_missing_wait():
+    shape = shape_of(act_depth=64)
+    gemm = isa.gemm(0, 0, 0, 0, 2, 8, 3)
+    # the GEMM may start while the LOAD into its activation panel still runs
+    assert (0, 1, Buffer.ACT, "RAW") in G.hazards([isa.load(Buffer.ACT, 0, 2), gemm], shape)
+    assert G.hazards([isa.load(Buffer.ACT, 0, 2), {**gemm, "wait": 1}], shape) == []
+    # double buffering: loading the other half while the GEMM reads this one is legal
+    assert G.hazards([gemm, isa.load(Buffer.ACT, 32, 2)], shape) == []
+    assert G.hazards([gemm, isa.load(Buffer.ACT, 0, 2)], shape) == [(0, 1, Buffer.ACT, "WAR")]
+    # a STORE of the GEMM's output without a barrier
+    assert G.hazards([gemm, isa.store(0, 6)], shape) == [(0, 1, Buffer.OUT, "RAW")]
+
+
+def test_accelerator_config_errors():
+    with pytest.raises(ConfigError, match="accelerator.stream_width"):
+        accel_config(stream_width=48)
+    with pytest.raises(ConfigError, match="accelerator.act_depth"):
+        accel_config(act_depth=0)
+    cfg = accel_config()
+    assert parse_config(cfg.to_dict()) == cfg
