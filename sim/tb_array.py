@@ -18,10 +18,10 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from .array_model import ArrayModel
-from .harness import env_float, env_int, manifest, rngs, start
+from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import Operands
 from .payload import unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, random_pauses
@@ -89,8 +89,9 @@ async def gemm_regression(dut):
         start_cycle = monitors[0].cycle
         if not overlap:
             send(beats)
-        while result.count() < len(tiles):
-            await RisingEdge(dut.clk)
+        tile_beats = len(beats) // len(tiles) if not overlap else max(len(g[6]) for g in gemms)
+        await result.wait_beats(len(tiles), watchdog_bound(model.latency, tile_beats, stall),
+                                f"GEMM {number}'s {len(tiles)} output tiles")
         got_tiles = [result.queue.popleft() for _ in tiles]
         if not injected:  # results computed from malformed metadata are flagged, not checked
             for ((i, j), want), got_bits in zip(tiles, got_tiles):
