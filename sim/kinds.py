@@ -38,7 +38,9 @@ class Operands:
     kinds whose MAC has them, else None.
     Run-time designs (RuntimeIntKind): `pattern` names the GEMM's pattern ("2:8", "dense"),
     values and indices are its N':M' compressed form (beat b holds rows b*N..b*N+N-1: N/N'
-    groups, golden.nm.compress_runtime) and pattern_ids (beats, cols) is the id on the wire."""
+    groups, golden.nm.compress_runtime) and pattern_ids (beats, cols) is the id on the wire.
+    bitmap_flip (K/M, cols): bits XORed into a bitmap design's bitmaps (malformed metadata:
+    a popcount other than N), else None."""
 
     a: np.ndarray
     values: np.ndarray
@@ -47,6 +49,7 @@ class Operands:
     w_side: np.ndarray | None = None
     pattern: str | None = None
     pattern_ids: np.ndarray | None = None
+    bitmap_flip: np.ndarray | None = None
 
 
 class IntKind:
@@ -74,6 +77,10 @@ class IntKind:
             a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
             w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
                                              (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
+        return self.operands(a, w)
+
+    def operands(self, a, w):
+        """Operands of the GEMM a @ w (w N:M sparse, dense form)."""
         values, indices = compress_nm(w, self.n, self.m)
         return Operands(a, values, indices)
 
@@ -129,8 +136,12 @@ class RuntimeIntKind(IntKind):
             a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
             w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
                                              (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
+        return self.operands(a, w)
+
+    def operands(self, a, w):
+        """Operands of the GEMM a @ w (w sparse in the current pattern, dense form)."""
         values, indices = compress_runtime(w, self.pattern)
-        ids = np.full((values.shape[0] // self.n, ndim), self.names.index(self.name))
+        ids = np.full((values.shape[0] // self.n, w.shape[1]), self.names.index(self.name))
         return Operands(a, values, indices.astype(np.int64), pattern=self.name, pattern_ids=ids)
 
     def golden(self, ops):

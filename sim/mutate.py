@@ -189,8 +189,8 @@ def prove_equivalent(work: pathlib.Path, module: str, mutant: dict, depth: int) 
         _yosys(work, f"miter_{mutant['id']}",
                [*pair, "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter",
                 "hierarchy -top miter", "opt -fast",
-                f"sat -verify -prove trigger 0 -set-init-zero -seq {depth} -timeout 300 miter"],
-               timeout=900)
+                f"sat -verify -prove trigger 0 -set-init-zero -seq {depth} -timeout 60 miter"],
+               timeout=240)
         return f"bounded {depth} cycles"
     except FlowError:
         return None
