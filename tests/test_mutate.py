@@ -45,7 +45,7 @@ def test_watchdog_fails_a_design_whose_output_never_becomes_valid(tmp_path):
     latency = generated.info["latency_cycles"]
     for corners, waited_for in ((0, "GEMM 0's"), (1, "the overflow tile")):
         started = time.monotonic()
-        result = run_regression(stuck, generated.manifest, tmp_path / f"run{corners}", 1,
+        result = run_regression(stuck, generated.manifest, tmp_path / "run", 1,
                                 options={"gemms": 2, "stall": 0.3, "corners": corners},
                                 log=lambda line: None, waves_on_failure=False)
         assert not result.passed
