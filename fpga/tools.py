@@ -146,6 +146,7 @@ _PHASE_LINES = {"yosys": re.compile(r"^(\d+(?:\.\d+)*)\. (\S.*?)\.?$"),
                 "nextpnr": re.compile(r"^Info: ([A-Z]\S*(?: \S+)*.*?)\.*$")}
 PROGRESS_EVERY_S = 20.0  # a progress line at least this often while a tool runs
 PHASE_LINE_AFTER_S = 5.0  # phase changes are reported once a tool has run this long
+POLL_S = 1.0  # how often the log is read while a tool runs
 
 
 def _phase_pattern(name: str) -> re.Pattern:
@@ -199,7 +200,7 @@ def run_tool(name: str, args: list[str], *, cwd: str | os.PathLike, log_file: st
             last_line, shown = t0, None
             while True:
                 try:
-                    proc.wait(timeout=1.0)
+                    proc.wait(timeout=POLL_S)
                     break
                 except subprocess.TimeoutExpired:
                     pass

@@ -263,11 +263,14 @@ def test_tool_found_through_python_module(monkeypatch):
 
 def test_progress_lines_name_the_tools_phases_while_they_run(tmp_path, monkeypatch):
     """While Yosys and nextpnr run, the flow prints their current phase, read from their logs as
-    they grow, with the elapsed time; here every 0.5 s (the flow's own period is 20 s)."""
+    they grow, with the elapsed time; here every 0.5 s, the log read every 0.05 s (the flow's own
+    period is 20 s, read every second: a small design's Yosys run is over in about a second on a
+    quiet machine)."""
     import re
     import time as clock
     monkeypatch.setattr(tools, "PROGRESS_EVERY_S", 0.5)
     monkeypatch.setattr(tools, "PHASE_LINE_AFTER_S", 0.0)
+    monkeypatch.setattr(tools, "POLL_S", 0.05)
     stamped: list[tuple[float, str]] = []
     synthesize(MUL8, "mul8", "ecp5", tmp_path / "out", clock_mhz=100.0,
                log=lambda line: stamped.append((clock.monotonic(), line)))
