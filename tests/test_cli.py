@@ -126,11 +126,11 @@ def test_bad_patterns_are_refused_before_any_build(tmp_path, capsys, patterns, w
     out.mkdir()
     earlier = out / "waves"
     earlier.mkdir()
-    (earlier / "dump.vcd").write_text("earlier waveform\n")
+    (earlier / "dump.fst").write_text("earlier waveform\n")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     _bad_argument(capsys, [command, str(RUNTIME), "-o", str(out), "--patterns", patterns], *words)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
-    assert (earlier / "dump.vcd").read_text() == "earlier waveform\n"
+    assert (earlier / "dump.fst").read_text() == "earlier waveform\n"
 
 
 def test_patterns_on_a_fixed_design_is_refused(tmp_path, capsys):
