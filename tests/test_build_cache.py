@@ -1,10 +1,12 @@
 """The shared Verilator build cache: one build per Verilog text for every process and work
-directory, progress lines while it builds, nothing of it in the user's output directory."""
+directory, progress lines while it builds, nothing of it in the user's output directory; waveforms
+are FST (read back with pywellen), without Amaranth's anonymous `$N` nets."""
 import json
 import multiprocessing
 import re
 
 import pytest
+from pywellen import Waveform
 
 from nmforge.cli import main
 from nmforge.gen.generate import generate
@@ -76,5 +78,36 @@ def test_sim_uses_the_cache_and_writes_no_build_into_its_output(tmp_path, cache,
                  "--build-dir", str(cache), "--waves"]) == 0
     text = capsys.readouterr().out
     assert "verilator build of cache1x1 with waves" in text
-    assert (out / "waves" / "dump.vcd").stat().st_size > 0
+    assert f"waves {out / 'waves' / 'dump.fst'}" in text
+    names = _check_fst(out / "waves" / "dump.fst")
+    for name in ("cache1x1.clk", "cache1x1.act__valid", "cache1x1.act__payload.last",
+                 "cache1x1.weight__payload[0].indices", "cache1x1.result__payload", "cache1x1.pe_0_0.mac.result"):
+        assert name in names, (name, sorted(names)[:50])
+    assert not list(out.rglob("*.vcd"))
     assert not list(out.rglob("Vtop*")) and not list(out.rglob("*.o")), "a Verilator build in the output"
+
+
+def test_a_failing_run_is_repeated_with_an_fst_waveform(tmp_path, cache):
+    generated = generate(make_config(name="cache1x1", rows=1, cols=1), tmp_path / "gen")
+    lines = []
+    result = runner.run_testbench(generated.verilog, "cache1x1", "tb_always_fails", tmp_path / "work",
+                                  {}, seed=5, log=lines.append, build_dir=cache)
+    assert not result.passed and result.failures == 1
+    assert "[sim] FAILED with seed 5; re-running with waves" in lines
+    assert result.waves == tmp_path / "work" / "waves" / "dump.fst"
+    assert "cache1x1.rst" in _check_fst(result.waves)
+
+
+def _check_fst(path):
+    """The full names of the variables of the FST waveform `path`, after checking that it is one,
+    that the clock toggles in it, and that it holds no anonymous `$N` net (Amaranth's names of
+    intermediate expressions, and Yosys' `$auto$...` helpers: sim.runner.WAVES_VLT)."""
+    assert path.read_bytes()[:1] == b"\x00", "not an FST file (its first block is the header, type 0)"
+    waveform = Waveform(str(path))
+    assert waveform.file_format == "FST"
+    variables = {var.full_name: var for var in waveform.all_vars()}
+    clock = variables[next(name for name in variables if name.endswith(".clk"))].signal
+    assert {clock.value_at(t) for t in range(0, 100_000, 1000)} == {0, 1}
+    anonymous = [name for name in variables if name.rsplit(".", 1)[-1].startswith("$")]
+    assert not anonymous, anonymous[:10]
+    return set(variables)

@@ -1,6 +1,7 @@
 """The nmforge command line: bad input, generate, sim, synth and the main job (flow)."""
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -90,6 +91,10 @@ def test_flow_on_the_default_example(tmp_path, capsys):
     assert synthesis["fmax_mhz"] > 0
     report = json.loads((out / "synth-ecp5" / "report.json").read_text())
     assert report["resources"]["LUT4_total"] == synthesis["resources"]["LUT4_total"]
+    # the tools' phases while synthesis runs (the period itself: tests/test_fpga_flow.py)
+    assert re.search(r"^      yosys \d+ s: ", text, re.M) and re.search(r"^      nextpnr-ecp5 \d+ s: ", text, re.M)
+    # the deliverables only: the Verilator build is in the shared cache (sim.runner.build_root)
+    assert not [p for p in out.rglob("*") if p.name.startswith(("Vtop", "sim_build")) or p.suffix in (".o", ".a", ".gch")]
 
 
 # --- bad arguments: one line naming the argument and what is allowed, exit 2, nothing written ------
@@ -126,11 +131,11 @@ def test_bad_patterns_are_refused_before_any_build(tmp_path, capsys, patterns, w
     out.mkdir()
     earlier = out / "waves"
     earlier.mkdir()
-    (earlier / "dump.vcd").write_text("earlier waveform\n")
+    (earlier / "dump.fst").write_text("earlier waveform\n")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     _bad_argument(capsys, [command, str(RUNTIME), "-o", str(out), "--patterns", patterns], *words)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
-    assert (earlier / "dump.vcd").read_text() == "earlier waveform\n"
+    assert (earlier / "dump.fst").read_text() == "earlier waveform\n"
 
 
 def test_patterns_on_a_fixed_design_is_refused(tmp_path, capsys):

@@ -29,6 +29,7 @@ COMMON = {
     "reset length": r"hold it high for at least 1 rising edge",
     "ports and offsets": r"\| field \| bit offset \| width",
     "latency": r"latency: \d+ cycles",
+    "throughput": r"throughput: one act beat and one weight beat per cycle",
     "timing diagram": r"!\[input\]\(datasheet-input\.svg\)",
 }
 RULES = {
@@ -42,8 +43,9 @@ RULES = {
         "index convention per pattern": r"\| 4 \| 1:8 \| 32 \| .*index 0\.\.7",
     },
     "fp32acc_bf16_e5m2_2x2": {
+        "each beat's products summed first": r"the beat's sum s\[b\]",
         "FP32 addition order": r"acc\[b mod L\]",
-        "lanes explained": r"L = 7 lanes",
+        "lanes explained": r"L = 7 lanes \(`pe\.lanes`",
         "lanes summed 0..L-1 at the end": r"\(acc\[0\] \+ acc\[1\]\) \+ acc\[2\]",
         "NaN is 0x7FC00000": r"every NaN result is the quiet NaN 0x7FC00000",
         "exact zero is +0 even from -0": r"exact zero sum is \+0, even when every product is -0",
@@ -110,6 +112,8 @@ def test_datasheet_html_has_the_diagrams_inline(datasheets):
 def test_the_readmes_example_datasheet_is_what_generate_writes(datasheets):
     """docs/datasheet-rt48_int8_4x4/ (linked from the README) equals today's generated files."""
     docs = EXAMPLES.parent / "docs" / "datasheet-rt48_int8_4x4"
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "(docs/datasheet-rt48_int8_4x4/datasheet.md)" in readme, "the README links to the example"
     for name in ("datasheet.md", "datasheet-input.svg", "datasheet-result.svg"):
         assert (docs / name).read_text() == (datasheets["rt48_int8_4x4"] / name).read_text(), \
             f"{docs / name} is stale: copy it from `nmforge generate examples/rt48_int8_4x4.toml`"
