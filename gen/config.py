@@ -34,8 +34,9 @@ File format
     out_depth = 1024
 
 The ``[accelerator]`` table (every key optional) makes the design's top level the accelerator
-(rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS, fixed patterns
-and ``pe.acc_width`` <= ``stream_width``.
+(rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS and
+``pe.acc_width`` <= ``stream_width``; run-time patterns are chosen per GEMM command
+(rtl.isa ``pattern``).
 
 Run-time patterns
 -----------------
@@ -474,10 +475,6 @@ def _validate_accelerator(source: str, cfg: "Config") -> None:
         raise ConfigError(source, "accelerator",
                           f"the accelerator is not implemented for pe.kind {cfg.pe_kind!r}",
                           f"no [accelerator] table, or pe.kind {_choices(ACCELERATOR_PE_KINDS)}")
-    if cfg.runtime:
-        raise ConfigError(source, "accelerator",
-                          "the accelerator is not implemented for run-time patterns",
-                          "no [accelerator] table, or sparsity.runtime = false")
     if cfg.acc_width > cfg.stream_width:
         raise ConfigError(source, "accelerator.stream_width",
                           f"{cfg.stream_width} is narrower than pe.acc_width {cfg.acc_width}",

@@ -83,7 +83,8 @@ def predict(shape, commands, array_latency, result_depth):
             end = start + max(shape.stream_words(f["buffer"], f["count"]), f["count"]) + LOAD_TAIL
         elif opcode == Opcode.GEMM:
             f = fields["gemm"]
-            rp, cp, groups = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols), f["k"] // shape.m
+            rp, cp = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
+            groups = f["k"] // shape.span(f["pattern"])
             beats = rp * cp * groups
             end = start + gemm_cycles(shape, rp, cp, groups, array_latency, result_depth)
         elif opcode == Opcode.STORE:

@@ -205,6 +205,8 @@ class Accelerator(wiring.Component):
                     with m.Case(Opcode.GEMM):
                         with m.If((g.m == 0) | (g.k == 0) | (g.n == 0)):
                             m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif(g.pattern >= len(s.patterns)):
+                            m.d.comb += error.eq(Error.PATTERN)
                         with m.Elif(k_bad):
                             m.d.comb += error.eq(Error.K_GROUP)
                         with m.Elif(g.to_act & (g.raw | chain_bad)):

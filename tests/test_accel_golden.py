@@ -4,16 +4,17 @@ import pytest
 
 from nmforge.gen.config import ConfigError, parse_config
 from nmforge.golden import accel as G
-from nmforge.golden.gemm import sparse_gemm_int
-from nmforge.golden.nm import compress_nm, random_nm_weights
+from nmforge.golden.gemm import runtime_gemm_int, sparse_gemm_int
+from nmforge.golden.nm import compress_nm, compress_runtime, prune_nm, random_nm_weights
 from nmforge.rtl import isa
 from nmforge.rtl.isa import Buffer, Error
 
 
-def accel_config(rows=2, cols=3, nm="2:4", encoding="index", stream_width=32, **depths):
+def accel_config(rows=2, cols=3, nm="2:4", encoding="index", stream_width=32, runtime=False,
+                 **depths):
     return parse_config({
         "name": "t", "array": {"rows": rows, "cols": cols, "dataflow": "output_stationary"},
-        "sparsity": {"nm": nm, "encoding": encoding},
+        "sparsity": {"nm": nm, "encoding": encoding, "runtime": runtime},
         "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
                "overflow": "wrap"},
         "accelerator": {"stream_width": stream_width, **depths}}, source="test")
@@ -52,7 +53,9 @@ def test_command_words_round_trip():
     fields = isa.decode(word)
     assert fields["opcode"] == isa.Opcode.GEMM and fields["wait"] == 1
     assert fields["gemm"] == {"act_addr": 1, "weight_addr": 2, "param_addr": 3, "dst_addr": 4,
-                              "m": 5, "k": 8, "n": 7, "relu": 1, "raw": 0, "to_act": 1}
+                              "m": 5, "k": 8, "n": 7, "relu": 1, "raw": 0, "to_act": 1,
+                              "pattern": 0}
+    assert isa.decode(isa.encode(isa.gemm(0, 0, 0, 0, 1, 8, 1, pattern=6)))["gemm"]["pattern"] == 6
     load = isa.decode(isa.encode(isa.load(Buffer.WEIGHT, 10, 20)))["load"]
     assert load == {"buffer": Buffer.WEIGHT.value, "addr": 10, "count": 20}
 
@@ -181,3 +184,56 @@ def test_accelerator_config_errors():
         accel_config(act_depth=0)
     cfg = accel_config()
     assert parse_config(cfg.to_dict()) == cfg
+
+
+def test_runtime_design_switches_patterns_per_gemm():
+    """A run-time 4:8 design: every GEMM names its pattern; weights are stored compressed per
+    that pattern (k/S words per column panel), ACT words hold K-groups of N*Mmax; the executor
+    equals golden.gemm.runtime_gemm_int pattern by pattern, and a bad pattern id is refused."""
+    shape = shape_of(rows=2, cols=2, nm="4:8", runtime=True, act_depth=256, weight_depth=256)
+    assert shape.k_group == 32 and shape.patterns[0] == (4, 4) and len(shape.patterns) == 7
+    rng = np.random.default_rng(8)
+    m, k, n = 3, 64, 3
+    a = rng.integers(-128, 128, (m, k))
+    params = (rng.integers(-500, 500, n), rng.integers(1, 1 << 16, n), rng.integers(0, 24, n))
+    commands, data = load_program(shape, a, np.zeros((4, n), int), np.zeros((4, n), int), params)
+    commands = [c for c in commands if c["operands"]["load"]["buffer"] != Buffer.WEIGHT]
+    data = (G.stream_words(G.act_image(a, shape), shape.act_word_bits, 32)
+            + G.stream_words(G.param_image(*params), 64, 32))
+    wants = []
+    for pid, pattern in enumerate(shape.patterns):
+        w = prune_nm(rng.integers(-128, 128, (k, n)), *pattern)
+        values, indices = compress_runtime(w, pattern)
+        words = G.weight_image(values, indices, shape, pid)
+        assert len(words) == 2 * k // shape.span(pid)
+        commands += [isa.load(Buffer.WEIGHT, 0, len(words), wait=True),
+                     isa.gemm(0, 0, 0, 0, m, k, n, raw=True, wait=True, pattern=pid),
+                     isa.store(0, m * n, wide=True, wait=True)]
+        data += G.stream_words(words, shape.weight_word_bits, 32)
+        wants.append(runtime_gemm_int(a, values, indices, pattern, 4, 32, "wrap")[0] + params[0])
+    commands.append(isa.gemm(0, 0, 0, 0, m, k, n, pattern=len(shape.patterns)))
+    executor = G.Executor(shape)
+    packets = executor.run(commands, data)
+    for packet, want in zip(packets, wants, strict=True):
+        assert np.array_equal(G.unpack_store(packet, m * n, 32, 32).reshape(m, n), want)
+    assert executor.status.error_code == Error.PATTERN and not executor.status.meta_error
+    assert executor.status.array_beats == sum(4 * k // shape.span(p) for p in range(7))
+
+
+def test_runtime_malformed_indices_are_counted():
+    """Indices that do not increase within a group of the GEMM's pattern are counted per beat
+    and column, once per row panel (as the top row's decoders see them)."""
+    shape = shape_of(rows=2, cols=2, nm="4:8", runtime=True, act_depth=256, weight_depth=256)
+    pid = shape.patterns.index((2, 4))
+    rng = np.random.default_rng(9)
+    m, k, n = 4, 32, 2
+    a = rng.integers(-128, 128, (m, k))
+    w = prune_nm(rng.integers(-128, 128, (k, n)), 2, 4)
+    values, indices = compress_runtime(w, (2, 4))
+    indices[0, 1] = indices[1, 1]   # group 0 of column 1: equal indices
+    params = (np.zeros(n, int), np.ones(n, int), np.zeros(n, int))
+    commands, data = load_program(shape, a, values, indices, params)
+    commands.append(isa.gemm(0, 0, 0, 0, m, k, n, raw=True, wait=True, pattern=pid))
+    executor = G.Executor(shape)
+    executor.run(commands, data)
+    assert executor.status.meta_error and executor.status.bad_groups == 2  # 2 row panels
