@@ -9,14 +9,16 @@ streams (data-in always valid, data-out always ready):
   cycles from its start until the unit is free;
 - GEMM: the feeder streams one beat per cycle from 3 cycles after the start; a tile's last beat
   waits while `result_depth` + 1 tiles are admitted and not yet drained; each tile's results
-  appear `array_latency` cycles after its last beat; the drain takes R*C cycles per tile, one
-  after the other; the unit is free DRAIN_TAIL cycles after the last tile's last element;
+  appear `array_latency` cycles after its last beat; the drain takes one result row per cycle
+  (R cycles per tile), tiles starting at least rtl.execute.tile_drain_cycles apart; the unit
+  is free DRAIN_TAIL cycles after the last tile's last row;
 - STORE: one element per cycle, free `count` + 4 cycles after its start.
 The dataflow enters only through the GEMM timing (feeder start, latency, drain), so another
 dataflow's feeder brings its own `gemm_cycles`.
 """
 from dataclasses import dataclass
 
+from ..rtl.execute import tile_drain_cycles
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
 CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
@@ -42,16 +44,18 @@ class CommandTiming:
 def gemm_cycles(shape, row_panels, col_panels, groups, array_latency, result_depth):
     """Cycles from a GEMM's start until the execute unit is free (output-stationary array)."""
     tiles = row_panels * col_panels
-    drained = []          # cycle each tile's last element is taken
+    spacing = tile_drain_cycles(shape.rows, shape.cols, shape.k_group)
+    drained = []          # cycle each tile's last row is taken
     beat = FEED_DELAY - 1
+    begin = None
     for t in range(tiles):
         last = beat + groups
         if t - result_depth - 1 >= 0:
             last = max(last, drained[t - result_depth - 1] + 1)
         beat = last
         ready = last + array_latency
-        begin = max(ready, drained[-1] + 1) if drained else ready
-        drained.append(begin + shape.rows * shape.cols - 1)
+        begin = ready if begin is None else max(ready, begin + spacing)
+        drained.append(begin + shape.rows - 1)
     return drained[-1] + DRAIN_TAIL
 
 
