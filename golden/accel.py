@@ -33,6 +33,7 @@ from amaranth import Shape
 
 from ..rtl.isa import (Buffer, Error, Opcode, Requant, UNIT_OF, Unit, check, decode, encode,
                        PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS)
+from .fp_mac import fp_mac
 from .gemm import _accumulate
 from .ints import int_range
 from .nm import act_windows, runtime_bad_groups, window_positions
@@ -72,11 +73,17 @@ def _lanes_to_words(values, width):
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def _check_fits(values, width, name):
-    lo, hi = int_range(width)
+def _check_fits(values, width, name, signed=True):
+    lo, hi = int_range(width) if signed else (0, (1 << width) - 1)
     values = np.asarray(values)
     if values.size and (values.min() < lo or values.max() > hi):
-        raise ValueError(f"{name}: values must be signed {width}-bit integers ({lo}..{hi})")
+        kind = "signed" if signed else "unsigned (format codes)"
+        raise ValueError(f"{name}: values must be {kind} {width}-bit integers ({lo}..{hi})")
+
+
+def _signed(shape):
+    """Elements are two's complement integers (kind "int"), else unsigned format codes."""
+    return shape.kind == "int"
 
 
 # Memory images.
@@ -88,7 +95,7 @@ def act_image(a, shape):
     g_elems = shape.k_group
     if k % g_elems:
         raise ValueError(f"act_image: k = {k} is not a multiple of the K-group {g_elems}")
-    _check_fits(a, shape.act_width, "act_image")
+    _check_fits(a, shape.act_width, "act_image", _signed(shape))
     panels = _ceil(m_rows, shape.rows)
     padded = np.zeros((panels * shape.rows, k), dtype=np.int64)
     padded[:m_rows] = a
@@ -102,7 +109,7 @@ def act_from_image(words, m_rows, k, shape):
     g_elems = shape.k_group
     groups = k // g_elems
     panels = _ceil(m_rows, shape.rows)
-    lanes = _words_to_lanes(words, shape.rows * g_elems, shape.act_width)
+    lanes = _words_to_lanes(words, shape.rows * g_elems, shape.act_width, _signed(shape))
     a = lanes.reshape(panels, groups, shape.rows, g_elems).transpose(0, 2, 1, 3)
     return a.reshape(panels * shape.rows, k)[:m_rows]
 
@@ -129,7 +136,7 @@ def weight_image(values, indices, shape, pattern=0):
     rows, n_cols = values.shape
     if rows % shape.n:
         raise ValueError(f"weight_image: {rows} value rows is not a multiple of N = {shape.n}")
-    _check_fits(values, shape.weight_width, "weight_image")
+    _check_fits(values, shape.weight_width, "weight_image", _signed(shape))
     groups, panels = rows // shape.n, _ceil(n_cols, shape.cols)
     width = panels * shape.cols
     v = np.zeros((rows, width), dtype=np.int64)
@@ -178,7 +185,8 @@ def weights_from_image(words, k, n_cols, shape, pattern=0):
     column_lanes = column_lanes.reshape(panels, groups, shape.cols).transpose(1, 0, 2)
     column_lanes = column_lanes.reshape(groups, cols)  # one column's bits per (group, col)
     flat = [int(x) for x in column_lanes.reshape(-1)]
-    vals = _words_to_lanes(flat, shape.n, shape.weight_width).reshape(groups, cols, shape.n)
+    vals = _words_to_lanes(flat, shape.n, shape.weight_width, _signed(shape))
+    vals = vals.reshape(groups, cols, shape.n)
     if shape.dense:
         pos = np.broadcast_to(np.arange(shape.n), vals.shape).copy()
         meta = None
@@ -367,8 +375,15 @@ class Executor:
             else:
                 source = a[rows].reshape(s.rows, beats, s.m)
             kept = source[:, np.arange(beats)[:, None, None], pg]  # (R, beats, N, cols)
-            sums = np.einsum("rgjc,gjc->grc", kept, vg)
-            acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
+            if s.kind == "fp":   # per output: its beats' N kept (activation, weight) code pairs
+                pairs_a = kept.transpose(0, 3, 1, 2)                  # (R, cols, beats, N)
+                pairs_w = np.broadcast_to(vg.transpose(2, 0, 1), pairs_a.shape)
+                bits, flags = fp_mac(s.act_format, pairs_a, s.weight_format, pairs_w,
+                                     s.accumulate, s.fp_lanes or 1, s.fp_acc_bits)
+                acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
+            else:
+                sums = np.einsum("rgjc,gjc->grc", kept, vg)
+                acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
             self.status.overflow |= overflowed
         return acc
 
@@ -392,10 +407,13 @@ class Executor:
         s = self.shape
         acc = self.gemm_accumulators(f)
         m_rows, n_cols = f["m"], f["n"]
-        bias, mult, shift = params_from_image(
-            self.buffers[Buffer.PARAM][f["param_addr"]:f["param_addr"] + n_cols])
-        y = requantize(acc[:m_rows, :n_cols], bias, mult, shift, s.act_width, s.acc_width,
-                       relu=bool(f["relu"]), raw=bool(f["raw"]))
+        if s.kind == "fp":   # pass-through: the FP32 result bits
+            y = acc[:m_rows, :n_cols]
+        else:
+            bias, mult, shift = params_from_image(
+                self.buffers[Buffer.PARAM][f["param_addr"]:f["param_addr"] + n_cols])
+            y = requantize(acc[:m_rows, :n_cols], bias, mult, shift, s.act_width, s.acc_width,
+                           relu=bool(f["relu"]), raw=bool(f["raw"]))
         if f["to_act"]:
             padded = np.zeros_like(acc)
             padded[:m_rows, :n_cols] = y

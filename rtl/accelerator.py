@@ -226,7 +226,7 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.PATTERN)
                         with m.Elif(k_bad):
                             m.d.comb += error.eq(Error.K_GROUP)
-                        with m.Elif(g.to_act & (g.raw | chain_bad)):
+                        with m.Elif(g.to_act & (g.raw | chain_bad | (s.kind != "int"))):
                             m.d.comb += error.eq(Error.SHAPE)
                         with m.Elif(need["act"] > s.act_depth):
                             m.d.comb += error.eq(Error.ACT_RANGE)

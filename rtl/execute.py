@@ -24,7 +24,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import ADDR_BITS, PATTERN_BITS, SIZE_BITS, Requant
-from .output_stage import LATENCY as STAGE_LATENCY, OutputStage
+from .output_stage import LATENCY as STAGE_LATENCY, OutputStage, PassThroughStage
 from .pipeline import delay
 
 FEED_DEPTH = 4
@@ -240,7 +240,8 @@ class ExecuteUnit(wiring.Component):
             shift = Signal.like(param.shift, name=f"shift{c}")
             m.d.sync += [acc_b.eq(acc_a[c]), bias.eq(param.bias), mult.eq(param.mult),
                          shift.eq(param.shift)]
-            stage = OutputStage(self.acc_width, self.act_width, 1)
+            stage_class = OutputStage if self.shape.kind == "int" else PassThroughStage
+            stage = stage_class(self.acc_width, self.act_width, 1)
             m.submodules[f"output_stage{c}"] = stage
             m.d.comb += [stage.valid.eq(valid_b), stage.acc.eq(acc_b), stage.bias.eq(bias),
                          stage.mult.eq(mult), stage.shift.eq(shift), stage.relu.eq(op["relu"]),

@@ -46,6 +46,8 @@ Opcodes:
                    (round half up; shift = 0: y = clamp(x * mult))
           raw = 1: y = clamp(x) to acc_width bits
           relu = 1: y = max(y, 0)
+        Kind "fp": the output stage is a pass-through, y = the FP32 result bits (bias, mult,
+        shift, raw and relu are ignored; STORE with wide = 1 sends them), and to_act is refused.
         to_act = 0: y goes to OUT word `dst_addr + r * n + c` (row-major).
         to_act = 1 (chaining; raw must be 0): y goes to the ACT buffer in the act-panel layout
         of the (ceil(m/R)*R x ceil(n/C)*C) zero-padded result at `dst_addr`: row panel p, K-group
@@ -53,7 +55,7 @@ Opcodes:
         or c >= n of the last row/column tiles are written as zero, so the next GEMM reads it
         with k = ceil(n/C)*C.
         Checks, in order: m, k, n >= 1 (SHAPE); pattern in the table (PATTERN); k mod G == 0
-        (K_GROUP); to_act with raw, or to_act with ceil(n/C)*C not a multiple of G (SHAPE);
+        (K_GROUP); to_act with raw, on kind "fp", or with ceil(n/C)*C not a multiple of G (SHAPE);
         act_addr + ceil(m/R)*k/G <= ACT depth (ACT_RANGE); weight_addr + ceil(n/C)*k/S <= WEIGHT
         depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT
         dst_addr + m*n <= OUT depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/G <= ACT
@@ -74,6 +76,7 @@ from ..golden.nm import beat_span, runtime_index_bits, runtime_patterns
 COMMAND_BITS = 128
 ADDR_BITS = 16
 SIZE_BITS = 16
+FP_RESULT_BITS = 32   # kind "fp": an OUT word is the FP32 result's bits
 PATTERN_BITS = 4      # GEMM `pattern`: an id of the design's pattern table (AcceleratorShape.patterns)
 
 
@@ -198,14 +201,27 @@ class AcceleratorShape:
     param_depth: int
     out_depth: int
     runtime: bool = False    # run-time patterns: n:m is N multipliers : Mmax, `patterns` the table
+    kind: str = "int"        # pe.kind: "int" (output stage) or "fp" (FP32 results pass through)
+    act_format: str | None = None     # kind "fp": the element formats (golden.formats names),
+    weight_format: str | None = None  #   act_width/weight_width are their code bits,
+    accumulate: str | None = None     #   acc_width 32 (FP32 result bits)
+    fp_lanes: int | None = None       # fp32 accumulation: interleaved partial sums (rtl.mac_fp)
+    fp_acc_bits: int | None = None    # exact accumulation: accumulator bits (rtl.mac_fp)
 
     @classmethod
     def from_config(cls, config):
         """From a gen.config.Config with an [accelerator] table."""
-        return cls(config.rows, config.cols, config.n, config.m, config.encoding,
-                   config.act_width, config.weight_width, config.acc_width, config.overflow,
-                   config.stream_width, config.act_depth, config.weight_depth,
-                   config.param_depth, config.out_depth, bool(config.runtime))
+        common = (config.rows, config.cols, config.n, config.m, config.encoding)
+        depths = (config.stream_width, config.act_depth, config.weight_depth, config.param_depth,
+                  config.out_depth, bool(config.runtime))
+        if config.pe_kind == "fp":
+            from .mac_fp import FpMac
+            mac = FpMac(config.n, config.act_format, config.weight_format, config.accumulate)
+            return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
+                       *depths, "fp", config.act_format, config.weight_format,
+                       config.accumulate, mac.lanes, mac.acc_bits)
+        return cls(*common, config.act_width, config.weight_width, config.acc_width,
+                   config.overflow, *depths)
 
     @property
     def dense(self):
@@ -370,7 +386,8 @@ def check(fields: dict, shape: AcceleratorShape) -> Error:
         if f["k"] % shape.k_group:
             return Error.K_GROUP
         row_panels, col_panels = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
-        if f["to_act"] and (f["raw"] or (col_panels * shape.cols) % shape.k_group):
+        if f["to_act"] and (f["raw"] or shape.kind != "int"
+                            or (col_panels * shape.cols) % shape.k_group):
             return Error.SHAPE
         if f["act_addr"] + row_panels * (f["k"] // shape.k_group) > shape.act_depth:
             return Error.ACT_RANGE

@@ -237,3 +237,44 @@ def test_runtime_malformed_indices_are_counted():
     executor = G.Executor(shape)
     executor.run(commands, data)
     assert executor.status.meta_error and executor.status.bad_groups == 2  # 2 row panels
+
+
+def fp8_shape(accumulate="exact"):
+    return isa.AcceleratorShape.from_config(parse_config({
+        "name": "t", "array": {"rows": 2, "cols": 3, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3",
+               "accumulate": accumulate},
+        "accelerator": {"stream_width": 32, "act_depth": 128, "weight_depth": 128,
+                        "param_depth": 32, "out_depth": 256}}, source="test"))
+
+
+@pytest.mark.parametrize("accumulate", ["exact", "fp32"])
+def test_fp8_executor_passes_fp32_results_through(accumulate):
+    """Kind "fp" (FP8 E4M3 codes in the buffers): each OUT word is golden.fp_mac's FP32 result
+    over the kept pairs of its row and column (the output stage is a pass-through); chaining
+    is refused."""
+    from nmforge.golden.fp_mac import fp_mac
+    from nmforge.golden.nm import kept_pairs
+    from nmforge.sim.kinds import FpKind
+    shape = fp8_shape(accumulate)
+    assert (shape.act_width, shape.acc_width, shape.kind) == (8, 32, "fp")
+    rng = np.random.default_rng(6)
+    m, k, n = 5, 16, 7
+    fa = __import__("nmforge.golden.formats", fromlist=["get_format"]).get_format("fp8_e4m3")
+    a = FpKind.codes(fa, rng, (m, k))
+    values = FpKind.codes(fa, rng, (k // 2, n))
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    params = (np.zeros(n, int), np.ones(n, int), np.zeros(n, int))
+    commands, data = load_program(shape, a, values, indices, params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True), isa.store(0, m * n, wide=True, wait=True),
+                 isa.gemm(0, 0, 0, 0, m, k, n, to_act=True)]
+    executor = G.Executor(shape)
+    packet, = executor.run(commands, data)
+    acts, weights = kept_pairs(a, values, indices, 2, 4)
+    want, _ = fp_mac("fp8_e4m3", acts, "fp8_e4m3", weights, accumulate, shape.fp_lanes or 1,
+                     shape.fp_acc_bits)
+    got = G.unpack_store(packet, m * n, 32, 32, signed=False).reshape(m, n)
+    assert np.array_equal(got, want.astype(np.int64))
+    assert executor.status.error_code == Error.SHAPE
