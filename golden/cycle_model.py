@@ -12,7 +12,8 @@ streams (data-in always valid, data-out always ready):
   appear `array_latency` cycles after its last beat; the drain takes one result row per cycle
   (R cycles per tile), tiles starting at least rtl.execute.tile_drain_cycles apart; the unit
   is free DRAIN_TAIL cycles after the last tile's last row;
-- STORE: one element per cycle, free `count` + 4 cycles after its start.
+- STORE: one data-out stream word per cycle, free (stream words) + STORE_TAIL cycles after its
+  start.
 The dataflow enters only through the GEMM timing (feeder start, latency, drain), so another
 dataflow's feeder brings its own `gemm_cycles`.
 """
@@ -24,7 +25,7 @@ from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
 FEED_DELAY = 3        # start -> first array beat
 DRAIN_TAIL = 6        # last element taken -> execute unit free
-STORE_TAIL = 4
+STORE_TAIL = 3
 LOAD_TAIL = 2
 
 
@@ -92,7 +93,8 @@ def predict(shape, commands, array_latency, result_depth):
             beats = rp * cp * groups
             end = start + gemm_cycles(shape, rp, cp, groups, array_latency, result_depth)
         elif opcode == Opcode.STORE:
-            end = start + fields["store"]["count"] + STORE_TAIL
+            f = fields["store"]
+            end = start + shape.store_stream_words(f["count"], f["wide"]) + STORE_TAIL
         else:
             end = start
         if unit != Unit.NONE:

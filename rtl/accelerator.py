@@ -75,10 +75,6 @@ class Accelerator(wiring.Component):
         m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[])
         m.submodules.weight_mem = weight_mem = Memory(shape=unsigned(weight_bits),
                                                       depth=s.weight_depth, init=[])
-        m.submodules.param_mem = param_mem = BankedMemory(Requant.as_shape().size, s.param_depth,
-                                                          s.cols, row_side="read")
-        m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth, s.cols,
-                                                      row_side="write")
         act_wr = act_mem.write_port(granularity=s.act_width)
         act_rd = act_mem.read_port()
         weight_wr, weight_rd = weight_mem.write_port(), weight_mem.read_port()
@@ -86,6 +82,10 @@ class Accelerator(wiring.Component):
         m.submodules.load = load = LoadUnit(s.stream_width, [act_bits, weight_bits,
                                                               Requant.as_shape().size])
         m.submodules.store = store = StoreUnit(s.stream_width, s.act_width, s.acc_width)
+        m.submodules.param_mem = param_mem = BankedMemory(Requant.as_shape().size, s.param_depth,
+                                                          write_lanes=1, read_lanes=s.cols)
+        m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth,
+                                                      write_lanes=s.cols, read_lanes=store.lanes)
         m.submodules.execute = execute = ExecuteUnit(array, s)
         wiring.connect(m, wiring.flipped(self.s_axis_data), load.data)
         wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
@@ -98,16 +98,16 @@ class Accelerator(wiring.Component):
             execute.act_rd_data.eq(act_rd.data),
             weight_rd.addr.eq(execute.weight_rd_addr), weight_rd.en.eq(execute.weight_rd_en),
             execute.weight_rd_data.eq(weight_rd.data),
-            param_mem.row_addr.eq(execute.param_rd_addr), param_mem.row_en.eq(execute.param_rd_en),
-            execute.param_rd_data.eq(param_mem.row_data),
-            out_mem.row_addr.eq(execute.out_wr_addr), out_mem.row_data.eq(execute.out_wr_data),
-            out_mem.row_en.eq(execute.out_wr_en),
-            out_mem.word_addr.eq(store.rd_addr), out_mem.word_en.eq(store.rd_en),
-            store.rd_data.eq(out_mem.word_data),
+            param_mem.rd_addr.eq(execute.param_rd_addr), param_mem.rd_en.eq(execute.param_rd_en),
+            execute.param_rd_data.eq(param_mem.rd_data),
+            out_mem.wr_addr.eq(execute.out_wr_addr), out_mem.wr_data.eq(execute.out_wr_data),
+            out_mem.wr_en.eq(execute.out_wr_en),
+            out_mem.rd_addr.eq(store.rd_addr), out_mem.rd_en.eq(store.rd_en),
+            store.rd_data.eq(out_mem.rd_data),
             weight_wr.addr.eq(load.wr_addr), weight_wr.data.eq(load.wr_data),
             weight_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
-            param_mem.word_addr.eq(load.wr_addr), param_mem.word_data.eq(load.wr_data),
-            param_mem.word_en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
+            param_mem.wr_addr.eq(load.wr_addr), param_mem.wr_data[0].eq(load.wr_data),
+            param_mem.wr_en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
             load.grant.eq(~(chained & (load.wr_buffer == Buffer.ACT))),
         ]
         with m.If(chained):

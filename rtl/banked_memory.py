@@ -1,16 +1,13 @@
-"""A buffer of words that moves `lanes` consecutive words per cycle on one side and one word per
-cycle on the other: BANKS = the power of two >= lanes block RAMs (amaranth.lib.memory.Memory),
-word `a` in bank a mod BANKS at row a // BANKS, so any `lanes` consecutive words sit in distinct
-banks whatever the start address.
+"""A buffer of words that writes `write_lanes` consecutive words per cycle and reads
+`read_lanes` consecutive words per cycle, from any start address: BANKS = the power of two >=
+both lane counts block RAMs (amaranth.lib.memory.Memory), word `a` in bank a mod BANKS at row
+a // BANKS, so consecutive words sit in distinct banks.
 
-`row_side = "write"` (the OUT buffer: the drain writes a result row, the store unit reads words):
-  row write  `row_addr`, `row_en` (one enable per lane), `row_data[lane]` -> word row_addr + lane;
-  word read  `word_addr`, `word_en` -> `word_data` one cycle later.
-`row_side = "read"` (the PARAM buffer: the load unit writes words, the drain reads a tile's
-columns):
-  word write `word_addr`, `word_en`, `word_data`;
-  row read   `row_addr`, `row_en` (1 bit) -> `row_data[lane]` = word row_addr + lane one cycle later.
-Read data holds while the read port is not enabled (as an amaranth.lib.memory read port).
+Write: `wr_addr`, `wr_en[lane]`, `wr_data[lane]` -> word wr_addr + lane.
+Read:  `rd_addr`, `rd_en` -> `rd_data[lane]` = word rd_addr + lane, one cycle later; the data
+holds while the read is not enabled (as an amaranth.lib.memory read port).
+Used for OUT (the drain writes a result row of C words, the store unit reads one stream word's
+elements) and PARAM (the load unit writes words, the drain reads a tile's C columns).
 """
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
@@ -21,78 +18,63 @@ from .isa import ADDR_BITS
 
 
 class BankedMemory(wiring.Component):
-    def __init__(self, width, depth, lanes, row_side):
-        assert row_side in ("write", "read")
-        self.width, self.depth, self.lanes, self.row_side = width, depth, lanes, row_side
-        self.bank_bits = (lanes - 1).bit_length()
+    def __init__(self, width, depth, write_lanes, read_lanes):
+        self.width, self.depth = width, depth
+        self.write_lanes, self.read_lanes = write_lanes, read_lanes
+        self.bank_bits = (max(write_lanes, read_lanes) - 1).bit_length()
         self.banks = 1 << self.bank_bits
-        row = data.ArrayLayout(unsigned(width), lanes)
-        writes_rows = row_side == "write"
         super().__init__({
-            "row_addr": In(ADDR_BITS), "row_en": In(lanes if writes_rows else 1),
-            "row_data": (In if writes_rows else Out)(row),
-            "word_addr": In(ADDR_BITS), "word_en": In(1),
-            "word_data": (Out if writes_rows else In)(width),
+            "wr_addr": In(ADDR_BITS), "wr_en": In(write_lanes),
+            "wr_data": In(data.ArrayLayout(unsigned(width), write_lanes)),
+            "rd_addr": In(ADDR_BITS), "rd_en": In(1),
+            "rd_data": Out(data.ArrayLayout(unsigned(width), read_lanes)),
         })
 
-    def _bank_of(self, addr):
-        return addr[:self.bank_bits] if self.bank_bits else 0
+    def _lanes_of_banks(self, m, addr, name):
+        """Per bank: (lane of the access starting at `addr` it serves, its row)."""
+        b_bits, banks = self.bank_bits, self.banks
+        out = []
+        for b in range(banks):
+            lane = Signal(range(banks), name=f"{name}_lane_of_bank{b}")
+            m.d.comb += lane.eq((b - addr[:b_bits]) & (banks - 1) if b_bits else 0)
+            out.append((lane, (addr + lane) >> b_bits))
+        return out
 
     def elaborate(self, platform):
         m = Module()
         b_bits, banks = self.bank_bits, self.banks
         rows = -(-self.depth // banks)
-        mems = []
+        writes = self._lanes_of_banks(m, self.wr_addr, "wr")
+        reads = self._lanes_of_banks(m, self.rd_addr, "rd")
+        datas = []
         for b in range(banks):
             mem = Memory(shape=unsigned(self.width), depth=rows, init=[])
             m.submodules[f"bank{b}"] = mem
-            mems.append((mem.write_port(), mem.read_port()))
-
-        # Row side: bank b holds lane (b - row_addr) mod BANKS of the row (if < lanes).
-        lane_of = []
-        for b in range(banks):
-            lane = Signal(range(banks), name=f"lane_of_bank{b}")
-            m.d.comb += lane.eq((b - self._bank_of(self.row_addr)) & (banks - 1) if b_bits else 0)
-            lane_of.append(lane)
-        row_index = [(self.row_addr + lane_of[b]) >> b_bits for b in range(banks)]
-        word_index = self.word_addr >> b_bits
-
-        if self.row_side == "write":
-            for b, (wr, rd) in enumerate(mems):
-                lane_data = Signal(self.width, name=f"row_data_bank{b}")
-                lane_en = Signal(name=f"row_en_bank{b}")
-                with m.Switch(lane_of[b]):
-                    for lane in range(self.lanes):
-                        with m.Case(lane):
-                            m.d.comb += [lane_data.eq(self.row_data[lane]),
-                                         lane_en.eq(self.row_en[lane])]
-                m.d.comb += [wr.addr.eq(row_index[b]), wr.data.eq(lane_data), wr.en.eq(lane_en),
-                             rd.addr.eq(word_index), rd.en.eq(self.word_en)]
-            self._select(m, [rd.data for _, rd in mems], self._bank_of(self.word_addr),
-                         self.word_en, lambda sel, datas: self.word_data.eq(_pick(datas, sel)))
-        else:
-            word_bank = self._bank_of(self.word_addr)
-            for b, (wr, rd) in enumerate(mems):
-                m.d.comb += [wr.addr.eq(word_index), wr.data.eq(self.word_data),
-                             wr.en.eq(self.word_en & (word_bank == b)),
-                             rd.addr.eq(row_index[b]), rd.en.eq(self.row_en)]
-            self._select(m, [rd.data for _, rd in mems], self._bank_of(self.row_addr), self.row_en,
-                         lambda sel, datas: [self.row_data[lane].eq(_pick(datas, (sel + lane) & (banks - 1)))
-                                             for lane in range(self.lanes)])
+            wr, rd = mem.write_port(), mem.read_port()
+            lane, row = writes[b]
+            lane_data = Signal(self.width, name=f"wr_data_bank{b}")
+            lane_en = Signal(name=f"wr_en_bank{b}")
+            with m.Switch(lane):
+                for i in range(self.write_lanes):
+                    with m.Case(i):
+                        m.d.comb += [lane_data.eq(self.wr_data[i]), lane_en.eq(self.wr_en[i])]
+            read_lane, read_row = reads[b]
+            m.d.comb += [wr.addr.eq(row), wr.data.eq(lane_data), wr.en.eq(lane_en),
+                         rd.addr.eq(read_row), rd.en.eq(self.rd_en)]
+            datas.append(rd.data)
+        # Read lane i comes from bank (start + i) mod BANKS; the start bank is registered with
+        # the read (its data arrives one cycle later and holds with it).
+        start = Signal(range(banks), name="read_bank")
+        if b_bits:
+            with m.If(self.rd_en):
+                m.d.sync += start.eq(self.rd_addr[:b_bits])
+        for i in range(self.read_lanes):
+            m.d.comb += self.rd_data[i].eq(_pick(datas, (start + i) & (banks - 1)))
         return m
-
-    def _select(self, m, datas, bank, en, assign):
-        """Route the banks' read data by the read's start bank, registered when the read is
-        enabled (the data arrives one cycle later and holds with it)."""
-        sel = Signal(range(self.banks), name="read_bank")
-        if self.bank_bits:
-            with m.If(en):
-                m.d.sync += sel.eq(bank)
-        m.d.comb += assign(sel, datas)
 
 
 def _pick(values, index):
-    """values[index] for a signal index (a mux tree)."""
+    """values[index] for a signal index (a mux chain)."""
     out = values[0]
     for i, v in enumerate(values[1:], start=1):
         out = Mux(index == i, v, out)

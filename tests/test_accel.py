@@ -206,6 +206,37 @@ def test_malformed_metadata_is_counted_not_computed_as_valid(design):
     assert np.array_equal(G.unpack_store(expected["packets"][0], m * n, 8, 32).reshape(m, n), want)
 
 
+@pytest.mark.parametrize("accumulate", ["exact"])
+def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
+    """Kind "fp", FP8 E4M3 2:4 on a 2x2 array: buffers hold the codes, the output stage passes
+    the FP32 result bits through; a 5x16x7 GEMM (NaN/inf codes among the operands) under random
+    stalls, bit-exact against the golden executor (golden.fp_mac per output)."""
+    from nmforge.golden.formats import get_format
+    from nmforge.sim.kinds import FpKind
+    config = parse_config({
+        "name": f"acc22fp8{accumulate}",
+        "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3",
+               "accumulate": accumulate},
+        "accelerator": {"stream_width": 32, **DEPTHS}}, source="test")
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    fmt = get_format("fp8_e4m3")
+    rng = np.random.default_rng(8)
+    m, k, n = 5, 16, 7
+    a = FpKind.codes(fmt, rng, (m, k), special_rate=0.01)
+    values = FpKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    params = (np.zeros(n, int), np.ones(n, int), np.zeros(n, int))
+    commands, data = loads(shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True)]
+    expected, _ = run(commands, data, stall=0.3, seed=6)
+    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+
+
 BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)
     "opcode": (0x7, Error.BAD_OPCODE),
     "buffer": (isa.load(Buffer.OUT, 0, 1), Error.BAD_BUFFER),
