@@ -228,7 +228,7 @@ ACCELERATOR_DEFAULTS: dict[str, int] = {"stream_width": 64, "act_depth": 512,
                                         "weight_depth": 1024, "param_depth": 256,
                                         "out_depth": 1024}
 #: PE kinds the accelerator's output stage and buffers are implemented for.
-ACCELERATOR_PE_KINDS: tuple[str, ...] = ("int", "fp")
+ACCELERATOR_PE_KINDS: tuple[str, ...] = ("int", "fp", "mx")
 # [pe] key -> Config attribute.
 _PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
                              "weight_width": "weight_width", "acc_width": "acc_width",

@@ -35,6 +35,7 @@ from ..rtl.isa import (Buffer, Error, Opcode, Requant, UNIT_OF, Unit, check, dec
                        PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS)
 from .fp_mac import fp_mac
 from .gemm import _accumulate
+from .mx import mx_mac
 from .ints import int_range
 from .nm import act_windows, runtime_bad_groups, window_positions
 
@@ -88,8 +89,9 @@ def _signed(shape):
 
 # Memory images.
 
-def act_image(a, shape):
-    """ACT words of activation matrix `a` (m x k); k must be a multiple of G = shape.k_group."""
+def act_image(a, shape, scales=None):
+    """ACT words of activation matrix `a` (m x k); k must be a multiple of G = shape.k_group.
+    Kind "mx": `scales` (m x k/block_size) E8M0 codes, each word carries its rows' scales."""
     a = np.asarray(a, dtype=np.int64)
     m_rows, k = a.shape
     g_elems = shape.k_group
@@ -101,7 +103,31 @@ def act_image(a, shape):
     padded[:m_rows] = a
     groups = k // g_elems
     lanes = padded.reshape(panels, shape.rows, groups, g_elems).transpose(0, 2, 1, 3)
-    return _lanes_to_words(lanes.reshape(panels * groups, shape.rows * g_elems), shape.act_width)
+    words = _lanes_to_words(lanes.reshape(panels * groups, shape.rows * g_elems), shape.act_width)
+    if not shape.side_bits:
+        return words
+    sides = np.zeros((panels * shape.rows, groups), dtype=np.int64)   # per row and word
+    sides[:m_rows] = np.repeat(_scales(scales, (m_rows, k // shape.block_size)),
+                               shape.block_size // g_elems, axis=1)
+    side_words = _lanes_to_words(sides.reshape(panels, shape.rows, groups).transpose(0, 2, 1)
+                                 .reshape(panels * groups, shape.rows), shape.side_bits)
+    return [w | (s << shape.act_data_bits) for w, s in zip(words, side_words)]
+
+
+def _scales(scales, want):
+    """E8M0 scale codes of shape `want` (kind "mx")."""
+    if scales is None or np.shape(scales) != want:
+        raise ValueError(f"mx images need E8M0 scales of shape {want}, got "
+                         f"{None if scales is None else np.shape(scales)}")
+    scales = np.asarray(scales, dtype=np.int64)
+    _check_fits(scales, 8, "mx scales", signed=False)
+    return scales
+
+
+def act_sides(words, shape):
+    """Per ACT word, its rows' side values (mx scales): (len(words), R) ints."""
+    return _words_to_lanes([int(w) >> shape.act_data_bits for w in words], shape.rows,
+                           shape.side_bits, signed=False)
 
 
 def act_from_image(words, m_rows, k, shape):
@@ -127,11 +153,12 @@ def _metadata_lanes(indices, shape):
     return grouped, (shape.m - 1).bit_length()
 
 
-def weight_image(values, indices, shape, pattern=0):
+def weight_image(values, indices, shape, pattern=0, scales=None):
     """WEIGHT words of compressed weights: values, indices (k/M*N, n) (indices ignored when
     dense); on a run-time design the golden.nm.compress_runtime form of pattern id `pattern`
     ((k/M'*N', n): N consecutive rows per beat), indices group-relative. Padding columns get
-    zero values and the well-formed indices 0..N'-1 of every group."""
+    zero values and the well-formed indices 0..N'-1 of every group (and scale 0 on mx). Kind
+    "mx": `scales` (k/block_size x n) E8M0 codes, each column's after its metadata."""
     values = np.asarray(values, dtype=np.int64)
     rows, n_cols = values.shape
     if rows % shape.n:
@@ -145,6 +172,12 @@ def weight_image(values, indices, shape, pattern=0):
     idx = np.tile(np.arange(shape.n, dtype=np.int64)[:, None] % per_group, (groups, width))
     if not shape.dense:
         idx[:, :n_cols] = np.asarray(indices, dtype=np.int64)
+    sides = np.zeros((groups, width), dtype=np.int64)
+    if shape.side_bits:
+        k = groups * shape.m
+        sides[:, :n_cols] = np.repeat(_scales(scales, (k // shape.block_size, n_cols)),
+                                      shape.block_size // shape.m, axis=0)
+    side_shift = shape.column_bits - shape.side_bits
     words = []
     for p in range(panels):
         cols = slice(p * shape.cols, (p + 1) * shape.cols)
@@ -152,7 +185,8 @@ def weight_image(values, indices, shape, pattern=0):
         for g in range(groups):
             word = 0
             for c in range(shape.cols):
-                word |= col_words[g][c] << (c * shape.column_bits)
+                column = col_words[g][c] | int(sides[g, p * shape.cols + c]) << side_shift
+                word |= column << (c * shape.column_bits)
             words.append(word)
     return words
 
@@ -205,6 +239,14 @@ def weights_from_image(words, k, n_cols, shape, pattern=0):
             meta = pos
     return vals.transpose(0, 2, 1).reshape(groups * shape.n, cols), \
         pos.transpose(0, 2, 1).reshape(groups * shape.n, cols), meta
+
+
+def weight_sides(words, k, n_cols, shape):
+    """Per beat and padded column, the WEIGHT words' side values (mx scales): (k/M, cols)."""
+    groups, panels = k // shape.m, _ceil(n_cols, shape.cols)
+    column_lanes = _words_to_lanes(words, shape.cols, shape.column_bits, signed=False)
+    sides = column_lanes >> (shape.column_bits - shape.side_bits)
+    return sides.reshape(panels, groups, shape.cols).transpose(1, 0, 2).reshape(groups, -1)
 
 
 def param_image(bias, mult, shift):
@@ -375,11 +417,19 @@ class Executor:
             else:
                 source = a[rows].reshape(s.rows, beats, s.m)
             kept = source[:, np.arange(beats)[:, None, None], pg]  # (R, beats, N, cols)
-            if s.kind == "fp":   # per output: its beats' N kept (activation, weight) code pairs
+            if s.kind in ("fp", "mx"):  # per output: its beats' N kept (act, weight) code pairs
                 pairs_a = kept.transpose(0, 3, 1, 2)                  # (R, cols, beats, N)
                 pairs_w = np.broadcast_to(vg.transpose(2, 0, 1), pairs_a.shape)
-                bits, flags = fp_mac(s.act_format, pairs_a, s.weight_format, pairs_w,
-                                     s.accumulate, s.fp_lanes or 1, s.fp_acc_bits)
+                if s.kind == "fp":
+                    bits, flags = fp_mac(s.act_format, pairs_a, s.weight_format, pairs_w,
+                                         s.accumulate, s.fp_lanes or 1, s.fp_acc_bits)
+                else:   # the scales seen with each beat: the row's (ACT) and column's (WEIGHT)
+                    words = act[p * beats:(p + 1) * beats]
+                    a_side = act_sides(words, s).T[:, None, :]         # (R, 1, beats)
+                    w_side = weight_sides(wts, f["k"], cols, s).T[None, :, :]  # (1, cols, beats)
+                    a_side, w_side = np.broadcast_arrays(a_side, w_side)
+                    bits, flags = mx_mac(s.act_format, pairs_a, pairs_w, a_side, w_side, s.m,
+                                         s.fp_lanes)
                 acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
             else:
                 sums = np.einsum("rgjc,gjc->grc", kept, vg)
@@ -407,7 +457,7 @@ class Executor:
         s = self.shape
         acc = self.gemm_accumulators(f)
         m_rows, n_cols = f["m"], f["n"]
-        if s.kind == "fp":   # pass-through: the FP32 result bits
+        if s.kind != "int":   # pass-through: the FP32 result bits
             y = acc[:m_rows, :n_cols]
         else:
             bias, mult, shift = params_from_image(

@@ -132,7 +132,10 @@ class ExecuteUnit(wiring.Component):
         if shape.runtime:
             self._runtime_beat(m, op["pattern"], act_word, weight_word, beat_sub)
         else:
-            m.d.comb += [array.act.payload.data.eq(act_word), array.weight.payload.eq(weight_word)]
+            m.d.comb += [array.act.payload.data.eq(act_word[:shape.act_data_bits]),
+                         array.weight.payload.eq(weight_word)]
+            if shape.side_bits:   # mx: the rows' block scales follow the elements
+                m.d.comb += array.act.payload.side.eq(act_word[shape.act_data_bits:])
         m.d.comb += [array.act.payload.last.eq(beat_last),
                      array.act.valid.eq(feed.r_rdy), array.weight.valid.eq(feed.r_rdy),
                      feed.r_en.eq(array.act.ready & array.weight.ready & feed.r_rdy),

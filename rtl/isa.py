@@ -46,7 +46,7 @@ Opcodes:
                    (round half up; shift = 0: y = clamp(x * mult))
           raw = 1: y = clamp(x) to acc_width bits
           relu = 1: y = max(y, 0)
-        Kind "fp": the output stage is a pass-through, y = the FP32 result bits (bias, mult,
+        Kinds "fp", "mx": the output stage is a pass-through, y = the FP32 result bits (bias, mult,
         shift, raw and relu are ignored; STORE with wide = 1 sends them), and to_act is refused.
         to_act = 0: y goes to OUT word `dst_addr + r * n + c` (row-major).
         to_act = 1 (chaining; raw must be 0): y goes to the ACT buffer in the act-panel layout
@@ -55,7 +55,8 @@ Opcodes:
         or c >= n of the last row/column tiles are written as zero, so the next GEMM reads it
         with k = ceil(n/C)*C.
         Checks, in order: m, k, n >= 1 (SHAPE); pattern in the table (PATTERN); k mod G == 0
-        (K_GROUP); to_act with raw, on kind "fp", or with ceil(n/C)*C not a multiple of G (SHAPE);
+        (K_GROUP; mx: also k mod block_size); to_act with raw, on kind "fp" or "mx", or with
+        ceil(n/C)*C not a multiple of G (SHAPE);
         act_addr + ceil(m/R)*k/G <= ACT depth (ACT_RANGE); weight_addr + ceil(n/C)*k/S <= WEIGHT
         depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT
         dst_addr + m*n <= OUT depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/G <= ACT
@@ -76,7 +77,8 @@ from ..golden.nm import beat_span, runtime_index_bits, runtime_patterns
 COMMAND_BITS = 128
 ADDR_BITS = 16
 SIZE_BITS = 16
-FP_RESULT_BITS = 32   # kind "fp": an OUT word is the FP32 result's bits
+FP_RESULT_BITS = 32   # kinds "fp", "mx": an OUT word is the FP32 result's bits
+MX_SCALE_BITS = 8     # kind "mx": an E8M0 block scale per ACT row and WEIGHT column of a word
 PATTERN_BITS = 4      # GEMM `pattern`: an id of the design's pattern table (AcceleratorShape.patterns)
 
 
@@ -201,12 +203,13 @@ class AcceleratorShape:
     param_depth: int
     out_depth: int
     runtime: bool = False    # run-time patterns: n:m is N multipliers : Mmax, `patterns` the table
-    kind: str = "int"        # pe.kind: "int" (output stage) or "fp" (FP32 results pass through)
-    act_format: str | None = None     # kind "fp": the element formats (golden.formats names),
-    weight_format: str | None = None  #   act_width/weight_width are their code bits,
-    accumulate: str | None = None     #   acc_width 32 (FP32 result bits)
-    fp_lanes: int | None = None       # fp32 accumulation: interleaved partial sums (rtl.mac_fp)
-    fp_acc_bits: int | None = None    # exact accumulation: accumulator bits (rtl.mac_fp)
+    kind: str = "int"        # pe.kind: "int" (output stage); "fp", "mx" (FP32 results pass through)
+    act_format: str | None = None     # kinds "fp", "mx": the element formats (golden.formats /
+    weight_format: str | None = None  #   golden.mx names), act_width/weight_width their code
+    accumulate: str | None = None     #   bits, acc_width 32 (FP32 result bits); fp: accumulation
+    fp_lanes: int | None = None       # fp32 accumulation / mx: interleaved FP32 partial sums
+    fp_acc_bits: int | None = None    # fp exact accumulation: accumulator bits (rtl.mac_fp)
+    block_size: int | None = None     # mx: K elements per E8M0 scale (k is a multiple of it)
 
     @classmethod
     def from_config(cls, config):
@@ -220,6 +223,11 @@ class AcceleratorShape:
             return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
                        *depths, "fp", config.act_format, config.weight_format,
                        config.accumulate, mac.lanes, mac.acc_bits)
+        if config.pe_kind == "mx":
+            from .mac_mx import mx_lanes
+            return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
+                       *depths, "mx", config.format, config.format, None, mx_lanes(config.m),
+                       None, config.block_size)
         return cls(*common, config.act_width, config.weight_width, config.acc_width,
                    config.overflow, *depths)
 
@@ -258,15 +266,26 @@ class AcceleratorShape:
         return self.m if self.encoding == "bitmap" else self.n * (self.m - 1).bit_length()
 
     @property
+    def side_bits(self):
+        """Bits of the per-row (ACT) and per-column (WEIGHT) side value of a word: the E8M0
+        block scale on kind "mx", else none."""
+        return MX_SCALE_BITS if self.kind == "mx" else 0
+
+    @property
     def column_bits(self):
-        """Bits of one column in a WEIGHT word: N values, then the metadata."""
-        return self.n * self.weight_width + self.metadata_bits
+        """Bits of one column in a WEIGHT word: N values, the metadata, the side value."""
+        return self.n * self.weight_width + self.metadata_bits + self.side_bits
+
+    @property
+    def act_data_bits(self):
+        """Bits of the elements of one ACT word: R rows x k_group, element (r, j) at lane
+        r*k_group + j; the R side values (mx scales) follow them."""
+        return self.rows * self.k_group * self.act_width
 
     @property
     def act_word_bits(self):
-        """Bits of one ACT word: R rows x k_group elements, element (r, j) at lane
-        r*k_group + j."""
-        return self.rows * self.k_group * self.act_width
+        """Bits of one ACT word: the elements, then R side values (row r's at r*side_bits)."""
+        return self.act_data_bits + self.rows * self.side_bits
 
     @property
     def weight_word_bits(self):
@@ -383,7 +402,7 @@ def check(fields: dict, shape: AcceleratorShape) -> Error:
             return Error.SHAPE
         if f["pattern"] >= len(shape.patterns):
             return Error.PATTERN
-        if f["k"] % shape.k_group:
+        if f["k"] % shape.k_group or (shape.block_size and f["k"] % shape.block_size):
             return Error.K_GROUP
         row_panels, col_panels = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
         if f["to_act"] and (f["raw"] or shape.kind != "int"

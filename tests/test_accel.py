@@ -206,7 +206,7 @@ def test_malformed_metadata_is_counted_not_computed_as_valid(design):
     assert np.array_equal(G.unpack_store(expected["packets"][0], m * n, 8, 32).reshape(m, n), want)
 
 
-@pytest.mark.parametrize("accumulate", ["exact"])
+@pytest.mark.parametrize("accumulate", ["exact", "fp32"])
 def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
     """Kind "fp", FP8 E4M3 2:4 on a 2x2 array: buffers hold the codes, the output stage passes
     the FP32 result bits through; a 5x16x7 GEMM (NaN/inf codes among the operands) under random
@@ -234,6 +234,38 @@ def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
     commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
                  isa.store(0, m * n, wide=True, wait=True)]
     expected, _ = run(commands, data, stall=0.3, seed=6)
+    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+
+
+def test_mxfp4_gemm_larger_than_the_array(sim_cache):
+    """Kind "mx", MXFP4 (blocks of 32) 2:4 on a 2x2 array: ACT words carry their rows' E8M0
+    scales and WEIGHT columns theirs; a 5x64x5 GEMM under random stalls, bit-exact against the
+    golden executor (golden.mx.mx_mac per output, FP32 bits passed through)."""
+    from nmforge.golden.mx import element_format
+    from nmforge.sim.kinds import MxKind
+    config = parse_config({
+        "name": "acc22mxfp4", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"}, "pe": {"kind": "mx", "format": "mxfp4", "block_size": 32},
+        "accelerator": {"stream_width": 32, **DEPTHS}}, source="test")
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    fmt = element_format("mxfp4")
+    rng = np.random.default_rng(9)
+    m, k, n = 5, 64, 5
+    a = MxKind.codes(fmt, rng, (m, k), special_rate=0.01)
+    values = MxKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    images = [(Buffer.ACT, G.act_image(a, shape, MxKind.random_scales(rng, (m, 2)))),
+              (Buffer.WEIGHT, G.weight_image(values, indices, shape,
+                                             scales=MxKind.random_scales(rng, (2, n))))]
+    commands, data = [], []
+    for buffer, words in images:
+        commands.append(isa.load(buffer, 0, len(words)))
+        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True)]
+    expected, _ = run(commands, data, stall=0.3, seed=7)
     assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
 
 

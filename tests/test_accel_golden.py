@@ -278,3 +278,44 @@ def test_fp8_executor_passes_fp32_results_through(accumulate):
     got = G.unpack_store(packet, m * n, 32, 32, signed=False).reshape(m, n)
     assert np.array_equal(got, want.astype(np.int64))
     assert executor.status.error_code == Error.SHAPE
+
+
+def test_mxfp4_executor_matches_the_mx_mac():
+    """Kind "mx" (MXFP4, blocks of 32): ACT words carry their rows' E8M0 scales, WEIGHT
+    columns theirs after the metadata; each OUT word is golden.mx.mx_mac over the output's kept
+    pairs and the scales of its blocks; k not a multiple of the block is refused."""
+    from nmforge.golden.mx import element_format as mx_element_format, mx_mac
+    from nmforge.golden.nm import kept_pairs
+    from nmforge.sim.kinds import MxKind
+    shape = isa.AcceleratorShape.from_config(parse_config({
+        "name": "t", "array": {"rows": 2, "cols": 3, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"}, "pe": {"kind": "mx", "format": "mxfp4", "block_size": 32},
+        "accelerator": {"stream_width": 32, "act_depth": 128, "weight_depth": 128,
+                        "param_depth": 32, "out_depth": 256}}, source="test"))
+    assert (shape.act_width, shape.side_bits, shape.block_size) == (4, 8, 32)
+    rng = np.random.default_rng(7)
+    m, k, n = 5, 64, 7
+    fmt = mx_element_format("mxfp4")
+    a = MxKind.codes(fmt, rng, (m, k))
+    values = MxKind.codes(fmt, rng, (k // 2, n))
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    a_scale, w_scale = MxKind.random_scales(rng, (m, 2)), MxKind.random_scales(rng, (2, n))
+    images = [(Buffer.ACT, G.act_image(a, shape, a_scale)),
+              (Buffer.WEIGHT, G.weight_image(values, indices, shape, scales=w_scale))]
+    commands, data = [], []
+    for buffer, words in images:
+        commands.append(isa.load(buffer, 0, len(words)))
+        data += G.stream_words(words, shape.word_bits(buffer), 32)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True), isa.store(0, m * n, wide=True, wait=True),
+                 isa.gemm(0, 0, 0, 0, m, 48, n)]
+    executor = G.Executor(shape)
+    packet, = executor.run(commands, data)
+    acts, weights = kept_pairs(a, values, indices, 2, 4)              # (m, n, G, N)
+    a_side = np.repeat(a_scale, 8, axis=1)[:, None, :]
+    w_side = np.repeat(w_scale, 8, axis=0).T[None, :, :]
+    a_side, w_side = np.broadcast_arrays(a_side, w_side)
+    want, _ = mx_mac("mxfp4", acts, weights, a_side, w_side, 4, shape.fp_lanes)
+    got = G.unpack_store(packet, m * n, 32, 32, signed=False).reshape(m, n)
+    assert np.array_equal(got, want.astype(np.int64))
+    assert executor.status.error_code == Error.K_GROUP
