@@ -96,8 +96,9 @@ def take_stores(step, packets, values, shape):
 def run_program(program: Program, x, progress=None, device=None):
     """Run `x` (a float batch, any number of rows: split into batches of program.batch, the last
     one padded with zero rows) through the program. `device(step, commands, data)` runs a device
-    step and returns its STORE packets (default: the golden executor). `progress(done, total)`
-    is called after each batch. Returns (outputs (rows, ...) int64, per-layer beats dict)."""
+    step and returns its STORE packets (default: the golden executor). `progress(done, total,
+    step)` is called after every step of every batch: inputs done (a batch's rows count once
+    its last step ran), input rows, and the step that ran (its GEMM layers or host op). Returns (outputs (rows, ...) int64, per-layer beats dict)."""
     spec, shape = program.spec, program.shape
     nodes = _nodes(spec)
     act_width = spec["input"]["act_width"]
@@ -117,7 +118,7 @@ def run_program(program: Program, x, progress=None, device=None):
         chunk[:len(part)] = part
         values = {spec["input"]["node"]: quantize_values(chunk, spec["input"]["scale"], act_width)}
         by_name = {n.name: n for n in nodes}
-        for step in spec["steps"]:
+        for number, step in enumerate(spec["steps"]):
             if "host" in step:
                 node = by_name[step["host"]]
                 if node.op != "input":
@@ -125,9 +126,11 @@ def run_program(program: Program, x, progress=None, device=None):
             else:
                 packets = device(step, commands_of(step["device"]), device_data(step, values, shape))
                 take_stores(step, packets, values, shape)
+            if progress:
+                last = number == len(spec["steps"]) - 1
+                progress(b * batch + (len(part) if last else 0), rows,
+                         step.get("host") or "+".join(step["gemms"]))
         outputs.append(values[spec["output"]["node"]][:len(part)])
-        if progress:
-            progress(b + 1, batches)
     return np.concatenate(outputs), executor.status
 
 
