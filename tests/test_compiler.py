@@ -377,8 +377,9 @@ def test_fp8_design_refuses_host_ops_on_codes():
     assert "\n" not in text and "host op add" in text and "allowed host ops: input" in text
 
 
-@pytest.mark.parametrize("design, patterns", [RUNTIME_MLP, ("accel_fp8_4x4.toml", None)],
-                         ids=["runtime-1:8,4:8,2:4", "fp8"])
+@pytest.mark.parametrize("design, patterns", [
+    pytest.param(*RUNTIME_MLP, id="runtime-1:8,4:8,2:4"),
+    pytest.param("accel_fp8_4x4.toml", None, id="fp8", marks=pytest.mark.slow)])
 def test_digits_mlp_per_layer_patterns_and_fp8_on_the_simulated_accelerator(tmp_path, design,
                                                                            patterns):
     """A few test images of the digits MLP on Verilator: on the run-time 4:8 design with a
