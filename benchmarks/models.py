@@ -113,13 +113,14 @@ def main():
     for model_name, design_name, patterns in RUNS:
         print(f"{model_name} on {design_name} ...", flush=True)
         rows.append(measure(model_name, design_name, patterns, args.sim_inputs, reports))
-    print(f"\n{'model':<16}{'design':<22}{'patterns':<14}{'format':<10}{'float acc':>10}{'acc':>8}{'cycles/input':>14}"
+    print(f"\n{'model':<16}{'design':<22}{'patterns':<17}{'format':<10}{'float acc':>10}{'acc':>8}{'cycles/input':>14}"
           f"{'MACs/cycle':>12}{'util':>8}{'inf/s':>10}")
     for r in rows:
-        print(f"{r['model']:<16}{r['design']:<22}{r['pattern']:<14}{r['format']:<10}"
+        print(f"{r['model']:<16}{r['design']:<22}{r['pattern']:<17}{r['format']:<10}"
               f"{r['float_accuracy']:>10.2%}{r['accuracy']:>8.2%}"
               f"{r.get('cycles_per_input', float('nan')):>14.1f}{r.get('macs_per_cycle', float('nan')):>12.1f}"
-              f"{r.get('utilization', float('nan')):>8.1%}{r.get('inferences_per_s', float('nan')):>10.0f}")
+              f"{r.get('utilization', float('nan')):>8.1%}"
+              f"{(format(r['inferences_per_s'], '.0f') if 'inferences_per_s' in r else '-'):>10}")
     mlp = {r["design"]: r for r in rows if r["model"] == "digits_mlp"}
     ratio = mlp["accel_nm24_int8_8x8"]["cycles"] / mlp["accel_dense_int8_8x8"]["cycles"]
     print(f"digits MLP: 2:4 takes {ratio:.3f}x the cycles of dense (2:2) on the same multipliers")
