@@ -74,8 +74,9 @@ def _reporting(path, ends, batch, rows, progress):
     stop = threading.Event()
 
     def poll():
-        shown = -1
-        while not stop.wait(POLL_S):
+        shown, stopped = -1, False
+        while not stopped:
+            stopped = stop.wait(POLL_S)       # one more read after the simulation ended
             try:
                 words = int(path.read_text())
             except (OSError, ValueError):

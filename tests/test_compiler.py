@@ -300,7 +300,11 @@ def _sim_run(tmp_path, design, inputs, patterns=None):
                              load_config(MODELS / design), calibration=model_file.calibration_data(),
                              patterns=patterns)
     program = Program(None, *emit_program(compiled))
-    out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None)
+    reports = []
+    out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None,
+                          progress=lambda done, total, step: reports.append((done, total)))
+    assert reports and reports[-1] == (inputs, inputs), reports   # the bar ends at every input
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
     golden, status = run_program(program, x.numpy()[:inputs])
     assert sim.get("array_beats") == status.array_beats
     predicted = predict_cycles(program, *sim["recorded"])["cycles"]
@@ -388,6 +392,19 @@ def test_digits_mlp_per_layer_patterns_and_fp8_on_the_simulated_accelerator(tmp_
     out, sim, golden = _sim_run(tmp_path, design, 8, patterns)
     assert sim["passed"], sim["log"]
     np.testing.assert_array_equal(out, golden)
+
+
+def test_golden_run_reports_progress_over_inputs_and_layers():
+    """run_program's progress: after every step, the inputs done (a batch counts once its last
+    step ran) and the step that ran; it ends at every input."""
+    from nmforge.compiler.runtime import run_program
+    _, program, x, _, _ = _mlp_program("accel_nm24_int8_4x4.toml")
+    calls = []
+    run_program(program, x.numpy()[:20], progress=lambda *call: calls.append(call))
+    assert calls[-1][:2] == (20, 20)
+    assert {step for _, _, step in calls} == {"x", "fc1+fc2+fc3"}
+    assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
+    assert {done for done, _, _ in calls} == {0, 8, 16, 20}
 
 
 def test_digits_mlp_on_the_simulated_accelerator(tmp_path):
