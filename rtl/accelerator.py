@@ -8,8 +8,10 @@ tlast on each STORE's last word). Status: `busy` (a command is being checked or 
 (beats the array took).
 
 Buffers are amaranth.lib.memory.Memory (block RAM): ACT (one write port shared by the load unit
-and the drain's chained writes, the drain first; one read port), WEIGHT, PARAM and OUT (one
-write, one read port each).
+and the drain's chained writes, the drain first; one read port), WEIGHT (one write, one read
+port); PARAM and OUT are rtl.banked_memory.BankedMemory (C banks or more: the drain reads a
+tile's C PARAM words and writes a row of C results per cycle, the store unit reads a data-out
+word's elements per cycle).
 
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
 sized and checked (3 cycles); a refused command sets `cmd_error`/`error_code` and is dropped;
@@ -91,7 +93,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
 
         # Buffer ports.
-        lanes = s.rows * s.k_group
+        granules = act_bits // s.act_width   # the elements and (mx) the rows' scales
         chained = execute.act_wr_en.any()
         m.d.comb += [
             act_rd.addr.eq(execute.act_rd_addr), act_rd.en.eq(execute.act_rd_en),
@@ -115,7 +117,7 @@ class Accelerator(wiring.Component):
                          act_wr.en.eq(execute.act_wr_en)]
         with m.Else():
             m.d.comb += [act_wr.addr.eq(load.wr_addr), act_wr.data.eq(load.wr_data),
-                         act_wr.en.eq(((1 << lanes) - 1)
+                         act_wr.en.eq(((1 << granules) - 1)
                                       * (load.wr_en & (load.wr_buffer == Buffer.ACT)))]
 
         self._controller(m, load, execute, store)
