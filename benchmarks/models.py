@@ -1,16 +1,19 @@
 """The example models on the accelerator: accuracy, cycles, utilization, inferences/s.
 
-For each (model, design) of RUNS: compile the model file for the design (prune to its pattern,
-INT8), run the whole test set on the golden executor (accuracy, against the float model's), and
+For each (model, design, per-layer patterns) of RUNS: compile the model file for the design
+(prune to its pattern or the per-layer ones, INT8 or FP8 as the design's PE kind), run the whole test set on the golden executor (accuracy, against the float model's), and
 the first --sim-inputs test inputs on the Verilator-simulated accelerator (bit-exact against
 golden, or the script fails), whose cycle count from the first command to idle (weight loads
-included) gives cycles per input and dense-equivalent MACs/cycle. With --fmax MHz (e.g. from
-`nmforge synth` of the design) it projects inferences/s = Fmax / cycles per input. Prints a table
-and writes benchmarks/results/models.json. Exits 1 when a simulation differs from golden, when
+included) gives cycles per input and dense-equivalent MACs/cycle. From the ECP5 report of
+`nmforge synth DESIGN.toml --target ecp5` (found at out/<design name>/synth-ecp5/report.json,
+where `nmforge synth` writes it by default, or given with --synth-report DESIGN=REPORT.json) it
+projects inferences/s = Fmax / cycles per input; without a report that column is empty (this
+script never synthesizes: the 8x8 accelerator takes 30+ min). Prints a table and writes
+benchmarks/results/models.json. Exits 1 when a simulation differs from golden, when
 the 2:4 MLP's accuracy falls more than a point below the float model's, or when the 2:4 MLP
 takes more than 0.6x the cycles of the dense (2:2) one.
 
-    python benchmarks/models.py [--sim-inputs 64] [--fmax 120]
+    python benchmarks/models.py [--sim-inputs 64] [--synth-report accel_nm24_int8_8x8=out/x/synth-ecp5/report.json]
 """
 import argparse
 import json
@@ -31,12 +34,30 @@ from nmforge.gen.config import load_config
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODELS = REPO / "examples" / "models"
 RESULTS = REPO / "benchmarks" / "results"
-RUNS = [("digits_mlp", "accel_nm24_int8_8x8"), ("digits_mlp", "accel_dense_int8_8x8"),
-        ("digits_cnn", "accel_nm24_int8_8x8"), ("residual_block", "accel_nm24_int8_8x8")]
+# (model, design, per-layer patterns on a run-time design)
+RUNS = [("digits_mlp", "accel_nm24_int8_8x8", None), ("digits_mlp", "accel_dense_int8_8x8", None),
+        ("digits_cnn", "accel_nm24_int8_8x8", None), ("residual_block", "accel_nm24_int8_8x8", None),
+        ("digits_mlp", "accel_rt48_int8_4x4", {"fc1": "1:8", "fc3": "2:4"}),
+        ("digits_mlp", "accel_fp8_4x4", None)]
 MAX_CYCLE_RATIO = 0.6
 
 
-def measure(model_name, design_name, sim_inputs, fmax):
+def synth_report(design_name, config, given):
+    """(path, report) of the design's ECP5 synthesis report, or (None, None) when there is none."""
+    path = pathlib.Path(given[design_name]) if design_name in given else \
+        REPO / "out" / config.name / "synth-ecp5" / "report.json"
+    if not path.is_file():
+        if design_name in given:
+            sys.exit(f"models.py: --synth-report {design_name}={path}: no such file")
+        return None, None
+    report = json.loads(path.read_text())
+    if report.get("family") != "ecp5" or not report.get("fmax_mhz"):
+        sys.exit(f"models.py: {path}: not an ECP5 report with fmax_mhz (family "
+                 f"{report.get('family')!r}); allowed: the report.json of nmforge synth --target ecp5")
+    return path, report
+
+
+def measure(model_name, design_name, patterns, sim_inputs, reports):
     model_file = load_model_file(MODELS / f"{model_name}.py")
     module = sys.modules[f"nmforge_model_{model_name}"]
     config = load_config(MODELS / f"{design_name}.toml")
@@ -44,11 +65,13 @@ def measure(model_name, design_name, sim_inputs, fmax):
     float_accuracy = accuracy(module.dense_model()(x).detach().numpy(), y)
     model = model_file.model() if config.n < config.m else module.dense_model()
     compiled = compile_model(model, model_file.example_input(), config,
-                             calibration=model_file.calibration_data())
+                             calibration=model_file.calibration_data(), patterns=patterns)
     spec, images = emit_program(compiled)
     program = Program(None, spec, images)
     golden, _ = run_program(program, x.numpy())
-    row = {"model": model_name, "design": design_name, "pattern": config.nm,
+    row = {"model": model_name, "design": design_name,
+           "pattern": ",".join(layer["pattern"] for layer in spec["layers"]),
+           "format": spec["layers"][0]["format"],
            "float_accuracy": float_accuracy,
            "accuracy": accuracy(dequantize(program, golden), y), "test_inputs": len(x),
            "batch": spec["batch"]}
@@ -63,33 +86,47 @@ def measure(model_name, design_name, sim_inputs, fmax):
         row["macs_per_cycle"] = report["dense_macs"] / sim["cycles"]
         row["utilization"] = (report["dense_macs"] / sim["cycles"]
                               / (config.rows * config.cols * config.m))
-        if fmax:
-            row["inferences_per_s"] = fmax * 1e6 / row["cycles_per_input"]
+        path, synth = synth_report(design_name, config, reports)
+        if synth:
+            row.update({"synth_report": str(path), "fmax_mhz": synth["fmax_mhz"],
+                        "device": synth.get("device"),
+                        "inferences_per_s": synth["fmax_mhz"] * 1e6 / row["cycles_per_input"]})
     return row
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim-inputs", type=int, default=64, help="test inputs simulated per run")
-    parser.add_argument("--fmax", type=float, help="Fmax in MHz for inferences/s (nmforge synth)")
+    parser.add_argument("--synth-report", action="append", default=[], metavar="DESIGN=REPORT.json",
+                        help="the design's `nmforge synth --target ecp5` report (default: "
+                        "out/<design name>/synth-ecp5/report.json when it exists), repeatable")
     args = parser.parse_args()
+    reports = {}
+    for item in args.synth_report:
+        design, sep, path = item.partition("=")
+        if not sep or design not in {d for _, d, _ in RUNS}:
+            parser.error(f"--synth-report {item!r}: expected DESIGN=REPORT.json with DESIGN one of "
+                         f"{', '.join(sorted({d for _, d, _ in RUNS}))}")
+        reports[design] = path
     start = time.monotonic()
     rows = []
-    for model_name, design_name in RUNS:
+    for model_name, design_name, patterns in RUNS:
         print(f"{model_name} on {design_name} ...", flush=True)
-        rows.append(measure(model_name, design_name, args.sim_inputs, args.fmax))
-    print(f"\n{'model':<16}{'design':<22}{'float acc':>10}{'int8 acc':>10}{'cycles/input':>14}"
+        rows.append(measure(model_name, design_name, patterns, args.sim_inputs, reports))
+    print(f"\n{'model':<16}{'design':<22}{'patterns':<17}{'format':<10}{'float acc':>10}{'acc':>8}{'cycles/input':>14}"
           f"{'MACs/cycle':>12}{'util':>8}{'inf/s':>10}")
     for r in rows:
-        print(f"{r['model']:<16}{r['design']:<22}{r['float_accuracy']:>10.2%}{r['accuracy']:>10.2%}"
+        print(f"{r['model']:<16}{r['design']:<22}{r['pattern']:<17}{r['format']:<10}"
+              f"{r['float_accuracy']:>10.2%}{r['accuracy']:>8.2%}"
               f"{r.get('cycles_per_input', float('nan')):>14.1f}{r.get('macs_per_cycle', float('nan')):>12.1f}"
-              f"{r.get('utilization', float('nan')):>8.1%}{r.get('inferences_per_s', float('nan')):>10.0f}")
+              f"{r.get('utilization', float('nan')):>8.1%}"
+              f"{(format(r['inferences_per_s'], '.0f') if 'inferences_per_s' in r else '-'):>10}")
     mlp = {r["design"]: r for r in rows if r["model"] == "digits_mlp"}
     ratio = mlp["accel_nm24_int8_8x8"]["cycles"] / mlp["accel_dense_int8_8x8"]["cycles"]
     print(f"digits MLP: 2:4 takes {ratio:.3f}x the cycles of dense (2:2) on the same multipliers")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "models.json"
-    out.write_text(json.dumps({"runs": rows, "mlp_cycle_ratio": ratio, "fmax_mhz": args.fmax,
+    out.write_text(json.dumps({"runs": rows, "mlp_cycle_ratio": ratio,
                                "elapsed_s": round(time.monotonic() - start, 1)}, indent=1) + "\n")
     print(f"wrote {out}")
     failed = [r for r in rows if not r["sim_passed"]]

@@ -56,12 +56,17 @@ def load_model_file(path) -> ModelFile:
 
 def capture(module, example_input):
     """torch.export the module in eval mode on `example_input`, decomposed to core ATen
-    (`run_decompositions()`); returns the ExportedProgram. CompileError when export fails."""
+    (`run_decompositions()`); returns the ExportedProgram. CompileError when export fails.
+    torch's own warnings while exporting (deprecations inside torch, attributes assigned during
+    tracing) are silenced: the compile's output is its log, or one error line."""
+    import warnings
     import torch
     module = module.eval()
     try:
-        program = torch.export.export(module, (example_input,))
-        return program.run_decompositions()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, (example_input,))
+            return program.run_decompositions()
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CompileError(f"torch.export could not capture {type(module).__name__}: "

@@ -94,14 +94,23 @@ def cmd_run(args) -> int:
         x, labels = _inputs(args, program)
     except CompileError as error:
         return _error(error)
-    bar = tqdm(total=-(-len(x) // program.batch), unit="batch", desc=f"run --on {args.on}",
-               file=sys.stderr)
+    bar = tqdm(total=len(x), unit="input", desc=f"run --on {args.on}", file=sys.stderr)
     report = layer_report(program, len(x))
     report["on"] = args.on
     if args.on == "sim":
         from .sim import run_on_sim
+        bar.set_description("recording on golden")
+        simulating = []
+
+        def sim_progress(done, total, step):
+            if not simulating:                 # the simulation's first report: a fresh bar
+                simulating.append(True)
+                bar.reset(total)
+                bar.set_description("run --on sim")
+            _advance(bar, done, step)
         y, sim = run_on_sim(program, x, pathlib.Path(args.program) / "sim", seed=args.seed,
-                            stall=args.stall, progress=lambda done, total: bar.update(1),
+                            stall=args.stall, progress=sim_progress,
+                            record_progress=lambda done, total, step: _advance(bar, done, step),
                             log=lambda line: bar.write(line, file=sys.stderr))
         bar.close()
         commands, run_labels = sim.pop("recorded")
@@ -112,8 +121,8 @@ def cmd_run(args) -> int:
             return 1
         report["cycles"] = sim["cycles"]
     else:
-        y, commands, _, run_labels = record_device_run(program, x,
-                                                       progress=lambda done, total: bar.update(1))
+        y, commands, _, run_labels = record_device_run(
+            program, x, progress=lambda done, total, step: _advance(bar, done, step))
         bar.close()
     model = predict_cycles(program, commands, run_labels)
     report["cycle_model"] = model
@@ -130,6 +139,12 @@ def cmd_run(args) -> int:
     np.save(pathlib.Path(args.program) / f"outputs-{args.on}.npy", y)
     print(f"wrote {path}")
     return 0
+
+
+def _advance(bar, done, step):
+    """Progress bar: `done` inputs complete, `step` (a layer, host op or "sim") running."""
+    bar.set_postfix_str(step, refresh=False)
+    bar.update(done - bar.n)
 
 
 def _inputs(args, program):

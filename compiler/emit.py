@@ -26,6 +26,7 @@ from ..golden.accel import hazards, param_image, stream_words, weight_image
 from ..rtl import isa
 from ..rtl.isa import AcceleratorShape, Buffer
 from .errors import CompileError
+from ..golden.nm import compress_runtime
 from .reference import compressed_weights
 
 FORMAT = "nmforge-program/1"
@@ -42,19 +43,28 @@ def _fits(buffer, end, shape, what):
                            f"{shape.depth(buffer)} (accelerator.{buffer.name.lower()}_depth{hint})")
 
 
-def _chained(graph, gemm):
-    """True when the GEMM's output feeds exactly one GEMM and nothing else (kept in ACT)."""
+def _chained(graph, gemm, layers, shape):
+    """True when the GEMM's output feeds exactly one GEMM and nothing else (kept in ACT), which
+    reads it as it lies there: K = the output's columns padded to the array's C, a multiple of
+    the ACT word's K-group."""
     users = graph.users(gemm.name)
-    return (gemm.attrs["q"]["requant"] and gemm.name != graph.output and len(users) == 1
-            and users[0].op == "gemm")
+    if not (gemm.attrs["q"]["requant"] and gemm.name != graph.output and len(users) == 1
+            and users[0].op == "gemm"):
+        return False
+    width = _ceil(gemm.shape[1], shape.cols) * shape.cols
+    return layers[users[0].name]["k_pad"] == width and width % shape.k_group == 0
 
 
-def _weight_stream(node, shape):
-    if shape.dense:
+def _weight_stream(node, shape, pattern_id):
+    """WEIGHT words of a GEMM and their data-in stream words: compressed in the layer's pattern
+    (a run-time design: golden.nm.compress_runtime form of pattern `pattern_id`)."""
+    if shape.runtime:
+        values, indices = compress_runtime(node.attrs["q"]["weight"], node.attrs["pattern"])
+    elif shape.dense:
         values, indices = node.attrs["q"]["weight"], None
     else:
         values, indices = compressed_weights(node)
-    words = weight_image(values, indices, shape)
+    words = weight_image(values, indices, shape, pattern_id)
     return words, stream_words(words, shape.weight_word_bits, shape.stream_width)
 
 
@@ -83,13 +93,16 @@ def emit_program(compiled, batch=None) -> dict:
     images, preamble, layers = {}, [], []
     weight_addr = param_addr = 0
     for node in graph.gemms():
-        if node.attrs["pattern"] != (shape.n, shape.m):
+        if tuple(node.attrs["pattern"]) not in shape.patterns:
             raise CompileError(f"layer {node.name}: pattern {node.attrs['pattern']} does not run "
                                f"on {config.name} ({config.nm})")
+        pattern_id = shape.patterns.index(tuple(node.attrs["pattern"]))
         q = node.attrs["q"]
-        words, stream = _weight_stream(node, shape)
-        params = param_image(q["bias"], q.get("mult", np.ones_like(q["bias"])),
-                             q.get("shift", np.zeros_like(q["bias"])))
+        words, stream = _weight_stream(node, shape, pattern_id)
+        fp = compiled.target.kind == "fp"      # the output stage passes FP32 results through
+        bias = np.zeros(len(q["bias"]), dtype=np.int64) if fp else q["bias"]
+        params = param_image(bias, q.get("mult", np.ones_like(bias)),
+                             q.get("shift", np.zeros_like(bias)))
         n = node.shape[1]
         _fits(Buffer.WEIGHT, weight_addr + len(words), shape, f"layer {node.name} weights")
         _fits(Buffer.PARAM, param_addr + n, shape, f"layer {node.name} parameters")
@@ -104,13 +117,20 @@ def emit_program(compiled, batch=None) -> dict:
             "name": node.name, "where": "array", "m": node.shape[0] * batch // example_rows,
             "k": int(compiled.float_graph.node(node.name).attrs["weight"].shape[0]),
             "k_pad": int(k_pad), "n": int(n), "pattern": f"{node.attrs['pattern'][0]}:{node.attrs['pattern'][1]}",
-            "already_nm": bool(node.attrs["already_nm"]), "format": f"int{compiled.target.weight_width}",
+            "already_nm": bool(node.attrs["already_nm"]),
+            "format": compiled.target.weight_format or f"int{compiled.target.weight_width}",
             "density": float((w != 0).mean()), "relu": bool(node.attrs["relu"]),
             "raw": not q["requant"], "input_scale": graph.node(node.inputs[0]).attrs["scale"],
             "weight_scales": [float(s) for s in q["weight_scale"]],
             "output_scale": (float(node.attrs["scale"]) if q["requant"] else None),
             "mult": [int(x) for x in q.get("mult", [])], "shift": [int(x) for x in q.get("shift", [])],
-            "weight_addr": weight_addr, "weight_words": len(words), "param_addr": param_addr})
+            "pattern_id": pattern_id, "weight_addr": weight_addr, "weight_words": len(words),
+            "param_addr": param_addr})
+        if fp:   # the host's output stage (quantize.fp_output)
+            layers[-1]["fp"] = {"acc_scale": [float(x) for x in q["acc_scale"]],
+                                "bias": [float(x) for x in q["bias"]],
+                                "output_scale": (None if node.name == graph.output
+                                                 else float(node.attrs["scale"]))}
         weight_addr += len(words)
         param_addr += n
     by_name = {layer["name"]: layer for layer in layers}
@@ -120,7 +140,8 @@ def emit_program(compiled, batch=None) -> dict:
     program = {"format": FORMAT, "design": config.to_dict(), "shape": shape.to_dict(),
                "batch": batch, "input": {"node": graph.input.name, "scale": compiled.input_scale,
                                          "sample_shape": list(graph.input.shape[1:]),
-                                         "act_width": compiled.target.act_width},
+                                         "act_width": compiled.target.act_width,
+                                         "format": compiled.target.act_format},
                "output": {"node": graph.output, "scale": np.ravel(compiled.output_scale).tolist()},
                "host_ops": [{"name": n.name, "op": n.op} for n in graph.nodes if n.where == "host"],
                "graph": _graph_json(graph), "layers": layers,
@@ -156,26 +177,27 @@ def _schedule(graph, shape, layers, batch, example_rows):
             act_addr = device["_in_act"][source]
         else:                                   # a host tensor: LOAD it
             act_addr = device["_act"]
-            count = row_panels * k // shape.m
+            count = row_panels * k // shape.k_group
             device["_act"] += count
             _fits(Buffer.ACT, device["_act"], shape, f"layer {node.name} input (batch {batch})")
             device["device"].append(isa.load(Buffer.ACT, act_addr, count, wait=not device["loads"]))
             device["loads"].append({"node": source, "addr": act_addr, "count": count, "k": k,
                                     "m": m})
             wait = True
-        if _chained(graph, node):
+        if _chained(graph, node, layers, shape):
             dst = device["_act"]
-            device["_act"] += row_panels * _ceil(n, shape.cols) * shape.cols // shape.m
+            device["_act"] += row_panels * _ceil(n, shape.cols) * shape.cols // shape.k_group
             _fits(Buffer.ACT, device["_act"], shape, f"layer {node.name} output (batch {batch})")
             device["_in_act"][node.name] = dst
             cmd = isa.gemm(act_addr, layer["weight_addr"], layer["param_addr"], dst, m, k, n,
-                           relu=layer["relu"], to_act=True, wait=wait)
+                           relu=layer["relu"], to_act=True, wait=wait, pattern=layer["pattern_id"])
         else:
             dst = device["_out"]
             device["_out"] += m * n
             _fits(Buffer.OUT, device["_out"], shape, f"layer {node.name} output (batch {batch})")
             cmd = isa.gemm(act_addr, layer["weight_addr"], layer["param_addr"], dst, m, k, n,
-                           relu=layer["relu"], raw=layer["raw"], wait=wait)
+                           relu=layer["relu"], raw=layer["raw"], wait=wait,
+                           pattern=layer["pattern_id"])
             device["stores"].append({"node": node.name, "addr": dst, "m": m, "n": n,
                                      "wide": layer["raw"]})
         device["device"].append(cmd)

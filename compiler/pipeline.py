@@ -15,9 +15,12 @@ from .capture import capture
 from .errors import CompileError
 from .importer import import_program
 from .ir import Graph
-from .quantize import quantize_int, quantize_values
-from .reference import run_float, run_int
+from .quantize import fp_codes, quantize_fp, quantize_int, quantize_values
+from .reference import run_float, run_fp, run_int
 from .target import Target
+
+
+FP_HOST_OPS = ("input", "reshape", "im2col", "to_nchw")   # fp designs: ops that only move codes
 
 
 @dataclasses.dataclass
@@ -34,15 +37,22 @@ class CompiledModel:
 
     @property
     def output_scale(self):
-        """Per-tensor scale (float) or per-channel scales (ndarray) of the output integers."""
+        """Per-tensor scale (float) or per-channel scales (ndarray) of the output integers (fp:
+        1.0, the outputs are float)."""
+        if self.target.kind == "fp":
+            return 1.0
         return self.graph.node(self.graph.output).attrs["scale"]
 
     def quantize_input(self, x):
-        """The model input as the integers the accelerator's first layer reads."""
+        """The model input as the integers (fp: format codes) the first layer reads."""
+        if self.target.kind == "fp":
+            return fp_codes(_numpy(x), self.input_scale, self.target.act_format)
         return quantize_values(_numpy(x), self.input_scale, self.target.act_width)
 
     def run_reference(self, x, record=None):
-        """Integer reference execution (numpy, golden GEMMs) on a float input batch."""
+        """Integer (fp: FP8) reference execution (numpy, golden GEMMs) on a float input batch."""
+        if self.target.kind == "fp":
+            return run_fp(self.graph, self.quantize_input(x), self.target, record)
         return run_int(self.graph, self.quantize_input(x), self.target.act_width, record)
 
     def dequantize(self, y):
@@ -88,10 +98,18 @@ def compile_model(module, example_input, config, calibration=None, patterns=None
     log.append("sparsify: " + ", ".join(f"{g.name} {g.attrs['pattern'][0]}:{g.attrs['pattern'][1]}"
                                         + (" (kept)" if g.attrs["already_nm"] else " (pruned)")
                                         for g in graph.gemms()))
-    if target.kind != "int":
-        raise CompileError(f"pe.kind {target.kind!r}: quantization for this kind is not "
-                           f"implemented; allowed: int")
     calibration = example_input if calibration is None else calibration
+    if target.kind == "fp":
+        moving = [n for n in graph.nodes if n.where == "host" and n.op not in FP_HOST_OPS]
+        if moving:
+            raise CompileError(f"host op {moving[0].op} ({moving[0].name}) on the fp design "
+                               f"{target.config.name}: not implemented for FP8 codes; allowed "
+                               f"host ops: {', '.join(FP_HOST_OPS)}")
+        quantize_fp(graph, _numpy(calibration), target.act_format, target.weight_format)
+        log.append(f"quantize: {target.act_format} activations (per tensor scale), "
+                   f"{target.weight_format} weights (per channel scale), FP32 results scaled "
+                   f"on the host")
+        return CompiledModel(graph, target, float_graph, log)
     quantize_int(graph, _numpy(calibration), target.act_width, target.weight_width)
     log.append(f"quantize: INT{target.act_width} activations (per tensor), "
                f"INT{target.weight_width} weights (per channel), dyadic requantization")

@@ -1,4 +1,5 @@
-"""Quantize: scales from calibration data, integer weights, dyadic requantizers (int kind).
+"""Quantize: scales from calibration data, integer weights, dyadic requantizers (int kind);
+FP8 codes and scales (fp kind, below).
 
 INT (HAWQ-V3 style, integer-only inference):
 - activations: one symmetric scale per tensor, s = max|x| / (2^(b-1) - 1) over the calibration
@@ -120,3 +121,63 @@ def _quantize_gemm(node, s_in, s_out, requant, weight_bits):
         q["mult"] = np.array([p[0] for p in pairs], dtype=np.int64)
         q["shift"] = np.array([p[1] for p in pairs], dtype=np.int64)
     return q
+
+
+# FP8 (pe.kind "fp"): the array multiplies FP8 codes and returns FP32 results; the host scales.
+#
+# - activations: one scale per tensor, s = max|x| / max_finite(format) over the calibration
+#   batch; codes = golden.formats encode(clip(x / s, +-max_finite)) (round to nearest even,
+#   ml_dtypes' encodings), -0 stored as +0 (so a pruned weight stays a zero code);
+# - weights: one scale per output channel, s_w = max|w_c| / max_finite;
+# - a GEMM's result r (FP32 bits from the array) is the host's: y = r * s_in * s_w + bias
+#   (float64), ReLU if fused, then codes at the output tensor's scale for the next GEMM; the
+#   model's last GEMM returns y (float logits).
+
+def fp_codes(x, scale, fmt):
+    """Codes of x / scale in format `fmt` (golden.formats), saturated to +-max_finite (int64)."""
+    from ..golden.formats import get_format
+    f = get_format(fmt)
+    top = f.max_finite
+    codes = f.encode(np.clip(np.asarray(x, dtype=np.float64) / scale, -top, top)).astype(np.int64)
+    codes[codes == 1 << (f.width - 1)] = 0        # -0 -> +0
+    return codes
+
+
+def fp_decode(codes, fmt):
+    from ..golden.formats import get_format
+    return get_format(fmt).decode(np.asarray(codes))
+
+
+def fp_output(bits, acc_scale, bias, relu, out_scale, fmt):
+    """The host's output stage of an fp GEMM: FP32 result bits (rows, n) -> y = r * acc_scale +
+    bias (float64, per column), ReLU if `relu`; codes of y at `out_scale` in `fmt`, or y itself
+    when out_scale is None (the model's output)."""
+    acc = np.asarray(bits, dtype=np.int64).astype(np.uint32).view(np.float32).astype(np.float64)
+    y = acc * np.asarray(acc_scale, dtype=np.float64) + np.asarray(bias, dtype=np.float64)
+    if relu:
+        y = np.maximum(y, 0.0)
+    return y if out_scale is None else fp_codes(y, out_scale, fmt)
+
+
+def _fp_scale(values, fmt):
+    from ..golden.formats import get_format
+    top = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return (top if top > 0 else 1.0) / get_format(fmt).max_finite
+
+
+def quantize_fp(graph: Graph, calibration, act_fmt, weight_fmt) -> bool:
+    """Attach the FP8 quantization (attrs: scale, q) to every node of a sparsified graph."""
+    record = {}
+    run_float(graph, calibration, record)
+    for node in graph.nodes:
+        node.attrs["scale"] = (_fp_scale(record[node.name], act_fmt) if node.op in SCALED_OPS
+                               else graph.node(node.inputs[0]).attrs["scale"])
+        if node.op == "gemm":
+            w = node.attrs["weight"]
+            s_w = np.array([_fp_scale(w[:, c], weight_fmt) for c in range(w.shape[1])])
+            bias = node.attrs["bias"]
+            node.attrs["q"] = {"weight": fp_codes(w / s_w, 1.0, weight_fmt), "weight_scale": s_w,
+                               "acc_scale": graph.node(node.inputs[0]).attrs["scale"] * s_w,
+                               "bias": np.zeros(w.shape[1]) if bias is None else np.asarray(bias),
+                               "requant": False}
+    return True

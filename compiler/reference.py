@@ -11,7 +11,8 @@ import numpy as np
 
 from ..golden.dot import requantize
 from ..golden.gemm import gemm_int, sparse_gemm_int
-from ..golden.nm import compress_nm
+from ..golden.fp_mac import fp_mac
+from ..golden.nm import compress_nm, kept_pairs
 from . import hostops
 from .ir import Graph, Node
 
@@ -113,6 +114,43 @@ def run_int(graph: Graph, x_q, act_bits=8, record=None, gemm=None):
             q = node.attrs["q"]
             out = hostops.residual_add_int(values[node.inputs[0]], values[node.inputs[1]],
                                            q["mult"][0], q["mult"][1], q["shift"], act_bits)
+        else:
+            out = host_op(node, [values[i] for i in node.inputs], integer=True)
+        values[node.name] = out
+    if record is not None:
+        record.update(values)
+    return values[graph.output]
+
+
+def fp_gemm_bits(node: Node, codes, target):
+    """FP32 result bits (rows, N) of an fp GEMM node on activation codes (rows, K): golden.fp_mac
+    over each output's kept (activation, weight) code pairs in the order the array streams them
+    (golden.nm.kept_pairs), as the accelerator's golden executor computes them."""
+    n, m = node.attrs["pattern"]
+    x = pad_columns(np.asarray(codes, dtype=np.int64), node.attrs["k_pad"])
+    values, indices = compress_nm(node.attrs["q"]["weight"], n, m)
+    acts, weights = kept_pairs(x, values, indices, n, m)
+    accumulate, lanes, acc_bits = target.fp_mac()
+    bits, _ = fp_mac(target.act_format, acts, target.weight_format, weights, accumulate, lanes,
+                     acc_bits)
+    return bits.astype(np.int64)
+
+
+def run_fp(graph: Graph, codes, target, record=None):
+    """FP8 execution of a quantize_fp graph on the input codes: each GEMM's FP32 results go
+    through the host's output stage (quantize.fp_output); host ops only move codes. Returns the
+    last GEMM's float64 outputs."""
+    from .quantize import fp_output
+    values = {}
+    for node in graph.nodes:
+        if node.op == "input":
+            out = np.asarray(codes, dtype=np.int64)
+        elif node.op == "gemm":
+            q = node.attrs["q"]
+            out = fp_output(fp_gemm_bits(node, values[node.inputs[0]], target), q["acc_scale"],
+                            q["bias"], node.attrs["relu"],
+                            None if node.name == graph.output else node.attrs["scale"],
+                            target.act_format)
         else:
             out = host_op(node, [values[i] for i in node.inputs], integer=True)
         values[node.name] = out

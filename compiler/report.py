@@ -1,10 +1,11 @@
 """Per-layer figures of a program: where each op runs, array beats and utilization per GEMM
 (cycles come from golden.cycle_model or the simulation: compiler.command).
 
-A GEMM of (m, k, n) on an R x C array with groups of M takes ceil(m/R) * ceil(n/C) * k_pad/M
-array beats (golden.accel counts the same); its dense-equivalent MACs are m * k * n (k before
-padding), so array utilization = m*k*n / (beats * R*C*M) and dense-equivalent MACs per beat =
-m*k*n / beats.
+A GEMM of (m, k, n) on an R x C array whose beats cover S elements of K (S = M; on a run-time
+design the span of the layer's pattern, rtl.isa.AcceleratorShape.span) takes
+ceil(m/R) * ceil(n/C) * k_pad/S array beats (golden.accel counts the same); its dense-equivalent
+MACs are m * k * n (k before padding), so array utilization = m*k*n / (beats * R*C*S) and
+dense-equivalent MACs per beat = m*k*n / beats.
 """
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ def layer_report(program, inputs) -> dict:
     """Per-layer rows for `inputs` inputs run in batches of program.batch."""
     shape, batch = program.shape, program.batch
     passes = _ceil(inputs, batch)
-    peak = shape.rows * shape.cols * shape.m
     layers = []
+    capacity = 0            # dense-equivalent MACs the beats could have done
     for layer in program.spec["layers"]:
         m, k, n = layer["m"], layer["k"], layer["n"]
-        beats = _ceil(m, shape.rows) * _ceil(n, shape.cols) * layer["k_pad"] // shape.m
+        span = shape.span(layer.get("pattern_id", 0))
+        beats = _ceil(m, shape.rows) * _ceil(n, shape.cols) * layer["k_pad"] // span
         macs = m * k * n
+        peak = shape.rows * shape.cols * span
+        capacity += beats * passes * peak
         layers.append({"name": layer["name"], "where": "array", "m": m, "k": k, "n": n,
                        "pattern": layer["pattern"], "format": layer["format"],
                        "array_beats": beats * passes, "dense_macs": macs * passes,
@@ -32,7 +36,7 @@ def layer_report(program, inputs) -> dict:
     total_macs = sum(layer["dense_macs"] for layer in layers)
     return {"design": program.spec["design"]["name"], "inputs": inputs, "batch": batch,
             "layers": layers, "host_ops": host, "array_beats": total_beats,
-            "dense_macs": total_macs, "utilization": total_macs / (total_beats * peak),
+            "dense_macs": total_macs, "utilization": total_macs / capacity,
             "macs_per_beat": total_macs / total_beats}
 
 

@@ -22,7 +22,7 @@ from . import hostops
 from .emit import FORMAT, commands_of
 from .errors import CompileError
 from .ir import Node
-from .quantize import quantize_values
+from .quantize import fp_codes, fp_output, quantize_values
 from .reference import host_op, pad_columns
 
 
@@ -75,6 +75,13 @@ def _host_step(node, values, act_width):
     return host_op(node, [values[i] for i in node.inputs], integer=True)
 
 
+def _quantize_input(spec_input, x):
+    """The model input as the first layer reads it: integers, or format codes (kind "fp")."""
+    if spec_input.get("format"):
+        return fp_codes(x, spec_input["scale"], spec_input["format"])
+    return quantize_values(x, spec_input["scale"], spec_input["act_width"])
+
+
 def device_data(step, values, shape):
     """The data-in stream words of a device step's LOADs, from the host tensors."""
     data = []
@@ -85,21 +92,30 @@ def device_data(step, values, shape):
     return data
 
 
-def take_stores(step, packets, values, shape):
-    """Put a device step's STORE packets into the host tensors."""
+def take_stores(step, packets, values, shape, layers, act_format=None):
+    """Put a device step's STORE packets into the host tensors (kind "fp": FP32 result bits
+    through the layer's host output stage, quantize.fp_output)."""
     for store, packet in zip(step["stores"], packets):
         bits = shape.store_element_bits(store["wide"])
-        flat = unpack_store(packet, store["m"] * store["n"], bits, shape.stream_width)
-        values[store["node"]] = flat.reshape(store["m"], store["n"])
+        flat = unpack_store(packet, store["m"] * store["n"], bits, shape.stream_width,
+                            signed=shape.kind == "int")
+        out = flat.reshape(store["m"], store["n"])
+        if shape.kind == "fp":
+            fp = layers[store["node"]]["fp"]
+            out = fp_output(out, fp["acc_scale"], fp["bias"], layers[store["node"]]["relu"],
+                            fp["output_scale"], act_format)
+        values[store["node"]] = out
 
 
 def run_program(program: Program, x, progress=None, device=None):
     """Run `x` (a float batch, any number of rows: split into batches of program.batch, the last
     one padded with zero rows) through the program. `device(step, commands, data)` runs a device
-    step and returns its STORE packets (default: the golden executor). `progress(done, total)`
-    is called after each batch. Returns (outputs (rows, ...) int64, per-layer beats dict)."""
+    step and returns its STORE packets (default: the golden executor). `progress(done, total,
+    step)` is called after every step of every batch: inputs done (a batch's rows count once
+    its last step ran), input rows, and the step that ran (its GEMM layers or host op). Returns (outputs (rows, ...) int64, per-layer beats dict)."""
     spec, shape = program.spec, program.shape
     nodes = _nodes(spec)
+    layers = {layer["name"]: layer for layer in spec["layers"]}
     act_width = spec["input"]["act_width"]
     executor = Executor(shape)
     if device is None:
@@ -115,19 +131,21 @@ def run_program(program: Program, x, progress=None, device=None):
         chunk = np.zeros((batch,) + x.shape[1:])
         part = x[b * batch:(b + 1) * batch]
         chunk[:len(part)] = part
-        values = {spec["input"]["node"]: quantize_values(chunk, spec["input"]["scale"], act_width)}
+        values = {spec["input"]["node"]: _quantize_input(spec["input"], chunk)}
         by_name = {n.name: n for n in nodes}
-        for step in spec["steps"]:
+        for number, step in enumerate(spec["steps"]):
             if "host" in step:
                 node = by_name[step["host"]]
                 if node.op != "input":
                     values[node.name] = _host_step(node, values, act_width)
             else:
                 packets = device(step, commands_of(step["device"]), device_data(step, values, shape))
-                take_stores(step, packets, values, shape)
+                take_stores(step, packets, values, shape, layers, spec["input"].get("format"))
+            if progress:
+                last = number == len(spec["steps"]) - 1
+                progress(b * batch + (len(part) if last else 0), rows,
+                         step.get("host") or "+".join(step["gemms"]))
         outputs.append(values[spec["output"]["node"]][:len(part)])
-        if progress:
-            progress(b + 1, batches)
     return np.concatenate(outputs), executor.status
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..golden.nm import beat_span, parse_runtime_pattern, pattern_name, runtime_patterns
+from ..golden.nm import parse_runtime_pattern, pattern_name, runtime_patterns
 from .errors import CompileError
 
 KINDS = ("int", "fp")
@@ -54,9 +54,27 @@ class Target:
     def weight_width(self) -> int:
         return self.config.weight_width if self.kind == "int" else 8
 
+    @property
+    def act_format(self) -> str | None:
+        """Kind "fp": the activation / weight element formats (golden.formats names)."""
+        return self.config.act_format if self.kind == "fp" else None
+
+    @property
+    def weight_format(self) -> str | None:
+        return self.config.weight_format if self.kind == "fp" else None
+
+    def fp_mac(self):
+        """Kind "fp": (accumulate, lanes, acc_bits) of the array's FP MAC (rtl.mac_fp.FpMac), as
+        golden.fp_mac takes them."""
+        from ..rtl.mac_fp import FpMac
+        mac = FpMac(self.config.n, self.config.act_format, self.config.weight_format,
+                    self.config.accumulate)
+        return self.config.accumulate, mac.lanes or 1, mac.acc_bits
+
     def k_multiple(self, pattern) -> int:
-        """GEMM K is padded to a multiple of this for a layer of `pattern`: the K one beat
-        covers (M on fixed designs; golden.nm.beat_span on run-time designs)."""
+        """GEMM K is padded to a multiple of this for a layer of `pattern`: the K of one ACT
+        word's K-group (rtl.isa.AcceleratorShape.k_group: M on fixed designs; on run-time designs
+        N*Mmax, which every pattern's beat span golden.nm.beat_span divides)."""
         if self.config.runtime:
-            return beat_span(pattern, self.config.n)
+            return self.config.n * self.config.m
         return self.config.m

@@ -34,8 +34,9 @@ File format
     out_depth = 1024
 
 The ``[accelerator]`` table (every key optional) makes the design's top level the accelerator
-(rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS, fixed patterns
-and ``pe.acc_width`` <= ``stream_width``.
+(rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS and
+``pe.acc_width`` <= ``stream_width``; run-time patterns are chosen per GEMM command
+(rtl.isa ``pattern``).
 
 Run-time patterns
 -----------------
@@ -227,7 +228,7 @@ ACCELERATOR_DEFAULTS: dict[str, int] = {"stream_width": 64, "act_depth": 512,
                                         "weight_depth": 1024, "param_depth": 256,
                                         "out_depth": 1024}
 #: PE kinds the accelerator's output stage and buffers are implemented for.
-ACCELERATOR_PE_KINDS: tuple[str, ...] = ("int",)
+ACCELERATOR_PE_KINDS: tuple[str, ...] = ("int", "fp", "mx")
 # [pe] key -> Config attribute.
 _PE_ATTRS: dict[str, str] = {"kind": "pe_kind", "act_width": "act_width",
                              "weight_width": "weight_width", "acc_width": "acc_width",
@@ -474,13 +475,11 @@ def _validate_accelerator(source: str, cfg: "Config") -> None:
         raise ConfigError(source, "accelerator",
                           f"the accelerator is not implemented for pe.kind {cfg.pe_kind!r}",
                           f"no [accelerator] table, or pe.kind {_choices(ACCELERATOR_PE_KINDS)}")
-    if cfg.runtime:
-        raise ConfigError(source, "accelerator",
-                          "the accelerator is not implemented for run-time patterns",
-                          "no [accelerator] table, or sparsity.runtime = false")
-    if cfg.acc_width > cfg.stream_width:
+    result_bits, result_key = ((cfg.acc_width, "pe.acc_width") if cfg.pe_kind == "int"
+                               else (32, "the FP32 result"))
+    if result_bits > cfg.stream_width:
         raise ConfigError(source, "accelerator.stream_width",
-                          f"{cfg.stream_width} is narrower than pe.acc_width {cfg.acc_width}",
+                          f"{cfg.stream_width} is narrower than {result_key} ({result_bits} bits)",
                           _ALLOWED["accelerator.stream_width"])
 
 

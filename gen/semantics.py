@@ -199,4 +199,29 @@ def semantics(config, pe) -> dict:
             "the pattern id of a column's weight beat is the position of the pattern in "
             "`parameters.patterns`; an unknown id, an index >= M' and unsorted or repeated indices "
             "are counted in `bad_groups` and set `meta_error`.")
+    if config.accelerator:
+        rules |= _accelerator(config)
+    return rules
+
+
+def _accelerator(config) -> dict:
+    """The accelerator's per-kind output stage and its pattern rule (rtl.isa GEMM;
+    golden.accel.Executor is the model)."""
+    if config.pe_kind == "int":
+        stage = ("per result: x = acc + bias (exact); y = clamp(floor((x * mult + 2^(shift-1)) / "
+                 f"2^shift)) to {config.act_width} bits (round half up; shift 0 adds nothing), or "
+                 f"with `raw` clamp(x) to {config.acc_width} bits; then ReLU if asked "
+                 "(golden.accel.requantize). `to_act` writes y into ACT for the next GEMM.")
+    else:
+        stage = ("pass-through: each OUT word is the FP32 result's bits (bias, mult, shift, raw "
+                 "and relu are ignored; STORE with wide = 1 sends the 32-bit words); `to_act` is "
+                 "refused (SHAPE): a host converts FP32 results to the next layer's format.")
+    rules = {"accelerator output stage": stage}
+    if config.runtime:
+        rules["accelerator patterns"] = (
+            "a GEMM command's `pattern` operand is the pattern id for all its beats (an id "
+            "outside the table is refused with PATTERN); WEIGHT words hold N values + N indices "
+            "per column, k/S words per column panel (S = the pattern's beat span); ACT words "
+            f"hold K-groups of N*Mmax = {config.n * config.m} elements, the feeder cuts each "
+            "beat's slice and builds its activation window.")
     return rules

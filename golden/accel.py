@@ -3,13 +3,16 @@ bit-exact executor of a command list, and the hazard check of a program.
 
 Memory images (what LOAD carries, built by the host or the model compiler):
   act_image(a)         ACT words of an (m x k) activation matrix: ceil(m/R) row panels (rows past
-                       m are zero), each k/M words (one per K-group); element (r, j) of a word is
-                       lane r*M + j, act_width bits two's complement, lane 0 at the LSB.
+                       m are zero), each k/G words (one per K-group of G = shape.k_group: M, or
+                       N*Mmax on a run-time design); element (r, j) of a word is lane r*G + j,
+                       act_width bits two's complement, lane 0 at the LSB.
   weight_image(v, i)   WEIGHT words of a compressed (k x n) weight matrix (golden.nm.compress_nm
                        form: values and indices (k/M*N, n)): ceil(n/C) column panels (columns past
                        n have zero values and indices 0..N-1), each k/M words; column c of a word
                        at bit c*column_bits: N values (weight_width bits), then the metadata
                        (N indices of ceil(log2 M) bits, or the M-bit bitmap; none when dense).
+                       Run-time design: one word per beat of the GEMM's pattern (k/S words per
+                       column panel, golden.nm.compress_runtime form), N values + N indices.
   param_image(b, m, s) PARAM words (rtl.isa.Requant): per output column bias, mult, shift.
   stream_words(words)  the data-in stream words of a LOAD: the words' bits back to back, LSB
                        first, cut into stream_width-bit words (the last one zero-padded).
@@ -30,8 +33,11 @@ from amaranth import Shape
 
 from ..rtl.isa import (Buffer, Error, Opcode, Requant, UNIT_OF, Unit, check, decode, encode,
                        PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS)
+from .fp_mac import fp_mac
 from .gemm import _accumulate
+from .mx import mx_mac
 from .ints import int_range
+from .nm import act_windows, runtime_bad_groups, window_positions
 
 _PARAM_FIELDS = {name: (f.offset, Shape.cast(f.shape).width, Shape.cast(f.shape).signed)
                  for name, f in Requant.as_shape()}
@@ -68,36 +74,69 @@ def _lanes_to_words(values, width):
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def _check_fits(values, width, name):
-    lo, hi = int_range(width)
+def _check_fits(values, width, name, signed=True):
+    lo, hi = int_range(width) if signed else (0, (1 << width) - 1)
     values = np.asarray(values)
     if values.size and (values.min() < lo or values.max() > hi):
-        raise ValueError(f"{name}: values must be signed {width}-bit integers ({lo}..{hi})")
+        kind = "signed" if signed else "unsigned (format codes)"
+        raise ValueError(f"{name}: values must be {kind} {width}-bit integers ({lo}..{hi})")
+
+
+def _signed(shape):
+    """Elements are two's complement integers (kind "int"), else unsigned format codes."""
+    return shape.kind == "int"
 
 
 # Memory images.
 
-def act_image(a, shape):
-    """ACT words of activation matrix `a` (m x k); k must be a multiple of M."""
+def act_image(a, shape, scales=None):
+    """ACT words of activation matrix `a` (m x k); k must be a multiple of G = shape.k_group.
+    Kind "mx": `scales` (m x k/block_size) E8M0 codes, each word carries its rows' scales."""
     a = np.asarray(a, dtype=np.int64)
     m_rows, k = a.shape
-    if k % shape.m:
-        raise ValueError(f"act_image: k = {k} is not a multiple of M = {shape.m}")
-    _check_fits(a, shape.act_width, "act_image")
+    g_elems = shape.k_group
+    if k % g_elems:
+        raise ValueError(f"act_image: k = {k} is not a multiple of the K-group {g_elems}")
+    _check_fits(a, shape.act_width, "act_image", _signed(shape))
     panels = _ceil(m_rows, shape.rows)
     padded = np.zeros((panels * shape.rows, k), dtype=np.int64)
     padded[:m_rows] = a
-    groups = k // shape.m
-    lanes = padded.reshape(panels, shape.rows, groups, shape.m).transpose(0, 2, 1, 3)
-    return _lanes_to_words(lanes.reshape(panels * groups, shape.rows * shape.m), shape.act_width)
+    groups = k // g_elems
+    lanes = padded.reshape(panels, shape.rows, groups, g_elems).transpose(0, 2, 1, 3)
+    words = _lanes_to_words(lanes.reshape(panels * groups, shape.rows * g_elems), shape.act_width)
+    if not shape.side_bits:
+        return words
+    sides = np.zeros((panels * shape.rows, groups), dtype=np.int64)   # per row and word
+    sides[:m_rows] = np.repeat(_scales(scales, (m_rows, k // shape.block_size)),
+                               shape.block_size // g_elems, axis=1)
+    side_words = _lanes_to_words(sides.reshape(panels, shape.rows, groups).transpose(0, 2, 1)
+                                 .reshape(panels * groups, shape.rows), shape.side_bits)
+    return [w | (s << shape.act_data_bits) for w, s in zip(words, side_words)]
+
+
+def _scales(scales, want):
+    """E8M0 scale codes of shape `want` (kind "mx")."""
+    if scales is None or np.shape(scales) != want:
+        raise ValueError(f"mx images need E8M0 scales of shape {want}, got "
+                         f"{None if scales is None else np.shape(scales)}")
+    scales = np.asarray(scales, dtype=np.int64)
+    _check_fits(scales, 8, "mx scales", signed=False)
+    return scales
+
+
+def act_sides(words, shape):
+    """Per ACT word, its rows' side values (mx scales): (len(words), R) ints."""
+    return _words_to_lanes([int(w) >> shape.act_data_bits for w in words], shape.rows,
+                           shape.side_bits, signed=False)
 
 
 def act_from_image(words, m_rows, k, shape):
     """Inverse of act_image: the (m_rows x k) matrix held by ACT words."""
-    groups = k // shape.m
+    g_elems = shape.k_group
+    groups = k // g_elems
     panels = _ceil(m_rows, shape.rows)
-    lanes = _words_to_lanes(words, shape.rows * shape.m, shape.act_width)
-    a = lanes.reshape(panels, groups, shape.rows, shape.m).transpose(0, 2, 1, 3)
+    lanes = _words_to_lanes(words, shape.rows * g_elems, shape.act_width, _signed(shape))
+    a = lanes.reshape(panels, groups, shape.rows, g_elems).transpose(0, 2, 1, 3)
     return a.reshape(panels * shape.rows, k)[:m_rows]
 
 
@@ -114,21 +153,31 @@ def _metadata_lanes(indices, shape):
     return grouped, (shape.m - 1).bit_length()
 
 
-def weight_image(values, indices, shape):
+def weight_image(values, indices, shape, pattern=0, scales=None):
     """WEIGHT words of compressed weights: values, indices (k/M*N, n) (indices ignored when
-    dense)."""
+    dense); on a run-time design the golden.nm.compress_runtime form of pattern id `pattern`
+    ((k/M'*N', n): N consecutive rows per beat), indices group-relative. Padding columns get
+    zero values and the well-formed indices 0..N'-1 of every group (and scale 0 on mx). Kind
+    "mx": `scales` (k/block_size x n) E8M0 codes, each column's after its metadata."""
     values = np.asarray(values, dtype=np.int64)
     rows, n_cols = values.shape
     if rows % shape.n:
         raise ValueError(f"weight_image: {rows} value rows is not a multiple of N = {shape.n}")
-    _check_fits(values, shape.weight_width, "weight_image")
+    _check_fits(values, shape.weight_width, "weight_image", _signed(shape))
     groups, panels = rows // shape.n, _ceil(n_cols, shape.cols)
     width = panels * shape.cols
     v = np.zeros((rows, width), dtype=np.int64)
     v[:, :n_cols] = values
-    idx = np.tile(np.arange(shape.n, dtype=np.int64)[:, None], (groups, width))
+    per_group = shape.patterns[pattern][0]
+    idx = np.tile(np.arange(shape.n, dtype=np.int64)[:, None] % per_group, (groups, width))
     if not shape.dense:
         idx[:, :n_cols] = np.asarray(indices, dtype=np.int64)
+    sides = np.zeros((groups, width), dtype=np.int64)
+    if shape.side_bits:
+        k = groups * shape.m
+        sides[:, :n_cols] = np.repeat(_scales(scales, (k // shape.block_size, n_cols)),
+                                      shape.block_size // shape.m, axis=0)
+    side_shift = shape.column_bits - shape.side_bits
     words = []
     for p in range(panels):
         cols = slice(p * shape.cols, (p + 1) * shape.cols)
@@ -136,7 +185,8 @@ def weight_image(values, indices, shape):
         for g in range(groups):
             word = 0
             for c in range(shape.cols):
-                word |= col_words[g][c] << (c * shape.column_bits)
+                column = col_words[g][c] | int(sides[g, p * shape.cols + c]) << side_shift
+                word |= column << (c * shape.column_bits)
             words.append(word)
     return words
 
@@ -157,18 +207,20 @@ def _column_words(values, indices, shape):
     return [flat[g * vg.shape[1]:(g + 1) * vg.shape[1]] for g in range(groups)]
 
 
-def weights_from_image(words, k, n_cols, shape):
+def weights_from_image(words, k, n_cols, shape, pattern=0):
     """Inverse of weight_image for k and the padded width ceil(n/C)*C: (values, positions)
-    (k/M*N, padded cols) each; positions are the decoded metadata (bitmap: the set bits in
-    order, padded with 0 when fewer than N, the first N when more; dense: 0..N-1)."""
-    groups = k // shape.m
+    (k/S*N, padded cols) each (S = shape.span(pattern)); positions are the decoded metadata
+    (bitmap: the set bits in order, padded with 0 when fewer than N, the first N when more;
+    dense: 0..N-1; run-time: the stored group-relative indices)."""
+    groups = k // shape.span(pattern)
     panels = _ceil(n_cols, shape.cols)
     cols = panels * shape.cols
     column_lanes = _words_to_lanes(words, shape.cols, shape.column_bits, signed=False)
     column_lanes = column_lanes.reshape(panels, groups, shape.cols).transpose(1, 0, 2)
     column_lanes = column_lanes.reshape(groups, cols)  # one column's bits per (group, col)
     flat = [int(x) for x in column_lanes.reshape(-1)]
-    vals = _words_to_lanes(flat, shape.n, shape.weight_width).reshape(groups, cols, shape.n)
+    vals = _words_to_lanes(flat, shape.n, shape.weight_width, _signed(shape))
+    vals = vals.reshape(groups, cols, shape.n)
     if shape.dense:
         pos = np.broadcast_to(np.arange(shape.n), vals.shape).copy()
         meta = None
@@ -187,6 +239,14 @@ def weights_from_image(words, k, n_cols, shape):
             meta = pos
     return vals.transpose(0, 2, 1).reshape(groups * shape.n, cols), \
         pos.transpose(0, 2, 1).reshape(groups * shape.n, cols), meta
+
+
+def weight_sides(words, k, n_cols, shape):
+    """Per beat and padded column, the WEIGHT words' side values (mx scales): (k/M, cols)."""
+    groups, panels = k // shape.m, _ceil(n_cols, shape.cols)
+    column_lanes = _words_to_lanes(words, shape.cols, shape.column_bits, signed=False)
+    sides = column_lanes >> (shape.column_bits - shape.side_bits)
+    return sides.reshape(panels, groups, shape.cols).transpose(1, 0, 2).reshape(groups, -1)
 
 
 def param_image(bias, mult, shift):
@@ -326,54 +386,84 @@ class Executor:
 
     def gemm_accumulators(self, f):
         """The padded (ceil(m/R)*R x ceil(n/C)*C) accumulator matrix of a GEMM command's
-        operands as they are in the buffers; updates the overflow and metadata flags."""
+        operands as they are in the buffers; updates the overflow and metadata flags. Each
+        beat's exact sum over the N multipliers is accumulated in beat order."""
         s = self.shape
-        groups = f["k"] // s.m
+        pid = f.get("pattern", 0)
+        beats = f["k"] // s.span(pid)
         row_panels, col_panels = _ceil(f["m"], s.rows), _ceil(f["n"], s.cols)
-        act = self.buffers[Buffer.ACT][f["act_addr"]:f["act_addr"] + row_panels * groups]
+        cols = col_panels * s.cols
+        act_words = row_panels * (f["k"] // s.k_group)
+        act = self.buffers[Buffer.ACT][f["act_addr"]:f["act_addr"] + act_words]
         a = act_from_image(act, row_panels * s.rows, f["k"], s)
-        wts = self.buffers[Buffer.WEIGHT][f["weight_addr"]:f["weight_addr"] + col_panels * groups]
-        values, positions, _ = weights_from_image(wts, f["k"], col_panels * s.cols, s)
-        bad = self._malformed(wts, f["k"], col_panels * s.cols)
+        wts = self.buffers[Buffer.WEIGHT][f["weight_addr"]:f["weight_addr"] + col_panels * beats]
+        values, positions, meta = weights_from_image(wts, f["k"], cols, s, pid)
+        bad = self._malformed(positions, meta, pid)
         if bad:
             self.status.meta_error = True
             self.status.bad_groups += bad * row_panels  # counted each time a column panel streams
-        self.status.array_beats += row_panels * col_panels * groups
-        acc = np.zeros((row_panels * s.rows, col_panels * s.cols), dtype=np.int64)
-        vg = values.reshape(groups, s.n, -1)
-        pg = positions.reshape(groups, s.n, -1)
+        self.status.array_beats += row_panels * col_panels * beats
+        acc = np.zeros((row_panels * s.rows, cols), dtype=np.int64)
+        vg = values.reshape(beats, s.n, -1)
+        if s.runtime:  # lane i reads block i of the beat's activation window at its index
+            pattern = s.patterns[pid]
+            pg = window_positions(positions, pattern, s.n, s.m).reshape(beats, s.n, -1)
+        else:
+            pg = positions.reshape(beats, s.n, -1)
         for p in range(row_panels):
             rows = slice(p * s.rows, (p + 1) * s.rows)
-            ag = a[rows].reshape(s.rows, groups, s.m)
-            kept = ag[:, np.arange(groups)[:, None, None], pg]  # (R, G, N, cols)
-            sums = np.einsum("rgjc,gjc->grc", kept, vg)
-            acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
+            if s.runtime:
+                source = act_windows(a[rows], pattern, s.n, s.m)   # (R, beats, N*Mmax)
+            else:
+                source = a[rows].reshape(s.rows, beats, s.m)
+            kept = source[:, np.arange(beats)[:, None, None], pg]  # (R, beats, N, cols)
+            if s.kind in ("fp", "mx"):  # per output: its beats' N kept (act, weight) code pairs
+                pairs_a = kept.transpose(0, 3, 1, 2)                  # (R, cols, beats, N)
+                pairs_w = np.broadcast_to(vg.transpose(2, 0, 1), pairs_a.shape)
+                if s.kind == "fp":
+                    bits, flags = fp_mac(s.act_format, pairs_a, s.weight_format, pairs_w,
+                                         s.accumulate, s.fp_lanes or 1, s.fp_acc_bits)
+                else:   # the scales seen with each beat: the row's (ACT) and column's (WEIGHT)
+                    words = act[p * beats:(p + 1) * beats]
+                    a_side = act_sides(words, s).T[:, None, :]         # (R, 1, beats)
+                    w_side = weight_sides(wts, f["k"], cols, s).T[None, :, :]  # (1, cols, beats)
+                    a_side, w_side = np.broadcast_arrays(a_side, w_side)
+                    bits, flags = mx_mac(s.act_format, pairs_a, pairs_w, a_side, w_side, s.m,
+                                         s.fp_lanes)
+                acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
+            else:
+                sums = np.einsum("rgjc,gjc->grc", kept, vg)
+                acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
             self.status.overflow |= overflowed
         return acc
 
-    def _malformed(self, words, k, cols):
-        """Malformed (column, K-group) metadata groups in WEIGHT words, as the decoders flag
-        them (SPEC 1)."""
+    def _malformed(self, positions, meta, pid):
+        """Malformed metadata groups (column x K-group) of a GEMM's weights, as the decoders
+        count them (SPEC 1): `positions`, `meta` as weights_from_image returns them."""
         s = self.shape
         if s.dense:
             return 0
-        groups = k // s.m
-        _, _, meta = weights_from_image(words, k, cols, s)
+        if s.runtime:
+            beats = positions.shape[0] // s.n
+            ids = np.full((beats, positions.shape[1]), pid, dtype=np.int64)
+            return int(runtime_bad_groups(ids, positions, s.n, s.m).sum())
         if s.encoding == "bitmap":
             popcount = np.vectorize(lambda x: bin(int(x)).count("1"))(meta)
             return int((popcount != s.n).sum())
-        idx = meta.reshape(groups, cols, s.n)
-        bad = (idx >= s.m).any(axis=2) | (np.diff(idx, axis=2) <= 0).any(axis=2)
+        bad = (meta >= s.m).any(axis=2) | (np.diff(meta, axis=2) <= 0).any(axis=2)
         return int(bad.sum())
 
     def _gemm(self, f):
         s = self.shape
         acc = self.gemm_accumulators(f)
         m_rows, n_cols = f["m"], f["n"]
-        bias, mult, shift = params_from_image(
-            self.buffers[Buffer.PARAM][f["param_addr"]:f["param_addr"] + n_cols])
-        y = requantize(acc[:m_rows, :n_cols], bias, mult, shift, s.act_width, s.acc_width,
-                       relu=bool(f["relu"]), raw=bool(f["raw"]))
+        if s.kind != "int":   # pass-through: the FP32 result bits
+            y = acc[:m_rows, :n_cols]
+        else:
+            bias, mult, shift = params_from_image(
+                self.buffers[Buffer.PARAM][f["param_addr"]:f["param_addr"] + n_cols])
+            y = requantize(acc[:m_rows, :n_cols], bias, mult, shift, s.act_width, s.acc_width,
+                           relu=bool(f["relu"]), raw=bool(f["raw"]))
         if f["to_act"]:
             padded = np.zeros_like(acc)
             padded[:m_rows, :n_cols] = y
@@ -398,13 +488,14 @@ def accesses(fields, shape):
         return [(Buffer.OUT, f["addr"], f["addr"] + f["count"])], []
     if opcode == Opcode.GEMM:
         f = fields["gemm"]
-        groups = f["k"] // shape.m
+        act_words = f["k"] // shape.k_group
+        beats = f["k"] // shape.span(f["pattern"])
         row_panels, col_panels = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
-        reads = [(Buffer.ACT, f["act_addr"], f["act_addr"] + row_panels * groups),
-                 (Buffer.WEIGHT, f["weight_addr"], f["weight_addr"] + col_panels * groups),
+        reads = [(Buffer.ACT, f["act_addr"], f["act_addr"] + row_panels * act_words),
+                 (Buffer.WEIGHT, f["weight_addr"], f["weight_addr"] + col_panels * beats),
                  (Buffer.PARAM, f["param_addr"], f["param_addr"] + f["n"])]
         if f["to_act"]:
-            size = row_panels * col_panels * shape.cols // shape.m
+            size = row_panels * col_panels * shape.cols // shape.k_group
             writes = [(Buffer.ACT, f["dst_addr"], f["dst_addr"] + size)]
         else:
             writes = [(Buffer.OUT, f["dst_addr"], f["dst_addr"] + f["m"] * f["n"])]

@@ -9,20 +9,23 @@ streams (data-in always valid, data-out always ready):
   cycles from its start until the unit is free;
 - GEMM: the feeder streams one beat per cycle from 3 cycles after the start; a tile's last beat
   waits while `result_depth` + 1 tiles are admitted and not yet drained; each tile's results
-  appear `array_latency` cycles after its last beat; the drain takes R*C cycles per tile, one
-  after the other; the unit is free DRAIN_TAIL cycles after the last tile's last element;
-- STORE: one element per cycle, free `count` + 4 cycles after its start.
+  appear `array_latency` cycles after its last beat; the drain takes one result row per cycle
+  (R cycles per tile), tiles starting at least rtl.execute.tile_drain_cycles apart; the unit
+  is free DRAIN_TAIL cycles after the last tile's last row;
+- STORE: one data-out stream word per cycle, free (stream words) + STORE_TAIL cycles after its
+  start.
 The dataflow enters only through the GEMM timing (feeder start, latency, drain), so another
 dataflow's feeder brings its own `gemm_cycles`.
 """
 from dataclasses import dataclass
 
+from ..rtl.execute import tile_drain_cycles
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
 CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
 FEED_DELAY = 3        # start -> first array beat
 DRAIN_TAIL = 6        # last element taken -> execute unit free
-STORE_TAIL = 4
+STORE_TAIL = 3
 LOAD_TAIL = 2
 
 
@@ -42,16 +45,18 @@ class CommandTiming:
 def gemm_cycles(shape, row_panels, col_panels, groups, array_latency, result_depth):
     """Cycles from a GEMM's start until the execute unit is free (output-stationary array)."""
     tiles = row_panels * col_panels
-    drained = []          # cycle each tile's last element is taken
+    spacing = tile_drain_cycles(shape.rows, shape.cols, shape.k_group)
+    drained = []          # cycle each tile's last row is taken
     beat = FEED_DELAY - 1
+    begin = None
     for t in range(tiles):
         last = beat + groups
         if t - result_depth - 1 >= 0:
             last = max(last, drained[t - result_depth - 1] + 1)
         beat = last
         ready = last + array_latency
-        begin = max(ready, drained[-1] + 1) if drained else ready
-        drained.append(begin + shape.rows * shape.cols - 1)
+        begin = ready if begin is None else max(ready, begin + spacing)
+        drained.append(begin + shape.rows - 1)
     return drained[-1] + DRAIN_TAIL
 
 
@@ -83,11 +88,13 @@ def predict(shape, commands, array_latency, result_depth):
             end = start + max(shape.stream_words(f["buffer"], f["count"]), f["count"]) + LOAD_TAIL
         elif opcode == Opcode.GEMM:
             f = fields["gemm"]
-            rp, cp, groups = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols), f["k"] // shape.m
+            rp, cp = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
+            groups = f["k"] // shape.span(f["pattern"])
             beats = rp * cp * groups
             end = start + gemm_cycles(shape, rp, cp, groups, array_latency, result_depth)
         elif opcode == Opcode.STORE:
-            end = start + fields["store"]["count"] + STORE_TAIL
+            f = fields["store"]
+            end = start + shape.store_stream_words(f["count"], f["wide"]) + STORE_TAIL
         else:
             end = start
         if unit != Unit.NONE:

@@ -6,13 +6,14 @@ one of the few positions `fill` can take for that buffer (multiples of gcd(word_
 stream_width) in [word_bits, word_bits + stream_width)), so there is no general barrel shifter.
 Throughput: one stream word and one buffer word per cycle; a blocked write (`grant` low: the
 output stage owns the ACT write port) holds the word and the stream.
-StoreUnit: reads one OUT word per cycle, packs stream_width // element_bits elements per stream
-word (unused slots of the last word are zero), `tlast` on the command's last word.
+StoreUnit: reads one stream word's elements (stream_width // element_bits consecutive OUT words,
+from the banked OUT buffer) per cycle, packs them (unused slots of the last word are zero),
+`tlast` on the command's last word: one stream word per cycle.
 """
 from math import gcd
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axis import axis_signature
@@ -90,17 +91,21 @@ class LoadUnit(wiring.Component):
 
 class StoreUnit(wiring.Component):
     """`start` begins a STORE of `count` OUT words from `addr`, elements of `narrow_bits` bits
-    (or `wide_bits` with `wide`); `busy` until the last stream word has transferred. Reads go
-    out on `rd_addr`/`rd_en` (a synchronous read port: `rd_data` one cycle later)."""
+    (or `wide_bits` with `wide`); `busy` until the last stream word has transferred. One stream
+    word per cycle: each read (`rd_addr`/`rd_en`, a synchronous read of `lanes` =
+    stream_width // narrow_bits consecutive words: `rd_data[lane]` one cycle later, holding
+    until the next read) fetches the elements of one stream word."""
 
     def __init__(self, stream_width, narrow_bits, wide_bits):
         self.stream_width = stream_width
         self.narrow_bits, self.wide_bits = narrow_bits, wide_bits
+        self.lanes = stream_width // narrow_bits
         super().__init__({
             "data": Out(axis_signature(stream_width)),
             "start": In(1), "addr": In(ADDR_BITS), "count": In(SIZE_BITS), "wide": In(1),
             "busy": Out(1),
-            "rd_addr": Out(ADDR_BITS), "rd_en": Out(1), "rd_data": In(wide_bits),
+            "rd_addr": Out(ADDR_BITS), "rd_en": Out(1),
+            "rd_data": In(data.ArrayLayout(unsigned(wide_bits), self.lanes)),
         })
 
     def elaborate(self, platform):
@@ -109,46 +114,34 @@ class StoreUnit(wiring.Component):
         left = Signal(SIZE_BITS + 1)          # elements not yet read
         addr = Signal(ADDR_BITS)
         wide = Signal()
-        rd_valid = Signal()                   # rd_data holds an element read last cycle
+        rd_valid = Signal()                   # rd_data holds a stream word's elements
+        rd_count = Signal(range(self.lanes + 1))
         rd_last = Signal()
-        pack = Signal(w)
-        slot = Signal(range(w + 1))
-        complete = Signal()                   # pack is a finished stream word
-        pack_last = Signal()
         out_valid = Signal()
 
         with m.If(self.start):
             m.d.sync += [left.eq(self.count), addr.eq(self.addr), wide.eq(self.wide)]
         per_word = Mux(wide, w // self.wide_bits, w // self.narrow_bits)
+        take = Mux(left < per_word, left, per_word)
 
-        m.d.comb += [self.data.tvalid.eq(out_valid)]
-        move = complete & (~out_valid | self.data.tready)
-        consume = rd_valid & (~complete | move)
-        issue = (left != 0) & (~rd_valid | consume) & ~self.start
+        m.d.comb += self.data.tvalid.eq(out_valid)
+        move = rd_valid & (~out_valid | self.data.tready)
+        issue = (left != 0) & (~rd_valid | move) & ~self.start
         m.d.comb += [self.rd_addr.eq(addr), self.rd_en.eq(issue)]
         with m.If(issue):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), rd_last.eq(left == 1)]
-        m.d.sync += rd_valid.eq(issue | (rd_valid & ~consume))
+            m.d.sync += [addr.eq(addr + take), left.eq(left - take), rd_count.eq(take),
+                         rd_last.eq(left == take)]
+        m.d.sync += rd_valid.eq(issue | (rd_valid & ~move))
 
+        # Pack the read elements (unused slots of the last word are zero).
+        narrow = Cat(*[Mux(i < rd_count, self.rd_data[i][:self.narrow_bits], 0)
+                       for i in range(w // self.narrow_bits)])
+        wide_word = Cat(*[Mux(i < rd_count, self.rd_data[i], 0)
+                          for i in range(w // self.wide_bits)])
         with m.If(move):
-            m.d.sync += [self.data.tdata.eq(pack), self.data.tlast.eq(pack_last), out_valid.eq(1)]
+            m.d.sync += [self.data.tdata.eq(Mux(wide, wide_word, narrow)),
+                         self.data.tlast.eq(rd_last), out_valid.eq(1)]
         with m.Elif(self.data.tready):
             m.d.sync += out_valid.eq(0)
-
-        # Place the element at its slot of a cleared (after a move) or growing pack.
-        base_slot = Mux(move, 0, slot)
-        base_pack = Mux(move, 0, pack)
-        placed = Signal(w)
-        narrow = [Mux(base_slot == s, self.rd_data[:self.narrow_bits], base_pack[s * self.narrow_bits:(s + 1) * self.narrow_bits])
-                  for s in range(w // self.narrow_bits)]
-        wide_slots = [Mux(base_slot == s, self.rd_data[:self.wide_bits], base_pack[s * self.wide_bits:(s + 1) * self.wide_bits])
-                      for s in range(w // self.wide_bits)]
-        m.d.comb += placed.eq(Mux(wide, Cat(*wide_slots), Cat(*narrow)))
-        with m.If(consume):
-            done = (base_slot + 1 == per_word) | rd_last
-            m.d.sync += [pack.eq(placed), slot.eq(base_slot + 1), complete.eq(done),
-                         pack_last.eq(rd_last)]
-        with m.Elif(move):
-            m.d.sync += [pack.eq(0), slot.eq(0), complete.eq(0)]
-        m.d.comb += self.busy.eq((left != 0) | rd_valid | complete | out_valid)
+        m.d.comb += self.busy.eq((left != 0) | rd_valid | out_valid)
         return m

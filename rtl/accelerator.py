@@ -8,8 +8,10 @@ tlast on each STORE's last word). Status: `busy` (a command is being checked or 
 (beats the array took).
 
 Buffers are amaranth.lib.memory.Memory (block RAM): ACT (one write port shared by the load unit
-and the drain's chained writes, the drain first; one read port), WEIGHT, PARAM and OUT (one
-write, one read port each).
+and the drain's chained writes, the drain first; one read port), WEIGHT (one write, one read
+port); PARAM and OUT are rtl.banked_memory.BankedMemory (C banks or more: the drain reads a
+tile's C PARAM words and writes a row of C results per cycle, the store unit reads a data-out
+word's elements per cycle).
 
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
 sized and checked (3 cycles); a refused command sets `cmd_error`/`error_code` and is dropped;
@@ -24,12 +26,22 @@ from amaranth.lib.wiring import In, Out
 
 from .accel_io import LoadUnit, StoreUnit
 from .axis import axis_signature
+from .banked_memory import BankedMemory
 from .execute import ExecuteUnit
 from .isa import (ADDR_BITS, COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant)
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 
 COUNTER_BITS = 48
 CONTROL_CYCLES = 4   # from taking a command to starting its unit, when the unit is free
+
+
+def _div_const(value, divisor):
+    """(value // divisor, value % divisor) for a constant divisor (a shift and a mask when it is
+    a power of two)."""
+    if divisor & (divisor - 1) == 0:
+        bits = divisor.bit_length() - 1
+        return value >> bits, (value[:bits] if bits else 0)
+    return value // divisor, value % divisor
 
 
 def _ceil_div(value, divisor):
@@ -58,45 +70,46 @@ class Accelerator(wiring.Component):
         s, array = self.shape, self.array
         m.submodules.array = array
         act_bits, weight_bits = s.act_word_bits, s.weight_word_bits
-        assert array.weight.payload.shape().size == weight_bits, "weight word != array weight beat"
+        pattern_bits = s.cols * array.pe.weight_layout.size - weight_bits  # run-time: ids per column
+        assert pattern_bits == (s.cols * (len(s.patterns)).bit_length() if s.runtime else 0), \
+            "weight word != array weight beat"
 
         m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[])
         m.submodules.weight_mem = weight_mem = Memory(shape=unsigned(weight_bits),
                                                       depth=s.weight_depth, init=[])
-        m.submodules.param_mem = param_mem = Memory(shape=Requant, depth=s.param_depth, init=[])
-        m.submodules.out_mem = out_mem = Memory(shape=unsigned(s.acc_width), depth=s.out_depth,
-                                                init=[])
         act_wr = act_mem.write_port(granularity=s.act_width)
         act_rd = act_mem.read_port()
         weight_wr, weight_rd = weight_mem.write_port(), weight_mem.read_port()
-        param_wr, param_rd = param_mem.write_port(), param_mem.read_port()
-        out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
 
         m.submodules.load = load = LoadUnit(s.stream_width, [act_bits, weight_bits,
                                                               Requant.as_shape().size])
         m.submodules.store = store = StoreUnit(s.stream_width, s.act_width, s.acc_width)
-        m.submodules.execute = execute = ExecuteUnit(array, s.act_width, s.acc_width, act_bits,
-                                                     weight_bits)
+        m.submodules.param_mem = param_mem = BankedMemory(Requant.as_shape().size, s.param_depth,
+                                                          write_lanes=1, read_lanes=s.cols)
+        m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth,
+                                                      write_lanes=s.cols, read_lanes=store.lanes)
+        m.submodules.execute = execute = ExecuteUnit(array, s)
         wiring.connect(m, wiring.flipped(self.s_axis_data), load.data)
         wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
 
         # Buffer ports.
-        lanes = s.rows * s.m
+        granules = act_bits // s.act_width   # the elements and (mx) the rows' scales
         chained = execute.act_wr_en.any()
         m.d.comb += [
             act_rd.addr.eq(execute.act_rd_addr), act_rd.en.eq(execute.act_rd_en),
             execute.act_rd_data.eq(act_rd.data),
             weight_rd.addr.eq(execute.weight_rd_addr), weight_rd.en.eq(execute.weight_rd_en),
             execute.weight_rd_data.eq(weight_rd.data),
-            param_rd.addr.eq(execute.param_rd_addr), param_rd.en.eq(execute.param_rd_en),
-            execute.param_rd_data.eq(param_rd.data),
-            out_wr.addr.eq(execute.out_wr_addr), out_wr.data.eq(execute.out_wr_data),
-            out_wr.en.eq(execute.out_wr_en),
-            out_rd.addr.eq(store.rd_addr), out_rd.en.eq(store.rd_en), store.rd_data.eq(out_rd.data),
+            param_mem.rd_addr.eq(execute.param_rd_addr), param_mem.rd_en.eq(execute.param_rd_en),
+            execute.param_rd_data.eq(param_mem.rd_data),
+            out_mem.wr_addr.eq(execute.out_wr_addr), out_mem.wr_data.eq(execute.out_wr_data),
+            out_mem.wr_en.eq(execute.out_wr_en),
+            out_mem.rd_addr.eq(store.rd_addr), out_mem.rd_en.eq(store.rd_en),
+            store.rd_data.eq(out_mem.rd_data),
             weight_wr.addr.eq(load.wr_addr), weight_wr.data.eq(load.wr_data),
             weight_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
-            param_wr.addr.eq(load.wr_addr), param_wr.data.eq(load.wr_data),
-            param_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
+            param_mem.wr_addr.eq(load.wr_addr), param_mem.wr_data[0].eq(load.wr_data),
+            param_mem.wr_en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
             load.grant.eq(~(chained & (load.wr_buffer == Buffer.ACT))),
         ]
         with m.If(chained):
@@ -104,7 +117,7 @@ class Accelerator(wiring.Component):
                          act_wr.en.eq(execute.act_wr_en)]
         with m.Else():
             m.d.comb += [act_wr.addr.eq(load.wr_addr), act_wr.data.eq(load.wr_data),
-                         act_wr.en.eq(((1 << lanes) - 1)
+                         act_wr.en.eq(((1 << granules) - 1)
                                       * (load.wr_en & (load.wr_buffer == Buffer.ACT)))]
 
         self._controller(m, load, execute, store)
@@ -122,14 +135,14 @@ class Accelerator(wiring.Component):
         cmd = Signal(Command)
         g = cmd.operands.gemm
         ld, st = cmd.operands.load, cmd.operands.store
-        groups = Signal(SIZE_BITS)
+        groups = Signal(SIZE_BITS)       # array beats per tile: k / span(pattern)
+        act_groups = Signal(SIZE_BITS)   # ACT words per row panel: k / k_group
         k_bad = Signal()
         row_panels, col_panels = Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1)
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
         panel_words = Signal(SIZE_BITS + 8)
         chain_bad = Signal()
-        log_m = s.m.bit_length() - 1
 
         units_idle = ~(load.busy | execute.busy | store.busy)
         unit_free = Signal()
@@ -151,6 +164,7 @@ class Accelerator(wiring.Component):
             execute.m.eq(g.m), execute.n.eq(g.n), execute.relu.eq(g.relu), execute.raw.eq(g.raw),
             execute.to_act.eq(g.to_act), execute.row_panels.eq(row_panels),
             execute.col_panels.eq(col_panels), execute.groups.eq(groups),
+            execute.act_groups.eq(act_groups), execute.pattern.eq(g.pattern),
             execute.dst_panel_words.eq(panel_words),
         ]
         error = Signal(Error)
@@ -162,22 +176,27 @@ class Accelerator(wiring.Component):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [groups.eq(g.k >> log_m), k_bad.eq(g.k[:log_m] != 0),
-                             row_panels.eq(_ceil_div(g.m, s.rows)),
+                quotient, remainder = _div_const(g.k, s.k_group)
+                m.d.sync += [act_groups.eq(quotient), k_bad.eq(remainder != 0)]
+                with m.Switch(g.pattern):
+                    for pid in range(len(s.patterns)):
+                        with m.Case(pid):
+                            m.d.sync += groups.eq(_div_const(g.k, s.span(pid))[0])
+                m.d.sync += [row_panels.eq(_ceil_div(g.m, s.rows)),
                              col_panels.eq(_ceil_div(g.n, s.cols))]
                 m.next = "SIZE"
             with m.State("SIZE"):
                 m.d.comb += self.busy.eq(1)
                 width = col_panels * s.cols
                 m.d.sync += [
-                    need["act"].eq(g.act_addr + row_panels * groups),
+                    need["act"].eq(g.act_addr + row_panels * act_groups),
                     need["weight"].eq(g.weight_addr + col_panels * groups),
                     need["param"].eq(g.param_addr + g.n),
                     need["out"].eq(g.dst_addr + g.m * g.n),
                     need["load"].eq(ld.addr + ld.count),
                     need["store"].eq(st.addr + st.count),
-                    panel_words.eq(width >> log_m),
-                    chain_bad.eq(width[:log_m] != 0 if log_m else 0),
+                    panel_words.eq(_div_const(width, s.k_group)[0]),
+                    chain_bad.eq(_div_const(width, s.k_group)[1] != 0),
                 ]
                 m.next = "CHECK"
             with m.State("CHECK"):
@@ -205,9 +224,11 @@ class Accelerator(wiring.Component):
                     with m.Case(Opcode.GEMM):
                         with m.If((g.m == 0) | (g.k == 0) | (g.n == 0)):
                             m.d.comb += error.eq(Error.SHAPE)
+                        with m.Elif(g.pattern >= len(s.patterns)):
+                            m.d.comb += error.eq(Error.PATTERN)
                         with m.Elif(k_bad):
                             m.d.comb += error.eq(Error.K_GROUP)
-                        with m.Elif(g.to_act & (g.raw | chain_bad)):
+                        with m.Elif(g.to_act & (g.raw | chain_bad | (s.kind != "int"))):
                             m.d.comb += error.eq(Error.SHAPE)
                         with m.Elif(need["act"] > s.act_depth):
                             m.d.comb += error.eq(Error.ACT_RANGE)

@@ -1,27 +1,33 @@
 """The execute unit (rtl.isa GEMM) for the output-stationary array: a tile sequencer and feeder
-in front of the array, a drain and the output stage behind it.
+in front of the array, a drain and the output stages behind it.
 
 Feeder (the array-facing part a dataflow replaces): tiles in the order row panel i, column panel
-j, K-group g; for each beat it reads ACT word act_addr + i*groups + g and WEIGHT word
-weight_addr + j*groups + g (the buffers keep every panel, so a panel is reused by every tile
-that needs it without reloading), into a 4-deep skid FIFO that feeds the array's act and weight
-streams, one beat per cycle (`last` on g = groups - 1).
-Drain: takes one element of the array's result tile per cycle (row-major), reads its column's
-PARAM word, runs it through the output stage (rtl.output_stage) and writes the OUT word
-dst_addr + row*n + col (elements inside m x n only) or, with `to_act`, the ACT lane of the
-chained layout (every element of the padded tile; zero outside m x n).
-Cycles of one GEMM: about max(groups, R*C) per tile plus the array's latency and the drain's
+j, beat g; for each beat it reads WEIGHT word weight_addr + j*groups + g and the ACT word of the
+beat's K range (act_addr + i*act_groups + g*S/G; the buffers keep every panel, so a panel is
+reused by every tile that needs it without reloading), into a 4-deep skid FIFO that feeds the
+array's act and weight streams, one beat per cycle (`last` on g = groups - 1). On a run-time
+design the GEMM's pattern picks the beat's slice of the ACT word and its activation window
+(golden.nm.act_windows), and the pattern id goes to every column's decoder.
+Drain: takes one row of the array's result tile per cycle (C results), with the tile's C PARAM
+words (read in one cycle from the banked PARAM buffer, rtl.banked_memory), runs them through C
+output stages (rtl.output_stage) and writes the OUT words dst_addr + row*n + col (elements
+inside m x n only) in one cycle (banked OUT buffer) or, with `to_act`, collects the tile and
+writes the ACT words of the chained layout it touches (every element of the padded tile; zero
+outside m x n), one word per cycle while the next tile drains.
+Cycles of one GEMM: about max(groups, R) per tile plus the array's latency and the drain's
 pipeline (golden.cycle_model has the exact count).
 """
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import fifo, wiring
+from math import gcd
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import ADDR_BITS, SIZE_BITS, Requant
-from .output_stage import LATENCY as STAGE_LATENCY, OutputStage
+from .isa import ADDR_BITS, PATTERN_BITS, SIZE_BITS, Requant
+from .output_stage import LATENCY as STAGE_LATENCY, OutputStage, PassThroughStage
+from .pipeline import delay
 
 FEED_DEPTH = 4
-DRAIN_LATENCY = 2 + STAGE_LATENCY   # element taken -> PARAM word read -> stage -> write
 
 
 class ExecuteUnit(wiring.Component):
@@ -31,25 +37,31 @@ class ExecuteUnit(wiring.Component):
     dst_panel_words = col_panels*C/M). Buffer ports: synchronous reads `*_rd_*` (data one cycle
     after addr/en), writes `out_wr_*` and `act_wr_*` (lane enables of act_width lanes)."""
 
-    def __init__(self, array, act_width, acc_width, act_bits, weight_bits):
-        self.array = array
-        self.rows, self.cols, self.group = array.rows, array.cols, array.m
-        self.act_width, self.acc_width = act_width, acc_width
-        self.act_bits, self.weight_bits = act_bits, weight_bits
-        lanes = self.rows * self.group
+    def __init__(self, array, shape):
+        self.array, self.shape = array, shape
+        k_group = shape.k_group
+        self.rows, self.cols, self.k_group = array.rows, array.cols, k_group
+        self.act_width, self.acc_width = shape.act_width, shape.acc_width
+        self.act_bits, self.weight_bits = shape.act_word_bits, shape.weight_word_bits
+        act_bits, acc_width, weight_bits = self.act_bits, self.acc_width, self.weight_bits
+        self.tile_cycles = tile_drain_cycles(self.rows, self.cols, k_group)
+        lanes = self.rows * k_group
+        cols = self.cols
         super().__init__({
             "start": In(1), "busy": Out(1), "beat": Out(1),
             "act_addr": In(ADDR_BITS), "weight_addr": In(ADDR_BITS), "param_addr": In(ADDR_BITS),
             "dst_addr": In(ADDR_BITS), "m": In(SIZE_BITS), "n": In(SIZE_BITS),
             "relu": In(1), "raw": In(1), "to_act": In(1),
             "row_panels": In(SIZE_BITS), "col_panels": In(SIZE_BITS), "groups": In(SIZE_BITS),
+            "act_groups": In(SIZE_BITS), "pattern": In(PATTERN_BITS),
             "dst_panel_words": In(SIZE_BITS),
             "act_rd_addr": Out(ADDR_BITS), "act_rd_en": Out(1), "act_rd_data": In(act_bits),
             "weight_rd_addr": Out(ADDR_BITS), "weight_rd_en": Out(1),
             "weight_rd_data": In(weight_bits),
             "param_rd_addr": Out(ADDR_BITS), "param_rd_en": Out(1),
-            "param_rd_data": In(Requant),
-            "out_wr_addr": Out(ADDR_BITS), "out_wr_en": Out(1), "out_wr_data": Out(acc_width),
+            "param_rd_data": In(data.ArrayLayout(Requant, cols)),
+            "out_wr_addr": Out(ADDR_BITS), "out_wr_en": Out(cols),
+            "out_wr_data": Out(data.ArrayLayout(unsigned(acc_width), cols)),
             "act_wr_addr": Out(ADDR_BITS), "act_wr_en": Out(lanes), "act_wr_data": Out(act_bits),
         })
 
@@ -59,6 +71,7 @@ class ExecuteUnit(wiring.Component):
         held = {name: Signal.like(getattr(self, name), name=f"op_{name}")
                 for name in ("act_addr", "weight_addr", "param_addr", "dst_addr", "m", "n", "relu",
                              "raw", "to_act", "row_panels", "col_panels", "groups",
+                             "act_groups", "pattern",
                              "dst_panel_words")}
         with m.If(self.start):
             m.d.sync += [sig.eq(getattr(self, name)) for name, sig in held.items()]
@@ -68,112 +81,250 @@ class ExecuteUnit(wiring.Component):
         return m
 
     def _feeder(self, m, op):
-        array = self.array
+        array, shape = self.array, self.shape
         running = Signal()
         i, j, g = Signal(SIZE_BITS), Signal(SIZE_BITS), Signal(SIZE_BITS)
         act_base, act_ptr, weight_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS), Signal(ADDR_BITS)
-        m.submodules.feed = feed = fifo.SyncFIFO(width=self.act_bits + self.weight_bits + 1,
-                                                  depth=FEED_DEPTH)
+        subs = max(shape.k_group // shape.span(p) for p in range(len(shape.patterns)))
+        sub = Signal(range(subs))       # the beat's slice of the ACT word (run-time patterns)
+        sub_last = Signal(range(subs))  # k_group / span - 1 for the GEMM's pattern
+        with m.Switch(op["pattern"]):
+            for pid in range(len(shape.patterns)):
+                with m.Case(pid):
+                    m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
+        m.submodules.feed = feed = fifo.SyncFIFO(
+            width=self.act_bits + self.weight_bits + 1 + len(sub), depth=FEED_DEPTH)
         inflight, inflight_last = Signal(), Signal()
+        inflight_sub = Signal.like(sub)
         issue = running & (feed.level + inflight < FEED_DEPTH - 1)
         with m.If(self.start):
-            m.d.sync += [running.eq(1), i.eq(0), j.eq(0), g.eq(0), act_base.eq(self.act_addr),
-                         act_ptr.eq(self.act_addr), weight_ptr.eq(self.weight_addr)]
+            m.d.sync += [running.eq(1), i.eq(0), j.eq(0), g.eq(0), sub.eq(0),
+                         act_base.eq(self.act_addr), act_ptr.eq(self.act_addr),
+                         weight_ptr.eq(self.weight_addr)]
         last_group = g == op["groups"] - 1
         with m.If(issue):
             with m.If(~last_group):
-                m.d.sync += [g.eq(g + 1), act_ptr.eq(act_ptr + 1), weight_ptr.eq(weight_ptr + 1)]
+                m.d.sync += [g.eq(g + 1), weight_ptr.eq(weight_ptr + 1)]
+                with m.If(sub == sub_last):
+                    m.d.sync += [sub.eq(0), act_ptr.eq(act_ptr + 1)]
+                with m.Else():
+                    m.d.sync += sub.eq(sub + 1)
             with m.Elif(j != op["col_panels"] - 1):
-                m.d.sync += [g.eq(0), j.eq(j + 1), act_ptr.eq(act_base),
+                m.d.sync += [g.eq(0), sub.eq(0), j.eq(j + 1), act_ptr.eq(act_base),
                              weight_ptr.eq(weight_ptr + 1)]
             with m.Else():
-                m.d.sync += [g.eq(0), j.eq(0), i.eq(i + 1), act_base.eq(act_base + op["groups"]),
-                             act_ptr.eq(act_base + op["groups"]), weight_ptr.eq(op["weight_addr"])]
+                next_panel = act_base + op["act_groups"]
+                m.d.sync += [g.eq(0), sub.eq(0), j.eq(0), i.eq(i + 1), act_base.eq(next_panel),
+                             act_ptr.eq(next_panel), weight_ptr.eq(op["weight_addr"])]
                 with m.If(i == op["row_panels"] - 1):
                     m.d.sync += running.eq(0)
         m.d.comb += [self.act_rd_addr.eq(act_ptr), self.act_rd_en.eq(issue),
                      self.weight_rd_addr.eq(weight_ptr), self.weight_rd_en.eq(issue)]
-        m.d.sync += [inflight.eq(issue), inflight_last.eq(last_group)]
+        m.d.sync += [inflight.eq(issue), inflight_last.eq(last_group), inflight_sub.eq(sub)]
         m.d.comb += [feed.w_en.eq(inflight),
-                     feed.w_data.eq(Cat(self.act_rd_data, self.weight_rd_data, inflight_last))]
+                     feed.w_data.eq(Cat(self.act_rd_data, self.weight_rd_data, inflight_last,
+                                        inflight_sub))]
         # FIFO -> array: one joined beat per cycle.
-        act_data = feed.r_data[:self.act_bits]
-        weight_data = feed.r_data[self.act_bits:self.act_bits + self.weight_bits]
-        m.d.comb += [array.act.payload.data.eq(act_data),
-                     array.act.payload.last.eq(feed.r_data[-1]),
-                     array.weight.payload.eq(weight_data),
+        act_word = feed.r_data[:self.act_bits]
+        weight_word = feed.r_data[self.act_bits:self.act_bits + self.weight_bits]
+        beat_last = feed.r_data[self.act_bits + self.weight_bits]
+        beat_sub = feed.r_data[self.act_bits + self.weight_bits + 1:]
+        if shape.runtime:
+            self._runtime_beat(m, op["pattern"], act_word, weight_word, beat_sub)
+        else:
+            m.d.comb += [array.act.payload.data.eq(act_word[:shape.act_data_bits]),
+                         array.weight.payload.eq(weight_word)]
+            if shape.side_bits:   # mx: the rows' block scales follow the elements
+                m.d.comb += array.act.payload.side.eq(act_word[shape.act_data_bits:])
+        m.d.comb += [array.act.payload.last.eq(beat_last),
                      array.act.valid.eq(feed.r_rdy), array.weight.valid.eq(feed.r_rdy),
                      feed.r_en.eq(array.act.ready & array.weight.ready & feed.r_rdy),
                      self.beat.eq(array.act.ready & array.weight.ready & feed.r_rdy)]
         return running | inflight | feed.r_rdy
 
+    def _runtime_beat(self, m, pattern, act_word, weight_word, sub):
+        """A run-time design's beat: per row the activation window of the GEMM's pattern
+        (golden.nm.act_windows: lane block i holds the M' elements of lane i's group, then the
+        group again reversed as filler) cut from slice `sub` of the ACT word; per column the
+        stored values and indices plus the GEMM's pattern id."""
+        array, shape, aw = self.array, self.shape, self.act_width
+        n, mmax, group = shape.n, shape.m, shape.k_group
+        for r in range(self.rows):
+            row = act_word[r * group * aw:(r + 1) * group * aw]
+            window = Value.cast(array.act.payload.data[r])
+            with m.Switch(pattern):
+                for pid, (np_, mp) in enumerate(shape.patterns):
+                    span = shape.span(pid)
+                    with m.Case(pid):
+                        with m.Switch(sub):
+                            for q in range(group // span):
+                                with m.Case(q):
+                                    elems = []
+                                    for lane in range(n):
+                                        first = q * span + (lane // np_) * mp
+                                        for t in range(mmax):
+                                            src = t if t < mp else mp - 1 - (t - mp) % mp
+                                            e = first + src
+                                            elems.append(row[e * aw:(e + 1) * aw])
+                                    m.d.comb += window.eq(Cat(*elems))
+        values_bits = n * shape.weight_width
+        for c in range(self.cols):
+            column = weight_word[c * shape.column_bits:(c + 1) * shape.column_bits]
+            lane = array.weight.payload[c]
+            m.d.comb += [Value.cast(lane.values).eq(column[:values_bits]),
+                         Value.cast(lane.indices).eq(column[values_bits:]),
+                         lane.pattern.eq(pattern)]
+
     def _drain(self, m, op):
-        array, rows, cols, lanes_m = self.array, self.rows, self.cols, self.group
+        array, rows, cols, group = self.array, self.rows, self.cols, self.k_group
         active = Signal()      # tiles of this GEMM still to come out of the array
         ti, tj = Signal(SIZE_BITS), Signal(SIZE_BITS)
-        r, c = Signal(range(rows)), Signal(range(cols))
+        r = Signal(range(rows))
         row_base = Signal(SIZE_BITS + 1)   # ti * R
         col_base = Signal(SIZE_BITS + 1)   # tj * C
         panel_base = Signal(ADDR_BITS)     # dst_addr + ti * dst_panel_words
+        chain_word = Signal(ADDR_BITS)     # col_base // G: the tile's first chained ACT word
+        chain_off = Signal(range(group))   # col_base mod G: its first lane within a row
         with m.If(self.start):
-            m.d.sync += [active.eq(1), ti.eq(0), tj.eq(0), r.eq(0), c.eq(0), row_base.eq(0),
-                         col_base.eq(0), panel_base.eq(self.dst_addr)]
-        take = active & array.result.valid
-        last_element = (r == rows - 1) & (c == cols - 1)
-        m.d.comb += array.result.ready.eq(take & last_element)
+            m.d.sync += [active.eq(1), ti.eq(0), tj.eq(0), r.eq(0), row_base.eq(0),
+                         col_base.eq(0), panel_base.eq(self.dst_addr), chain_word.eq(0),
+                         chain_off.eq(0)]
+        # Tiles are taken at least `tile_cycles` apart (the chained writer's words per tile).
+        spacing = Signal(range(self.tile_cycles + 1))
+        spaced = (r != 0) | (spacing == 0)
+        take = active & array.result.valid & spaced
+        last_row = r == rows - 1
+        m.d.comb += array.result.ready.eq(take & last_row)
+        with m.If(take & (r == 0)):
+            m.d.sync += spacing.eq(self.tile_cycles - 1)
+        with m.Elif(spacing != 0):
+            m.d.sync += spacing.eq(spacing - 1)
         with m.If(take):
-            m.d.sync += c.eq(Mux(c == cols - 1, 0, c + 1))
-            with m.If(c == cols - 1):
-                m.d.sync += r.eq(Mux(r == rows - 1, 0, r + 1))
-            with m.If(last_element):
+            m.d.sync += r.eq(Mux(last_row, 0, r + 1))
+            with m.If(last_row):
                 with m.If(tj != op["col_panels"] - 1):
-                    m.d.sync += [tj.eq(tj + 1), col_base.eq(col_base + cols)]
+                    wrap = chain_off + cols % group >= group
+                    m.d.sync += [tj.eq(tj + 1), col_base.eq(col_base + cols),
+                                 chain_word.eq(chain_word + cols // group + wrap),
+                                 chain_off.eq(Mux(wrap, chain_off + cols % group - group,
+                                                  chain_off + cols % group))]
                 with m.Else():
-                    m.d.sync += [tj.eq(0), col_base.eq(0), ti.eq(ti + 1),
-                                 row_base.eq(row_base + rows),
+                    m.d.sync += [tj.eq(0), col_base.eq(0), ti.eq(ti + 1), chain_word.eq(0),
+                                 chain_off.eq(0), row_base.eq(row_base + rows),
                                  panel_base.eq(panel_base + op["dst_panel_words"])]
                     with m.If(ti == op["row_panels"] - 1):
                         m.d.sync += active.eq(0)
+        # The tile's C PARAM words are read with its first row; the read data holds after.
+        m.d.comb += [self.param_rd_addr.eq(op["param_addr"] + col_base),
+                     self.param_rd_en.eq(take & (r == 0))]
 
-        # Stage A: the element, its coordinates and its column's PARAM word (read now).
-        acc_a = Signal(array.result.payload.shape().elem_shape.elem_shape, name="acc_a")
-        valid_a, row_a, col_a, local_a = Signal(), Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1), Signal(range(rows * lanes_m))
-        panel_a = Signal(ADDR_BITS)
-        col = col_base + c
-        m.d.comb += [self.param_rd_addr.eq(op["param_addr"] + col), self.param_rd_en.eq(take)]
-        m.d.sync += [valid_a.eq(take), acc_a.eq(array.result.payload[r][c]),
-                     row_a.eq(row_base + r), col_a.eq(col), panel_a.eq(panel_base),
-                     local_a.eq(r * lanes_m + col[:lanes_m.bit_length() - 1])]
-        # Stage B: destination addresses and the output stage's inputs.
-        inside = (row_a < op["m"]) & (col_a < op["n"])
-        out_addr = Signal(ADDR_BITS)
-        act_addr = Signal(ADDR_BITS)
-        lane = Signal.like(local_a)
-        keep = Signal()
-        m.d.sync += [out_addr.eq(op["dst_addr"] + row_a * op["n"] + col_a),
-                     act_addr.eq(panel_a + (col_a >> (lanes_m.bit_length() - 1))),
-                     lane.eq(local_a), keep.eq(inside)]
-        bias = Signal.like(self.param_rd_data.bias)
-        mult = Signal.like(self.param_rd_data.mult)
-        shift = Signal.like(self.param_rd_data.shift)
-        acc_b, valid_b = Signal.like(acc_a), Signal()
-        m.d.sync += [bias.eq(self.param_rd_data.bias), mult.eq(self.param_rd_data.mult),
-                     shift.eq(self.param_rd_data.shift), acc_b.eq(acc_a), valid_b.eq(valid_a)]
-        # Output stage; the tag carries the addresses, lane and whether the element is inside.
-        tag = Cat(out_addr, act_addr, lane, keep)
-        m.submodules.output_stage = stage = OutputStage(self.acc_width, self.act_width, len(tag))
-        m.d.comb += [stage.valid.eq(valid_b), stage.acc.eq(acc_b), stage.bias.eq(bias),
-                     stage.mult.eq(mult), stage.shift.eq(shift), stage.relu.eq(op["relu"]),
-                     stage.raw.eq(op["raw"]), stage.tag.eq(tag)]
-        y_out, y_act = stage.y_tag[:ADDR_BITS], stage.y_tag[ADDR_BITS:2 * ADDR_BITS]
-        y_lane = stage.y_tag[2 * ADDR_BITS:2 * ADDR_BITS + len(lane)]
-        y_keep = stage.y_tag[-1]
-        y = stage.y
-        m.d.comb += [self.out_wr_addr.eq(y_out), self.out_wr_data.eq(y),
-                     self.out_wr_en.eq(stage.y_valid & y_keep & ~op["to_act"]),
-                     self.act_wr_addr.eq(y_act),
-                     self.act_wr_data.eq(Cat(*[Mux(y_keep, y[:self.act_width], 0)] * (rows * lanes_m))),
-                     self.act_wr_en.eq(Mux(stage.y_valid & op["to_act"], Const(1, rows * lanes_m) << y_lane, 0))]
-        pipe = Signal(STAGE_LATENCY)   # valid_b through the output stage
+        # Stage A: the row, its coordinates (the PARAM row arrives now).
+        result_shape = array.result.payload.shape().elem_shape.elem_shape
+        acc_a = [Signal(result_shape, name=f"acc_a{c}") for c in range(cols)]
+        valid_a, row_a, r_a = Signal(), Signal(SIZE_BITS + 1), Signal(range(rows))
+        col_a, word_a, off_a = Signal(SIZE_BITS + 1), Signal(ADDR_BITS), Signal(range(group))
+        m.d.sync += [valid_a.eq(take), row_a.eq(row_base + r), r_a.eq(r), col_a.eq(col_base),
+                     word_a.eq(panel_base + chain_word), off_a.eq(chain_off)]
+        m.d.sync += [acc_a[c].eq(array.result.payload[r][c]) for c in range(cols)]
+        # Stage B: the OUT address, which lanes are inside m x n, the output stages' inputs.
+        out_addr, valid_b = Signal(ADDR_BITS), Signal()
+        r_b, word_b, off_b = Signal.like(r_a), Signal.like(word_a), Signal.like(off_a)
+        keep_b = Signal(cols)
+        m.d.sync += [out_addr.eq(op["dst_addr"] + row_a * op["n"] + col_a), valid_b.eq(valid_a),
+                     r_b.eq(r_a), word_b.eq(word_a), off_b.eq(off_a),
+                     keep_b.eq(Cat(*[(row_a < op["m"]) & (col_a + c < op["n"])
+                                     for c in range(cols)]))]
+        ys, keeps = [], []
+        for c in range(cols):
+            param = self.param_rd_data[c]
+            acc_b = Signal.like(acc_a[c], name=f"acc_b{c}")
+            bias = Signal.like(param.bias, name=f"bias{c}")
+            mult = Signal.like(param.mult, name=f"mult{c}")
+            shift = Signal.like(param.shift, name=f"shift{c}")
+            m.d.sync += [acc_b.eq(acc_a[c]), bias.eq(param.bias), mult.eq(param.mult),
+                         shift.eq(param.shift)]
+            stage_class = OutputStage if self.shape.kind == "int" else PassThroughStage
+            stage = stage_class(self.acc_width, self.act_width, 1)
+            m.submodules[f"output_stage{c}"] = stage
+            m.d.comb += [stage.valid.eq(valid_b), stage.acc.eq(acc_b), stage.bias.eq(bias),
+                         stage.mult.eq(mult), stage.shift.eq(shift), stage.relu.eq(op["relu"]),
+                         stage.raw.eq(op["raw"]), stage.tag.eq(keep_b[c])]
+            ys.append(stage.y)
+            keeps.append(stage.y_tag[0])
+            y_valid = stage.y_valid
+        # The row's common tag travels beside the output stages.
+        y_addr = delay(m, out_addr, STAGE_LATENCY, "y_addr", reset_less=True)
+        y_r = delay(m, r_b, STAGE_LATENCY, "y_r", reset_less=True)
+        y_word = delay(m, word_b, STAGE_LATENCY, "y_word", reset_less=True)
+        y_off = delay(m, off_b, STAGE_LATENCY, "y_off", reset_less=True)
+        m.d.comb += [self.out_wr_addr.eq(y_addr),
+                     self.out_wr_en.eq(Mux(y_valid & ~op["to_act"], Cat(*keeps), 0))]
+        m.d.comb += [self.out_wr_data[c].eq(ys[c]) for c in range(cols)]
+        writing = self._chain_writer(m, op, y_valid, ys, keeps, y_r, y_word, y_off)
+        pipe = Signal(STAGE_LATENCY)   # valid_b through the output stages
         m.d.sync += pipe.eq(Cat(valid_b, pipe[:-1]))
-        return active | valid_a | valid_b | pipe.any()
+        return active | valid_a | valid_b | pipe.any() | writing
+
+    def _chain_writer(self, m, op, valid, ys, keeps, r, word, off):
+        """`to_act`: collects a tile's requantized rows (zero outside m x n); after its last row
+        writes the ACT words the tile touches, one per cycle (`chain_words(off)` of them)."""
+        rows, cols, group, aw = self.rows, self.cols, self.k_group, self.act_width
+        collect = [Signal(cols * aw, name=f"collect{i}") for i in range(rows - 1)]
+        tile = [Signal(cols * aw, name=f"tile{i}") for i in range(rows)]
+        row = Cat(*[Mux(keeps[c], ys[c][:aw], 0) for c in range(cols)])
+        last = valid & op["to_act"] & (r == rows - 1)
+        with m.If(valid & op["to_act"]):
+            with m.Switch(r):
+                for i in range(rows - 1):
+                    with m.Case(i):
+                        m.d.sync += collect[i].eq(row)
+        left = Signal(range(self.tile_cycles + 1))
+        wq = Signal(range(self.tile_cycles + 1))
+        base, tile_off = Signal(ADDR_BITS), Signal(range(group))
+        with m.If(last):
+            m.d.sync += [*(tile[i].eq(collect[i]) for i in range(rows - 1)), tile[-1].eq(row),
+                         base.eq(word), tile_off.eq(off), wq.eq(0)]
+            with m.Switch(off):
+                for o in chain_offsets(cols, group):
+                    with m.Case(o):
+                        m.d.sync += left.eq(chain_words(cols, group, o))
+        with m.Elif(left != 0):
+            m.d.sync += [left.eq(left - 1), wq.eq(wq + 1)]
+        lanes = rows * group
+        data, enable = Signal(lanes * aw), Signal(lanes)
+        with m.Switch(tile_off):
+            for o in chain_offsets(cols, group):
+                with m.Case(o):
+                    with m.Switch(wq):
+                        for q in range(chain_words(cols, group, o)):
+                            with m.Case(q):
+                                parts, mask = [], 0
+                                for i in range(rows):
+                                    for lane in range(group):
+                                        c = q * group + lane - o
+                                        if 0 <= c < cols:
+                                            parts.append(tile[i][c * aw:(c + 1) * aw])
+                                            mask |= 1 << (i * group + lane)
+                                        else:
+                                            parts.append(Const(0, aw))
+                                m.d.comb += [data.eq(Cat(*parts)), enable.eq(mask)]
+        m.d.comb += [self.act_wr_addr.eq(base + wq), self.act_wr_data.eq(data),
+                     self.act_wr_en.eq(Mux(left != 0, enable, 0))]
+        return left != 0
+
+
+def chain_offsets(cols, group):
+    """The lane offsets (col_base mod G) a tile of `cols` columns can start at in a chained
+    ACT row: multiples of gcd(C, G) below G."""
+    return list(range(0, group, gcd(cols, group)))
+
+
+def chain_words(cols, group, offset):
+    """ACT words a chained tile of `cols` columns starting at lane `offset` touches."""
+    return -(-(offset + cols) // group)
+
+
+def tile_drain_cycles(rows, cols, group):
+    """Cycles the drain spends per tile: one row per cycle, but at least as many as the chained
+    writer's words per tile (G = the ACT K-group)."""
+    return max(rows, *(chain_words(cols, group, o) for o in chain_offsets(cols, group)))

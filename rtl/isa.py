@@ -1,6 +1,6 @@
 """The accelerator's command set, declared once: the RTL controller, the golden executor
 (golden.accel), the cycle model, the host driver and the model compiler all import this module.
-It depends on Amaranth only (no golden, no sim).
+It depends on Amaranth and on golden.nm's pattern table (as rtl.decoder does), nothing else.
 
 A command is one 128-bit beat of the `cmd` stream (`Command`, LSB first). Every command names one
 unit (`UNIT_OF`): LOAD the load unit, GEMM the execute unit, STORE the store unit. Commands are
@@ -16,8 +16,10 @@ order documented per command); the next command runs normally. Checks use the de
 depths (`AcceleratorShape`).
 
 Buffers (`Buffer`), each a block RAM of words (layouts in golden.accel and the manifest):
-  ACT    activation words: one array act beat (R rows x M elements of one K-group);
-  WEIGHT weight words: one array weight beat (C columns x (N values + metadata) of one K-group);
+  ACT    activation words: R rows x G elements of one K-group, G = `AcceleratorShape.k_group`
+         (M; on a run-time design N*Mmax, the array's activation window);
+  WEIGHT weight words: one array weight beat (C columns x (N values + metadata) of one K-group,
+         or on a run-time design of one beat of the GEMM's pattern: N values + N indices);
   PARAM  output-stage words (`Requant`): bias, multiplier and shift of one output column;
   OUT    result words: one output element (acc_width bits, signed) each.
 
@@ -28,28 +30,37 @@ Opcodes:
         ceil(count * word_bits / stream_width) stream words (the padding bits of the last one
         are ignored). Checks: buffer (BAD_BUFFER), count >= 1 (SHAPE), addr + count <= depth
         (<buffer>_RANGE).
-  GEMM  C = A x W for A (m x k) in ACT at `act_addr` (ceil(m/R) row panels of k/M words each,
+  GEMM  C = A x W for A (m x k) in ACT at `act_addr` (ceil(m/R) row panels of k/G words each,
         panel after panel) and W (k x n) in WEIGHT at `weight_addr` (ceil(n/C) column panels of
-        k/M words each), tiled row panel by row panel, column panel by column panel, each tile
-        streaming its k/M K-groups through the array; panels are read from the buffers as often
-        as tiles need them (loaded once). Every result element (r, c), r < m, c < n, goes through
-        the output stage with column c's PARAM word at `param_addr + c`:
+        k/S words each, S = `AcceleratorShape.span(pattern)`: M, or N*M'/N' for pattern
+        N':M' of a run-time design), tiled row panel by row panel, column panel by column
+        panel, each tile streaming its k/S beats through the array; panels are read from the
+        buffers as often as tiles need them (loaded once). `pattern` (an id of
+        `AcceleratorShape.patterns`; 0 on a fixed design) selects the run-time pattern of every
+        beat: the feeder cuts each beat's S elements out of the ACT word and places them in the
+        activation window (golden.nm.act_windows), and sends the id to the decoders. Every
+        result element (r, c), r < m, c < n, goes through the output stage with column c's
+        PARAM word at `param_addr + c`:
           x = acc + bias (exact)
           raw = 0: y = clamp(floor((x * mult + 2^(shift-1)) / 2^shift)) to act_width bits
                    (round half up; shift = 0: y = clamp(x * mult))
           raw = 1: y = clamp(x) to acc_width bits
           relu = 1: y = max(y, 0)
+        Kinds "fp", "mx": the output stage is a pass-through, y = the FP32 result bits (bias, mult,
+        shift, raw and relu are ignored; STORE with wide = 1 sends them), and to_act is refused.
         to_act = 0: y goes to OUT word `dst_addr + r * n + c` (row-major).
         to_act = 1 (chaining; raw must be 0): y goes to the ACT buffer in the act-panel layout
         of the (ceil(m/R)*R x ceil(n/C)*C) zero-padded result at `dst_addr`: row panel p, K-group
-        g at word dst_addr + p*(ceil(n/C)*C/M) + g, lane (r mod R)*M + c mod M; elements r >= m
+        g at word dst_addr + p*(ceil(n/C)*C/G) + g, lane (r mod R)*G + c mod G; elements r >= m
         or c >= n of the last row/column tiles are written as zero, so the next GEMM reads it
         with k = ceil(n/C)*C.
-        Checks, in order: m, k, n >= 1 (SHAPE); k mod M == 0 (K_GROUP); to_act with raw, or
-        to_act with ceil(n/C)*C not a multiple of M (SHAPE); act_addr + ceil(m/R)*k/M <= ACT
-        depth (ACT_RANGE); weight_addr + ceil(n/C)*k/M <= WEIGHT depth (WEIGHT_RANGE);
-        param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT dst_addr + m*n <= OUT
-        depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/M <= ACT depth (ACT_RANGE).
+        Checks, in order: m, k, n >= 1 (SHAPE); pattern in the table (PATTERN); k mod G == 0
+        (K_GROUP; mx: also k mod block_size); to_act with raw, on kind "fp" or "mx", or with
+        ceil(n/C)*C not a multiple of G (SHAPE);
+        act_addr + ceil(m/R)*k/G <= ACT depth (ACT_RANGE); weight_addr + ceil(n/C)*k/S <= WEIGHT
+        depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT
+        dst_addr + m*n <= OUT depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/G <= ACT
+        depth (ACT_RANGE).
   STORE sends `count` OUT words from `addr` on the data-out stream, elements of `wide ?
         acc_width : act_width` bits (two's complement, truncated), stream_width // element_bits
         per stream word, LSB first; `tlast` marks the STORE's last stream word. Checks:
@@ -61,9 +72,14 @@ from dataclasses import dataclass
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
 
+from ..golden.nm import beat_span, runtime_index_bits, runtime_patterns
+
 COMMAND_BITS = 128
 ADDR_BITS = 16
 SIZE_BITS = 16
+FP_RESULT_BITS = 32   # kinds "fp", "mx": an OUT word is the FP32 result's bits
+MX_SCALE_BITS = 8     # kind "mx": an E8M0 block scale per ACT row and WEIGHT column of a word
+PATTERN_BITS = 4      # GEMM `pattern`: an id of the design's pattern table (AcceleratorShape.patterns)
 
 
 class Opcode(enum.Enum, shape=4):
@@ -103,6 +119,7 @@ class Error(enum.Enum, shape=4):
     WEIGHT_RANGE = 6
     PARAM_RANGE = 7
     OUT_RANGE = 8
+    PATTERN = 9        # GEMM pattern id outside the design's pattern table
 
 
 RANGE_ERROR = {Buffer.ACT: Error.ACT_RANGE, Buffer.WEIGHT: Error.WEIGHT_RANGE,
@@ -132,6 +149,7 @@ class GemmOperands(data.Struct):
     relu: 1
     raw: 1
     to_act: 1
+    pattern: PATTERN_BITS
 
 
 class Operands(data.Union):
@@ -145,7 +163,7 @@ class Command(data.Struct):
     opcode: Opcode
     wait: 1
     operands: Operands
-    reserved: COMMAND_BITS - 4 - 1 - 115
+    reserved: COMMAND_BITS - 4 - 1 - 115 - PATTERN_BITS
 
 
 PARAM_BIAS_BITS = 32
@@ -184,36 +202,90 @@ class AcceleratorShape:
     weight_depth: int
     param_depth: int
     out_depth: int
+    runtime: bool = False    # run-time patterns: n:m is N multipliers : Mmax, `patterns` the table
+    kind: str = "int"        # pe.kind: "int" (output stage); "fp", "mx" (FP32 results pass through)
+    act_format: str | None = None     # kinds "fp", "mx": the element formats (golden.formats /
+    weight_format: str | None = None  #   golden.mx names), act_width/weight_width their code
+    accumulate: str | None = None     #   bits, acc_width 32 (FP32 result bits); fp: accumulation
+    fp_lanes: int | None = None       # fp32 accumulation / mx: interleaved FP32 partial sums
+    fp_acc_bits: int | None = None    # fp exact accumulation: accumulator bits (rtl.mac_fp)
+    block_size: int | None = None     # mx: K elements per E8M0 scale (k is a multiple of it)
 
     @classmethod
     def from_config(cls, config):
         """From a gen.config.Config with an [accelerator] table."""
-        return cls(config.rows, config.cols, config.n, config.m, config.encoding,
-                   config.act_width, config.weight_width, config.acc_width, config.overflow,
-                   config.stream_width, config.act_depth, config.weight_depth,
-                   config.param_depth, config.out_depth)
+        common = (config.rows, config.cols, config.n, config.m, config.encoding)
+        depths = (config.stream_width, config.act_depth, config.weight_depth, config.param_depth,
+                  config.out_depth, bool(config.runtime))
+        if config.pe_kind == "fp":
+            from .mac_fp import FpMac
+            mac = FpMac(config.n, config.act_format, config.weight_format, config.accumulate)
+            return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
+                       *depths, "fp", config.act_format, config.weight_format,
+                       config.accumulate, mac.lanes, mac.acc_bits)
+        if config.pe_kind == "mx":
+            from .mac_mx import mx_lanes
+            return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
+                       *depths, "mx", config.format, config.format, None, mx_lanes(config.m),
+                       None, config.block_size)
+        return cls(*common, config.act_width, config.weight_width, config.acc_width,
+                   config.overflow, *depths)
 
     @property
     def dense(self):
-        return self.n == self.m
+        return self.n == self.m and not self.runtime
+
+    @property
+    def patterns(self):
+        """The GEMM `pattern` ids' table: (N', M') per id. A fixed design has one, (N, M); a
+        run-time design golden.nm.runtime_patterns(N, Mmax) (id 0 dense)."""
+        return runtime_patterns(self.n, self.m) if self.runtime else ((self.n, self.m),)
+
+    @property
+    def k_group(self):
+        """K elements per row of one ACT word (a GEMM's k is a multiple of it): M, or on a
+        run-time design the widest beat span N*Mmax (the array's activation window), so every
+        pattern's beats cut whole out of ACT words."""
+        return self.n * self.m if self.runtime else self.m
+
+    def span(self, pattern=0):
+        """K elements one array beat of pattern id `pattern` covers (one WEIGHT word per column
+        panel): M, or N*M'/N' on a run-time design."""
+        return beat_span(self.patterns[pattern], self.n) if self.runtime else self.m
 
     @property
     def metadata_bits(self):
-        """Metadata bits of one column's K-group: N indices of ceil(log2 M) bits, an M-bit
-        bitmap, or none (dense); as rtl.decoder lays them out after the N values."""
+        """Metadata bits of one column's K-group (or beat): N indices of ceil(log2 M) bits, an
+        M-bit bitmap, or none (dense); as rtl.decoder lays them out after the N values. A
+        run-time design stores N indices of ceil(log2 Mmax) bits (its pattern id comes from the
+        GEMM command, not from the buffer)."""
         if self.dense:
             return 0
+        if self.runtime:
+            return self.n * runtime_index_bits(self.m)
         return self.m if self.encoding == "bitmap" else self.n * (self.m - 1).bit_length()
 
     @property
+    def side_bits(self):
+        """Bits of the per-row (ACT) and per-column (WEIGHT) side value of a word: the E8M0
+        block scale on kind "mx", else none."""
+        return MX_SCALE_BITS if self.kind == "mx" else 0
+
+    @property
     def column_bits(self):
-        """Bits of one column in a WEIGHT word: N values, then the metadata."""
-        return self.n * self.weight_width + self.metadata_bits
+        """Bits of one column in a WEIGHT word: N values, the metadata, the side value."""
+        return self.n * self.weight_width + self.metadata_bits + self.side_bits
+
+    @property
+    def act_data_bits(self):
+        """Bits of the elements of one ACT word: R rows x k_group, element (r, j) at lane
+        r*k_group + j; the R side values (mx scales) follow them."""
+        return self.rows * self.k_group * self.act_width
 
     @property
     def act_word_bits(self):
-        """Bits of one ACT word: R rows x M elements, element (r, j) at lane r*M + j."""
-        return self.rows * self.m * self.act_width
+        """Bits of one ACT word: the elements, then R side values (row r's at r*side_bits)."""
+        return self.act_data_bits + self.rows * self.side_bits
 
     @property
     def weight_word_bits(self):
@@ -259,12 +331,13 @@ def store(addr, count, wide=False, wait=False):
 
 
 def gemm(act_addr, weight_addr, param_addr, dst_addr, m, k, n, relu=False, raw=False,
-         to_act=False, wait=False):
+         to_act=False, wait=False, pattern=0):
+    """A GEMM command; `pattern` is an id of AcceleratorShape.patterns (0 on a fixed design)."""
     return {"opcode": Opcode.GEMM, "wait": int(wait),
             "operands": {"gemm": {"act_addr": act_addr, "weight_addr": weight_addr,
                                   "param_addr": param_addr, "dst_addr": dst_addr, "m": m, "k": k,
                                   "n": n, "relu": int(relu), "raw": int(raw),
-                                  "to_act": int(to_act)}}}
+                                  "to_act": int(to_act), "pattern": int(pattern)}}}
 
 
 def nop(wait=False):
@@ -327,20 +400,22 @@ def check(fields: dict, shape: AcceleratorShape) -> Error:
         f = fields["gemm"]
         if min(f["m"], f["k"], f["n"]) == 0:
             return Error.SHAPE
-        if f["k"] % shape.m:
+        if f["pattern"] >= len(shape.patterns):
+            return Error.PATTERN
+        if f["k"] % shape.k_group or (shape.block_size and f["k"] % shape.block_size):
             return Error.K_GROUP
         row_panels, col_panels = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
-        groups = f["k"] // shape.m
-        if f["to_act"] and (f["raw"] or (col_panels * shape.cols) % shape.m):
+        if f["to_act"] and (f["raw"] or shape.kind != "int"
+                            or (col_panels * shape.cols) % shape.k_group):
             return Error.SHAPE
-        if f["act_addr"] + row_panels * groups > shape.act_depth:
+        if f["act_addr"] + row_panels * (f["k"] // shape.k_group) > shape.act_depth:
             return Error.ACT_RANGE
-        if f["weight_addr"] + col_panels * groups > shape.weight_depth:
+        if f["weight_addr"] + col_panels * (f["k"] // shape.span(f["pattern"])) > shape.weight_depth:
             return Error.WEIGHT_RANGE
         if f["param_addr"] + f["n"] > shape.param_depth:
             return Error.PARAM_RANGE
         if f["to_act"]:
-            if f["dst_addr"] + row_panels * (col_panels * shape.cols // shape.m) > shape.act_depth:
+            if f["dst_addr"] + row_panels * (col_panels * shape.cols // shape.k_group) > shape.act_depth:
                 return Error.ACT_RANGE
         elif f["dst_addr"] + f["m"] * f["n"] > shape.out_depth:
             return Error.OUT_RANGE

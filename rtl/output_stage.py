@@ -53,3 +53,19 @@ class OutputStage(wiring.Component):
         m.d.sync += [self.y.eq(Mux(self.relu & (y < 0), 0, y)), self.y_valid.eq(v2),
                      self.y_tag.eq(tag2)]
         return m
+
+
+class PassThroughStage(OutputStage):
+    """The output stage of the non-integer kinds ("fp": FP32 result bits): y = acc unchanged
+    (bias, mult, shift, raw and relu ignored), with OutputStage's ports and LATENCY so the drain
+    is the same for every kind."""
+
+    def elaborate(self, platform):
+        m = Module()
+        y, valid, tag = self.acc, self.valid, self.tag
+        for _ in range(LATENCY):
+            y_next, valid_next, tag_next = Signal.like(y), Signal(), Signal.like(tag)
+            m.d.sync += [y_next.eq(y), valid_next.eq(valid), tag_next.eq(tag)]
+            y, valid, tag = y_next, valid_next, tag_next
+        m.d.comb += [self.y.eq(y), self.y_valid.eq(valid), self.y_tag.eq(tag)]
+        return m

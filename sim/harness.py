@@ -31,9 +31,26 @@ def env_int(name, default):
     return int(os.environ.get(name, default))
 
 
+CLOCK_NS = 10   # the testbench clock's period
+
+
+class ProgressFile:
+    """A count the testbench reports while it runs (e.g. result words received), rewritten in
+    place at `path` (nothing when path is None) for the process that started the simulation."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def write(self, count):
+        if self.path:
+            with open(f"{self.path}.tmp", "w") as f:
+                f.write(f"{count}\n")
+            os.replace(f"{self.path}.tmp", self.path)
+
+
 async def start(dut, cycles=3):
-    """Start a 10 ns clock and hold a synchronous reset for `cycles`."""
-    Clock(dut.clk, 10, unit="ns").start()
+    """Start a CLOCK_NS clock and hold a synchronous reset for `cycles`."""
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0

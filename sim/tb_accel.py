@@ -7,20 +7,24 @@ bad_groups, array_beats). A watchdog fails the run when the accelerator stops ma
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED, NMFORGE_PROGRAM (the JSON file; without it
 sim.accel_program.random_program makes NMFORGE_GEMMS random GEMMs), NMFORGE_STALL (pause
 probability on every stream), NMFORGE_RESULT_JSON (cycles from the first command to idle and the
-accelerator's own counters are written here), NMFORGE_WATCHDOG (cycles without any stream transfer
-or array beat before the run fails; default 20000).
+accelerator's own counters are written here), NMFORGE_WATCHDOG (a window of cycles: a window
+without any stream transfer or array beat fails the run; default 20000), NMFORGE_PROGRESS (a file
+the data-out words received so far are written to after every window, for a progress bar).
+Without stalls the drivers only wake for beats (sim.streams), so the run costs Python time per
+stream beat, not per cycle.
 """
 import json
 import os
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
 from ..rtl.isa import COMMAND_BITS, AcceleratorShape, encode
 from .accel_program import expected_run, random_program
 from .axis import AxisPort
-from .harness import env_float, env_int, manifest, rngs, start
-from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
+from .harness import CLOCK_NS, ProgressFile, env_float, env_int, manifest, rngs, start
+from .streams import StreamSink, StreamSource, never_pause, random_pauses
 
 
 @cocotb.test()
@@ -37,7 +41,7 @@ async def accelerator_program(dut):
         program = {"commands": [encode(c) for c in commands], "data_in": data,
                    "expected": expected_run(shape, commands, data)}
     stall = env_float("NMFORGE_STALL", 0.3)
-    watchdog = env_int("NMFORGE_WATCHDOG", 20000)
+    watchdog_cycles = env_int("NMFORGE_WATCHDOG", 20000)
 
     def pauses():
         return random_pauses(prng, stall) if stall else never_pause()
@@ -49,8 +53,6 @@ async def accelerator_program(dut):
     commands = StreamSource(cmd_port, "s_axis_cmd", dut.clk, pauses())
     data_in = StreamSource(in_port, "s_axis_data", dut.clk, pauses())
     data_out = StreamSink(out_port, "m_axis_data", dut.clk, pauses())
-    monitors = [StreamMonitor(port, name, dut.clk) for port, name in
-                ((cmd_port, "s_axis_cmd"), (in_port, "s_axis_data"), (out_port, "m_axis_data"))]
 
     for word in program["data_in"]:
         data_in.send_nowait(in_port.beat(int(word)))
@@ -59,25 +61,37 @@ async def accelerator_program(dut):
 
     expected_packets = program["expected"]["packets"]
     expected_words = sum(len(p) for p in expected_packets)
-    quiet, cycle = 0, 0
-    progress = -1
-    while True:
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-        cycle += 1
-        moved = sum(len(mon.beats) for mon in monitors) + int(dut.array_beats.value)
-        quiet = 0 if moved != progress else quiet + 1
-        progress = moved
-        done = (not commands.queue and commands.sent == len(program["commands"])
-                and data_out.count() >= expected_words and int(dut.busy.value) == 0
-                and int(dut.s_axis_cmd__tvalid.value) == 0)
-        if done:
-            break
-        assert quiet < watchdog, (
-            f"watchdog: no transfer for {quiet} cycles (commands sent {commands.sent}/"
-            f"{len(program['commands'])}, data-in words {data_in.sent}/{len(program['data_in'])}, "
-            f"data-out words {data_out.count()}/{expected_words}, busy {int(dut.busy.value)})")
-    end_cycle = monitors[0].cycle
+    progress = ProgressFile(os.environ.get("NMFORGE_PROGRESS"))
+
+    def moved():
+        return commands.sent + data_in.sent + data_out.count() + int(dut.array_beats.value)
+
+    async def watchdog():
+        """Fails the run when nothing moved in a whole window of `watchdog` cycles (so a stop is
+        caught within two windows); reports the data-out words received after every window."""
+        before = None
+        while True:
+            await Timer(watchdog_cycles * CLOCK_NS, unit="ns")
+            progress.write(data_out.count())
+            now = moved()
+            assert now != before, (
+                f"watchdog: no transfer for {watchdog_cycles} cycles (commands sent "
+                f"{commands.sent}/{len(program['commands'])}, data-in words "
+                f"{data_in.sent}/{len(program['data_in'])}, data-out words "
+                f"{data_out.count()}/{expected_words}, busy {int(dut.busy.value)})")
+            before = now
+
+    watching = cocotb.start_soon(watchdog())
+    await commands.wait()
+    await data_out.wait_count(expected_words)
+    edge, settled = RisingEdge(dut.clk), ReadOnly()
+    # Both waits end in a read-only phase (the drivers signal there): the last command's tail.
+    while int(dut.busy.value) or int(dut.s_axis_cmd__tvalid.value):
+        await edge
+        await settled
+    end = get_sim_time("ns")
+    watching.cancel()
+    progress.write(data_out.count())
 
     got = list(data_out.queue)
     assert len(got) == expected_words, f"{len(got)} data-out words, expected {expected_words}"
@@ -96,11 +110,11 @@ async def accelerator_program(dut):
         assert value == int(status[name]), f"status {name} = {value}, golden says {status[name]}"
     assert len(data_in.queue) == 0 and data_in.sent == len(program["data_in"]), \
         f"data-in words taken {data_in.sent}, program has {len(program['data_in'])}"
-    for monitor in monitors:
-        assert not monitor.protocol_errors, monitor.protocol_errors[:3]
+    assert not data_out.protocol_errors, data_out.protocol_errors[:3]
 
     if os.environ.get("NMFORGE_RESULT_JSON"):
-        first = monitors[0].beats[0][0] if monitors[0].beats else 0
+        first = commands.first_transfer if commands.first_transfer is not None else end
         with open(os.environ["NMFORGE_RESULT_JSON"], "w") as f:
-            json.dump({"cycles": end_cycle - first, "busy_cycles": int(dut.cycles.value),
+            json.dump({"cycles": round((end - first) / CLOCK_NS),
+                       "busy_cycles": int(dut.cycles.value),
                        "array_beats": int(dut.array_beats.value)}, f)

@@ -11,8 +11,9 @@ from nmforge.gen.config import parse_config
 from nmforge.gen.generate import generate
 from nmforge.golden import accel as G
 from nmforge.golden.cycle_model import predict
-from nmforge.golden.gemm import sparse_gemm_int
-from nmforge.golden.nm import compress_nm, random_nm_weights
+from nmforge.golden.gemm import runtime_gemm_int, sparse_gemm_int
+from nmforge.golden.nm import (compress_nm, compress_runtime, malformed_groups, prune_nm,
+                               random_nm_weights)
 from nmforge.rtl import isa
 from nmforge.rtl.isa import Buffer, Error
 from nmforge.sim.accel_program import write_program
@@ -24,10 +25,10 @@ DEPTHS = {"act_depth": 128, "weight_depth": 128, "param_depth": 32, "out_depth":
 
 
 def accel_config(name="acc22", rows=2, cols=2, nm="2:4", encoding="index", stream_width=32,
-                 **depths):
+                 runtime=False, **depths):
     return parse_config({
         "name": name, "array": {"rows": rows, "cols": cols, "dataflow": "output_stationary"},
-        "sparsity": {"nm": nm, "encoding": encoding},
+        "sparsity": {"nm": nm, "encoding": encoding, "runtime": runtime},
         "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
                "overflow": "wrap"},
         "accelerator": {"stream_width": stream_width, **(depths or DEPTHS)}}, source="test")
@@ -127,6 +128,145 @@ def test_chained_layers_without_the_host(design):
     want = G.requantize(y, *p2, 8, 32)
     got = G.unpack_store(expected["packets"][0], m * n2, 8, 32).reshape(m, n2)
     assert np.array_equal(got, want)  # the expectation the RTL matched is the two-layer model
+
+
+def test_runtime_patterns_switch_between_gemms(sim_cache):
+    """A run-time 4:8 design (2x2): one GEMM per pattern of its table, back to back with the
+    weights of each stored compressed per that pattern, then a 1:8 layer chained into a 2:4
+    one through ACT; random stalls, bit-exact against the golden executor, which equals
+    golden.gemm.runtime_gemm_int per pattern; a bad pattern id is refused."""
+    run = runner(accel_config("acc22rt48", nm="4:8", runtime=True), sim_cache / "accel22rt48")
+    shape = run.shape
+    rng = np.random.default_rng(48)
+    m, k, n = 3, 64, 3
+    a = rng.integers(-128, 128, (m, k))
+    params = (rng.integers(-500, 500, 32), rng.integers(1, 1 << 16, 32), rng.integers(6, 20, 32))
+    commands, data = loads(shape, a, None, params)
+    wants = []
+    for pid, pattern in enumerate(shape.patterns):
+        values, indices = compress_runtime(prune_nm(rng.integers(-128, 128, (k, n)), *pattern),
+                                           pattern)
+        words = G.weight_image(values, indices, shape, pid)
+        addr = 16 * pid
+        commands += [isa.load(Buffer.WEIGHT, addr, len(words)),
+                     isa.gemm(0, addr, 0, 40 * (pid % 2), m, k, n, raw=True, wait=True,
+                              pattern=pid),
+                     isa.store(40 * (pid % 2), m * n, wide=True, wait=True)]
+        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
+        wants.append(runtime_gemm_int(a, values, indices, pattern, 4, 32, "wrap")[0] + params[0][:n])
+    commands.append(isa.gemm(0, 0, 0, 0, m, k, n, pattern=len(shape.patterns), wait=True))
+    # chained: layer 1 (1:8, n = 32) writes ACT, layer 2 (2:4) reads it with k = 32
+    p18, p24 = shape.patterns.index((1, 8)), shape.patterns.index((2, 4))
+    v1, i1 = compress_runtime(prune_nm(rng.integers(-128, 128, (k, 32)), 1, 8), (1, 8))
+    v2, i2 = compress_runtime(prune_nm(rng.integers(-128, 128, (32, n)), 2, 4), (2, 4))
+    for addr, (v, i, pid) in ((64, (v1, i1, p18)), (96, (v2, i2, p24))):
+        words = G.weight_image(v, i, shape, pid)
+        commands.append(isa.load(Buffer.WEIGHT, addr, len(words), wait=True))
+        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
+    commands += [isa.gemm(0, 64, 0, 64, m, k, 32, relu=True, to_act=True, wait=True, pattern=p18),
+                 isa.gemm(64, 96, 0, 100, m, 32, n, wait=True, pattern=p24),
+                 isa.store(100, m * n, wait=True)]
+    assert G.hazards(commands, shape) == []
+    expected, _ = run(commands, data, stall=0.3, seed=5)
+    packets = expected["packets"]
+    for packet, want in zip(packets, wants):
+        assert np.array_equal(G.unpack_store(packet, m * n, 32, 32).reshape(m, n), want)
+    h = G.requantize(runtime_gemm_int(a, v1, i1, (1, 8), 4, 32, "wrap")[0], *(p[:32] for p in params),
+                     8, 32, relu=True)
+    y = G.requantize(runtime_gemm_int(h, v2, i2, (2, 4), 4, 32, "wrap")[0], *(p[:n] for p in params),
+                     8, 32)
+    assert np.array_equal(G.unpack_store(packets[-1], m * n, 8, 32).reshape(m, n), y)
+    assert expected["status"]["error_code"] == Error.PATTERN.value
+
+
+def test_malformed_metadata_is_counted_not_computed_as_valid(design):
+    """Weights whose indices repeat or fall out of order in some groups: the GEMM runs, the
+    accelerator raises the sticky `meta_error` and counts every bad (column, K-group) once per
+    row panel that streams it (golden.nm.malformed_groups x row panels, not taken from the
+    executor), and the next GEMM with good weights is bit-exact."""
+    shape = design.shape
+    rng = np.random.default_rng(30)
+    m, k, n = 5, 16, 3
+    a, values, indices, params = layer(rng, shape, m, k, n)
+    bad_indices = indices.copy()
+    bad_indices[0, 0] = bad_indices[1, 0]            # group 0, column 0: equal indices
+    bad_indices[2:4, 2] = bad_indices[2:4, 2][::-1]  # group 1, column 2: decreasing
+    bad_indices[6, 1], bad_indices[7, 1] = 3, 0      # group 3, column 1: decreasing
+    bad = int(malformed_groups(bad_indices, shape.n, shape.m).sum())
+    assert bad == 3
+    commands, data = loads(shape, a, (values, bad_indices), params)
+    good, good_data = loads(shape, None, (values, indices), None, weight_addr=64)
+    commands += [isa.gemm(0, 0, 0, 100, m, k, n, raw=True, wait=True)] + good + [
+        isa.gemm(0, 64, 0, 0, m, k, n, wait=True), isa.store(0, m * n, wait=True)]
+    expected, _ = design(commands, data + good_data, stall=0.2, seed=4)
+    status = expected["status"]
+    assert status["meta_error"] == 1 and status["bad_groups"] == bad * -(-m // shape.rows)
+    want = G.requantize(sparse_gemm_int(a, values, indices, shape.n, shape.m, 32, "wrap")[0],
+                        *params, 8, 32)
+    assert np.array_equal(G.unpack_store(expected["packets"][0], m * n, 8, 32).reshape(m, n), want)
+
+
+@pytest.mark.parametrize("accumulate", ["exact", "fp32"])
+def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
+    """Kind "fp", FP8 E4M3 2:4 on a 2x2 array: buffers hold the codes, the output stage passes
+    the FP32 result bits through; a 5x16x7 GEMM (NaN/inf codes among the operands) under random
+    stalls, bit-exact against the golden executor (golden.fp_mac per output)."""
+    from nmforge.golden.formats import get_format
+    from nmforge.sim.kinds import FpKind
+    config = parse_config({
+        "name": f"acc22fp8{accumulate}",
+        "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3",
+               "accumulate": accumulate},
+        "accelerator": {"stream_width": 32, **DEPTHS}}, source="test")
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    fmt = get_format("fp8_e4m3")
+    rng = np.random.default_rng(8)
+    m, k, n = 5, 16, 7
+    a = FpKind.codes(fmt, rng, (m, k), special_rate=0.01)
+    values = FpKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    params = (np.zeros(n, int), np.ones(n, int), np.zeros(n, int))
+    commands, data = loads(shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True)]
+    expected, _ = run(commands, data, stall=0.3, seed=6)
+    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+
+
+def test_mxfp4_gemm_larger_than_the_array(sim_cache):
+    """Kind "mx", MXFP4 (blocks of 32) 2:4 on a 2x2 array: ACT words carry their rows' E8M0
+    scales and WEIGHT columns theirs; a 5x64x5 GEMM under random stalls, bit-exact against the
+    golden executor (golden.mx.mx_mac per output, FP32 bits passed through)."""
+    from nmforge.golden.mx import element_format
+    from nmforge.sim.kinds import MxKind
+    config = parse_config({
+        "name": "acc22mxfp4", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"}, "pe": {"kind": "mx", "format": "mxfp4", "block_size": 32},
+        "accelerator": {"stream_width": 32, **DEPTHS}}, source="test")
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    fmt = element_format("mxfp4")
+    rng = np.random.default_rng(9)
+    m, k, n = 5, 64, 5
+    a = MxKind.codes(fmt, rng, (m, k), special_rate=0.01)
+    values = MxKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    images = [(Buffer.ACT, G.act_image(a, shape, MxKind.random_scales(rng, (m, 2)))),
+              (Buffer.WEIGHT, G.weight_image(values, indices, shape,
+                                             scales=MxKind.random_scales(rng, (2, n))))]
+    commands, data = [], []
+    for buffer, words in images:
+        commands.append(isa.load(buffer, 0, len(words)))
+        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True)]
+    expected, _ = run(commands, data, stall=0.3, seed=7)
+    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
 
 
 BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)

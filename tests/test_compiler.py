@@ -89,8 +89,9 @@ def test_per_layer_patterns_on_a_runtime_design():
     model = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
     compiled = compile_model(model, torch.randn(4, 32), load_config(RT48),
                              patterns={"0": "1:8", "2": "2:4"})
+    # K padded to the ACT word's K-group N*Mmax = 32, which every pattern's beat span divides
     assert [(g.attrs["pattern"], g.attrs["k_pad"]) for g in compiled.graph.gemms()] == \
-        [((1, 8), 32), ((2, 4), 16)]
+        [((1, 8), 32), ((2, 4), 32)]
     assert is_nm(compiled.graph.gemms()[0].attrs["q"]["weight"], 1, 8)
 
 
@@ -226,13 +227,19 @@ def example_input():
 '''
 
 
-def test_cli_unsupported_op_exit_2_nothing_written(tmp_path, capsys):
-    from nmforge.cli import main
+def test_cli_unsupported_op_exit_2_nothing_written(tmp_path):
+    """In a fresh process (as a user runs it: no pytest capturing torch's warnings), stderr is
+    exactly one line."""
+    import subprocess
+    import sys
     model = tmp_path / "lstm.py"
     model.write_text(LSTM_MODEL)
     out = tmp_path / "out"
-    assert main(["compile", str(model), "--config", str(ACCEL24), "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
+    run = subprocess.run([sys.executable, "-c", "import sys; from nmforge.cli import main; "
+                          "sys.exit(main(sys.argv[1:]))", "compile", str(model), "--config",
+                          str(ACCEL24), "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    err = run.stderr.strip()
     assert "\n" not in err and err.startswith("nmforge: error: unsupported op aten.")
     assert "LSTM" in err and "supported: " in err
     assert not out.exists()
@@ -279,9 +286,10 @@ def test_cli_compile_and_run_digits_mlp(tmp_path, capsys):
     assert "fc1" in capsys.readouterr().out
 
 
-def _sim_run(tmp_path, design, inputs):
-    """Compile the digits MLP for `design` and run its first `inputs` test images on the
-    simulated accelerator: (outputs, sim figures, golden outputs of the same images)."""
+def _sim_run(tmp_path, design, inputs, patterns=None):
+    """Compile the digits MLP for `design` (per-layer `patterns`) and run its first `inputs` test
+    images on the simulated accelerator: (outputs, sim figures, golden outputs of the same
+    images)."""
     from nmforge.compiler import load_model_file
     from nmforge.compiler.emit import emit_program
     from nmforge.compiler.runtime import Program, predict_cycles, run_program
@@ -289,14 +297,114 @@ def _sim_run(tmp_path, design, inputs):
     model_file = load_model_file(MODELS / "digits_mlp.py")
     x, _ = model_file.test_data()
     compiled = compile_model(model_file.model(), model_file.example_input(),
-                             load_config(MODELS / design), calibration=model_file.calibration_data())
+                             load_config(MODELS / design), calibration=model_file.calibration_data(),
+                             patterns=patterns)
     program = Program(None, *emit_program(compiled))
-    out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None)
+    reports = []
+    out, sim = run_on_sim(program, x.numpy()[:inputs], tmp_path, log=lambda line: None,
+                          progress=lambda done, total, step: reports.append((done, total)))
+    assert reports and reports[-1] == (inputs, inputs), reports   # the bar ends at every input
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
     golden, status = run_program(program, x.numpy()[:inputs])
     assert sim.get("array_beats") == status.array_beats
     predicted = predict_cycles(program, *sim["recorded"])["cycles"]
     assert abs(predicted - sim["cycles"]) <= 0.05 * sim["cycles"], (predicted, sim["cycles"])
     return out, sim, golden
+
+
+RUNTIME_MLP = ("accel_rt48_int8_4x4.toml", {"fc1": "1:8", "fc3": "2:4"})
+
+
+def _mlp_program(design, patterns=None):
+    """(compiled, Program, test x, test labels, float accuracy) of the digits MLP for `design`."""
+    import sys
+    from nmforge.compiler import load_model_file
+    from nmforge.compiler.emit import emit_program
+    from nmforge.compiler.runtime import Program
+    model_file = load_model_file(MODELS / "digits_mlp.py")
+    x, y = model_file.test_data()
+    compiled = compile_model(model_file.model(), model_file.example_input(),
+                             load_config(MODELS / design), calibration=model_file.calibration_data(),
+                             patterns=patterns)
+    dense = sys.modules["nmforge_model_digits_mlp"].dense_model()
+    float_accuracy = float((dense(x).detach().numpy().argmax(1) == y).mean())
+    return compiled, Program(None, *emit_program(compiled)), x, np.asarray(y), float_accuracy
+
+
+def test_per_layer_patterns_program_on_golden_equals_the_reference():
+    """The digits MLP on the run-time 4:8 design with fc1 1:8, fc2 the design's 4:8 and fc3 2:4:
+    every GEMM command names its layer's pattern, the weights are stored per pattern, and the
+    golden executor's integers equal the numpy reference on every test image."""
+    from nmforge.compiler.runtime import run_program
+    from nmforge.rtl.isa import decode
+    design, patterns = RUNTIME_MLP
+    compiled, program, x, _, _ = _mlp_program(design, patterns)
+    shape = program.shape
+    ids = {layer["name"]: layer["pattern_id"] for layer in program.spec["layers"]}
+    assert [shape.patterns[ids[name]] for name in ("fc1", "fc2", "fc3")] == [(1, 8), (4, 8), (2, 4)]
+    gemms = [decode(int(h, 16))["gemm"]["pattern"] for step in program.spec["steps"]
+             if "device" in step for h in step["device"] if int(h, 16) & 0xF == 2]
+    assert gemms == [ids["fc1"], ids["fc2"], ids["fc3"]]
+    out, status = run_program(program, x.numpy())
+    np.testing.assert_array_equal(out, compiled.run_reference(x))
+    assert not status.cmd_error and not status.meta_error
+
+
+def test_fp8_program_on_golden_equals_the_reference():
+    """The digits MLP on the FP8 E4M3 design: FP8 codes in the buffers, FP32 results scaled on
+    the host; the program's outputs equal the FP8 reference (golden.fp_mac per output) on every
+    test image, and the accuracy is within a point of the float model's."""
+    from nmforge.compiler.runtime import dequantize, run_program
+    compiled, program, x, y, float_accuracy = _mlp_program("accel_fp8_4x4.toml")
+    assert [layer["format"] for layer in program.spec["layers"]] == ["fp8_e4m3"] * 3
+    out, status = run_program(program, x.numpy())
+    np.testing.assert_array_equal(out, compiled.run_reference(x))
+    assert not status.cmd_error
+    assert float((dequantize(program, out).argmax(1) == y).mean()) >= float_accuracy - 0.01
+
+
+class ResidualLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = torch.nn.Linear(16, 16), torch.nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.head(x + self.fc(x))
+
+
+def test_fp8_design_refuses_host_ops_on_codes():
+    """A residual add (host arithmetic) on the FP8 design is one line naming it and what runs."""
+    with pytest.raises(CompileError) as info:
+        compile_model(ResidualLinear().eval(), torch.randn(4, 16),
+                      load_config(MODELS / "accel_fp8_4x4.toml"))
+    text = str(info.value)
+    assert "\n" not in text and "host op add" in text and "allowed host ops: input" in text
+
+
+@pytest.mark.parametrize("design, patterns", [
+    pytest.param(*RUNTIME_MLP, id="runtime-1:8,4:8,2:4"),
+    pytest.param("accel_fp8_4x4.toml", None, id="fp8", marks=pytest.mark.slow)])
+def test_digits_mlp_per_layer_patterns_and_fp8_on_the_simulated_accelerator(tmp_path, design,
+                                                                           patterns):
+    """A few test images of the digits MLP on Verilator: on the run-time 4:8 design with a
+    pattern per layer, and on the FP8 design; tb_accel checks every STORE and the status
+    against the golden executor bit for bit."""
+    out, sim, golden = _sim_run(tmp_path, design, 8, patterns)
+    assert sim["passed"], sim["log"]
+    np.testing.assert_array_equal(out, golden)
+
+
+def test_golden_run_reports_progress_over_inputs_and_layers():
+    """run_program's progress: after every step, the inputs done (a batch counts once its last
+    step ran) and the step that ran; it ends at every input."""
+    from nmforge.compiler.runtime import run_program
+    _, program, x, _, _ = _mlp_program("accel_nm24_int8_4x4.toml")
+    calls = []
+    run_program(program, x.numpy()[:20], progress=lambda *call: calls.append(call))
+    assert calls[-1][:2] == (20, 20)
+    assert {step for _, _, step in calls} == {"x", "fc1+fc2+fc3"}
+    assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
+    assert {done for done, _, _ in calls} == {0, 8, 16, 20}
 
 
 def test_digits_mlp_on_the_simulated_accelerator(tmp_path):
