@@ -236,7 +236,9 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.WEIGHT_RANGE)
                         with m.Elif(need["param"] > s.param_depth):
                             m.d.comb += error.eq(Error.PARAM_RANGE)
-                        with m.Elif(g.to_act & (chain_need > s.act_depth)):
+                        with m.Elif(g.to_act & ((chain_need > s.act_depth)
+                                                | ((g.dst_addr < need["act"])
+                                                   & (g.act_addr < chain_need)))):
                             m.d.comb += error.eq(Error.ACT_RANGE)
                         with m.Elif(~g.to_act & (need["out"] > s.out_depth)):
                             m.d.comb += error.eq(Error.OUT_RANGE)

@@ -60,7 +60,8 @@ Opcodes:
         act_addr + ceil(m/R)*k/G <= ACT depth (ACT_RANGE); weight_addr + ceil(n/C)*k/S <= WEIGHT
         depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT
         dst_addr + m*n <= OUT depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/G <= ACT
-        depth (ACT_RANGE).
+        depth and the chained words not overlapping the GEMM's own ACT input (ACT_RANGE: the
+        drain writes while the feeder still reads).
   STORE sends `count` OUT words from `addr` on the data-out stream, elements of `wide ?
         acc_width : act_width` bits (two's complement, truncated), stream_width // element_bits
         per stream word, LSB first; `tlast` marks the STORE's last stream word. Checks:
@@ -415,7 +416,11 @@ def check(fields: dict, shape: AcceleratorShape) -> Error:
         if f["param_addr"] + f["n"] > shape.param_depth:
             return Error.PARAM_RANGE
         if f["to_act"]:
-            if f["dst_addr"] + row_panels * (col_panels * shape.cols // shape.k_group) > shape.act_depth:
+            chain_end = f["dst_addr"] + row_panels * (col_panels * shape.cols // shape.k_group)
+            act_end = f["act_addr"] + row_panels * (f["k"] // shape.k_group)
+            if chain_end > shape.act_depth:
+                return Error.ACT_RANGE
+            if f["dst_addr"] < act_end and f["act_addr"] < chain_end:   # overwrites its input
                 return Error.ACT_RANGE
         elif f["dst_addr"] + f["m"] * f["n"] > shape.out_depth:
             return Error.OUT_RANGE

@@ -282,6 +282,7 @@ BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)
     "out_range": (isa.gemm(0, 0, 0, 250, 2, 8, 4), Error.OUT_RANGE),
     "chain_raw": (isa.gemm(0, 0, 0, 0, 2, 8, 4, raw=True, to_act=True), Error.SHAPE),
     "chain_range": (isa.gemm(0, 0, 0, 127, 4, 8, 4, to_act=True), Error.ACT_RANGE),
+    "chain_onto_input": (isa.gemm(0, 0, 0, 2, 4, 8, 4, to_act=True), Error.ACT_RANGE),
     "store_range": (isa.store(200, 57), Error.OUT_RANGE),
 }
 
@@ -327,7 +328,7 @@ def test_4x4_accelerator_64x512x64(sim_cache, nm, encoding):
     second layer) under stalls, bit-exact; the same program without stalls within 5 % of the
     cycle model."""
     config = accel_config(f"acc44_{nm.replace(':', '')}_{encoding}", 4, 4, nm, encoding, 64,
-                          act_depth=4096, weight_depth=4096, param_depth=128, out_depth=4096)
+                          act_depth=8192, weight_depth=4096, param_depth=128, out_depth=4096)
     run = runner(config, sim_cache / config.name)
     shape = run.shape
     rng = np.random.default_rng(44)
@@ -337,9 +338,9 @@ def test_4x4_accelerator_64x512x64(sim_cache, nm, encoding):
     commands, data = loads(shape, a, (values, indices), params)
     more, more_data = loads(shape, None, (v2, i2), p2, weight_addr=2048, param_addr=64)
     commands += more + [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
-                        isa.gemm(0, 0, 0, 2048, m, k, n, relu=True, to_act=True, wait=True),
+                        isa.gemm(0, 0, 0, 4096, m, k, n, relu=True, to_act=True, wait=True),
                         isa.store(0, m * n, wait=True),
-                        isa.gemm(2048, 2048, 64, 0, m, n, n2, wait=True),
+                        isa.gemm(4096, 2048, 64, 0, m, n, n2, wait=True),
                         isa.store(0, m * n2, wait=True)]
     data += more_data
     assert G.hazards(commands, shape) == []
