@@ -13,6 +13,11 @@ beats are packed with `nmforge.sim.payload` and GEMMs are tiled into beats by
     link = HostLink.open_serial("/dev/ttyUSB0", "out/nm24_int8_4x4/manifest.json")
     c = link.gemm(a, values, indices)       # values/indices: golden.nm.compress_nm(w, n, m)
     print(link.status())                    # {'overflow': False, 'meta_error': False, ...}
+
+A config with [accelerator] builds the accelerator behind the link (protocol version 2):
+`AcceleratorLink` drives it with `load` (a buffer image of `golden.accel`), `command` (an
+`rtl.isa` command), `read` (a STORE's elements) and `gemm` (a whole GEMM that fits the buffers);
+`open_link(port, manifest)` picks the driver from the manifest.
 """
 from __future__ import annotations
 
