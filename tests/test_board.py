@@ -164,3 +164,30 @@ def test_host_driver_errors(tmp_path):
     with pytest.raises(LinkError, match="act holding register stayed full"):
         link.send_act(0)
     assert bytes(link.port.written) == bytes([1] + [0] * 9) * 3
+
+
+def test_accelerator_link_checks_commands_on_the_host(tmp_path):
+    """AcceleratorLink refuses (ValueError naming the error code, nothing sent) a command the
+    accelerator would refuse, and a bare array's manifest."""
+    from nmforge.fpga.host import AcceleratorLink, open_link
+    from nmforge.gen.generate import generate
+    from nmforge.rtl import isa
+    config = parse_config({
+        "name": "hd_acc", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"},
+        "accelerator": {"stream_width": 32, "act_depth": 16, "weight_depth": 16, "param_depth": 8,
+                        "out_depth": 16}}, source="test")
+    info = generate(config, tmp_path / "acc").info
+    link = open_link(_Loopback(b""), info, check_info=False)
+    assert isinstance(link, AcceleratorLink)
+    assert (link.command_len, link.data_len, link.read_len) == (16, 4, 5)
+    with pytest.raises(ValueError, match="would be refused: ACT_RANGE"):
+        link.load(isa.Buffer.ACT, 10, [0] * 7)
+    with pytest.raises(ValueError, match="would be refused: OUT_RANGE"):
+        link.read(0, 17)
+    assert bytes(link.port.written) == b""
+    array_info = generate(make_config("hd_arr", rows=2, cols=2), tmp_path / "arr").info
+    with pytest.raises(ValueError, match="no accelerator section"):
+        AcceleratorLink(_Loopback(b""), array_info, check_info=False)
+    assert isinstance(open_link(_Loopback(b""), array_info, check_info=False), HostLink)
