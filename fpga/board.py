@@ -311,7 +311,8 @@ def cmd_build(config, out_dir, args) -> int:
         print(f"nmforge: board build failed: {error}", file=sys.stderr)
         return 1
     report = json.loads((bitstream.parent / "report.json").read_text())
-    print(f"wrote {bitstream}; host driver: nmforge.fpga.host.HostLink.open_serial(PORT, "
+    driver = "AcceleratorLink" if config.accelerator else "HostLink"
+    print(f"wrote {bitstream}; host driver: nmforge.fpga.host.{driver}.open_serial(PORT, "
           f"{Path(out_dir) / 'manifest.json'}, baud={report['uart']['baud']})", flush=True)
     if not report["timing_met"]:
         print(f"nmforge: warning: timing NOT met at the board clock ({report['clock_mhz']:g} MHz, Fmax "
