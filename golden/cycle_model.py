@@ -21,7 +21,7 @@ from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
 CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
 FEED_DELAY = 3        # start -> first array beat
-DRAIN_TAIL = 6        # last element taken -> execute unit free
+DRAIN_TAIL = 8        # last element taken -> execute unit free (rtl.execute.DRAIN_LATENCY + 1)
 STORE_TAIL = 4
 LOAD_TAIL = 2
 
