@@ -202,8 +202,8 @@ def synth_comparison(accel_path, array_path):
 
 
 def print_synth(comparison):
-    print(f"\nECP5 ({comparison['accelerator']['device']}) {'':12} {'LUT4':>7} {'FF':>7} {'DSP':>5} "
-          f"{'BRAM':>5} {'Fmax':>9}")
+    device = f"ECP5 ({comparison['accelerator']['device']})"
+    print(f"\n{device:36} {'LUT4':>7} {'FF':>7} {'DSP':>5} {'BRAM':>5} {'Fmax':>9}")
     for name in ("accelerator", "array"):
         r = comparison[name]
         fmax = f"{r['fmax_mhz']:.1f} MHz" if r["fmax_mhz"] is not None else "-"
