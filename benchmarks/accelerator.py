@@ -3,6 +3,13 @@ last result out, simulated on Verilator (bit-exact against the golden executor) 
 the cycle model; plus the cycle model's sensitivity to the data-stream width (a roofline PNG).
 
     python benchmarks/accelerator.py [--shapes 64x256x64,256x1024x256] [--no-sim]
+        [--synth-reports ACCEL ARRAY [--synth-only]]
+
+`--synth-reports`: the ECP5 resources and Fmax of the accelerator against its bare array, from
+the report.json (or the directory holding it) of `nmforge synth CONFIG --target ecp5` of each,
+e.g. out/accel88/synth-ecp5 (examples/accel_nm24_int8_8x8.toml) and out/array88/synth-ecp5
+(examples/nm24_int8_8x8.toml, the same array); `--synth-only` prints just that comparison
+(benchmarks/results/accelerator_synth.json).
 
 Program (double-buffered, golden.accel.hazards checks it has no hazard): PARAM and the first
 A row panel; for row panel 0 the W column panels are loaded one by one, each GEMM'd while the
@@ -164,11 +171,67 @@ def roofline(shape_mkn, timing, widths=(8, 16, 32, 64, 128)):
     return points
 
 
+SYNTH_KINDS = ("LUT4", "FF", "DSP", "BRAM")
+
+
+def _report(path):
+    path = pathlib.Path(path)
+    path = path / "report.json" if path.is_dir() else path
+    try:
+        return json.loads(path.read_text()), path
+    except (OSError, ValueError) as error:
+        sys.exit(f"--synth-reports: {path}: not a synthesis report.json ({error})")
+
+
+def synth_comparison(accel_path, array_path):
+    """{accelerator, array: {LUT4, FF, DSP, BRAM (device utilization used), fmax_mhz, timing_met,
+    report}, overhead: {kind: accelerator / array - 1}} of two `nmforge synth` ECP5 reports."""
+    out = {}
+    for name, path in (("accelerator", accel_path), ("array", array_path)):
+        report, where = _report(path)
+        if report.get("target") != "ecp5":
+            sys.exit(f"--synth-reports: {where}: target {report.get('target')!r}, expected ecp5")
+        util = report["device_utilization"]
+        out[name] = {kind: util[kind]["used"] for kind in SYNTH_KINDS}
+        out[name] |= {"top": report["top"], "device": report["device"], "fmax_mhz": report["fmax_mhz"],
+                      "clock_mhz": report["clock_mhz"], "timing_met": report["timing_met"],
+                      "critical_path": report.get("critical_path"), "report": str(where)}
+    out["overhead"] = {kind: (out["accelerator"][kind] / out["array"][kind] - 1) if out["array"][kind] else None
+                       for kind in SYNTH_KINDS}
+    return out
+
+
+def print_synth(comparison):
+    device = f"ECP5 ({comparison['accelerator']['device']})"
+    print(f"\n{device:36} {'LUT4':>7} {'FF':>7} {'DSP':>5} {'BRAM':>5} {'Fmax':>9}")
+    for name in ("accelerator", "array"):
+        r = comparison[name]
+        fmax = f"{r['fmax_mhz']:.1f} MHz" if r["fmax_mhz"] is not None else "-"
+        print(f"{name + ' (' + r['top'] + ')':36} {r['LUT4']:>7} {r['FF']:>7} {r['DSP']:>5} "
+              f"{r['BRAM']:>5} {fmax:>9}")
+    over = comparison["overhead"]
+    print("accelerator over bare array: " + ", ".join(
+        f"{kind} {100 * over[kind]:+.1f}%" for kind in SYNTH_KINDS if over[kind] is not None))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="64x256x64,256x1024x256")
     parser.add_argument("--no-sim", action="store_true", help="cycle model only")
+    parser.add_argument("--synth-reports", nargs=2, metavar=("ACCEL", "ARRAY"),
+                        help="report.json (or its directory) of `nmforge synth --target ecp5` of the "
+                             "accelerator and of its bare array")
+    parser.add_argument("--synth-only", action="store_true", help="only the --synth-reports comparison")
     args = parser.parse_args(argv)
+    if args.synth_only and not args.synth_reports:
+        parser.error("--synth-only needs --synth-reports")
+    synth = synth_comparison(*args.synth_reports) if args.synth_reports else None
+    if args.synth_only:
+        print_synth(synth)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "accelerator_synth.json").write_text(json.dumps(synth, indent=2))
+        print(f"wrote {RESULTS / 'accelerator_synth.json'}")
+        return
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     rows = []
     for shape_mkn in shapes:
@@ -195,8 +258,11 @@ def main(argv=None):
     print("stream width sweep (cycle model, 2:4): " + ", ".join(
         f"{p['stream_width']} b: {100 * p['fraction_of_peak']:.1f}%" for p in sweep
         if p["design"] == "2:4") + f"; below 90 % at {max(below) if below else 'none'} bits")
+    if synth:
+        print_synth(synth)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "accelerator.json").write_text(json.dumps({"runs": rows, "stream_sweep": sweep},
+    (RESULTS / "accelerator.json").write_text(json.dumps({"runs": rows, "stream_sweep": sweep,
+                                                          **({"ecp5": synth} if synth else {})},
                                                          indent=2))
     import matplotlib
     matplotlib.use("Agg")

@@ -1,6 +1,7 @@
-"""Board tops: a generated array behind the UART host link (`nmforge.rtl.host_link`), built into a
-bitstream for a real board with Amaranth's platform files (PyPI `amaranth-boards`) and the YoWASP
-Yosys / nextpnr / ecppack / icepack tools.
+"""Board tops: a generated array, or the accelerator when the config has an [accelerator] table,
+behind the UART host link (`nmforge.rtl.host_link`), built into a bitstream for a real board with
+Amaranth's platform files (PyPI `amaranth-boards`) and the YoWASP Yosys / nextpnr / ecppack /
+icepack tools.
 
 Public API::
 
@@ -9,27 +10,32 @@ Public API::
     cmd_build(config, out_dir, args) -> int # `nmforge build CONFIG --board B` (args: board, and
                                             # optionally baud, pnr_seed)
     check_fit(config, board)                # BoardFitError (one line) if the array cannot fit
-    linked_array(config, divisor, timeout_cycles) -> LinkedArray   # the board logic without pins
+    linked_array(config, divisor, timeout_cycles) -> LinkedArray | LinkedAccelerator
+                                            # the board logic without pins
     generate_link(config, out_dir, divisor, timeout_cycles) -> (verilog path, module name)
 
-`build_board` writes, in `out_dir`: the array's `<name>.v` and `manifest.json` (what the host driver
-`nmforge.fpga.host.HostLink` needs), and `board-<board>/` with Amaranth's build files, the tool
+`build_board` writes, in `out_dir`: the design's `<name>.v` and `manifest.json` (what the host
+driver needs: `nmforge.fpga.host.HostLink` for an array, `AcceleratorLink` for the accelerator,
+`open_link` picks), and `board-<board>/` with Amaranth's build files, the tool
 logs (`<top>.rpt` Yosys, `<top>.tim` nextpnr, `build.log` everything printed), `<top>_report.json`
 (nextpnr's report), `report.json` (resources, Fmax, timing, the UART settings) and the bitstream
 (`<top>.bit` for the ULX3S, `<top>.bin` for the iCEBreaker), `<top>` being `<name>_<board>`.
 
 Clock: the board's default oscillator (ULX3S 25 MHz, iCEBreaker 12 MHz), no PLL; the UART is the
 board's `uart` resource (the FTDI bridge on both boards), 8N1 at `baud` (default 115200). LEDs show
-overflow, meta_error, result ready and link_error (as many as the board has).
+overflow, meta_error, result ready and link_error (the accelerator: busy, cmd_error, meta_error,
+link_error), as many as the board has.
 
 Fit: every multiplier of the array is meant to be a hard DSP block, so a config needing more
 multipliers (rows x cols x N) than the device has DSP blocks is rejected before any tool runs
 (iCE40UP5K: 8 SB_MAC16, so a 2x2 2:4 INT8 array fits and the 4x4 does not; LFE5U-85F: 156
-MULT18X18D). A design that passes that check but still does not fit (logic cells) fails in nextpnr
+MULT18X18D). The accelerator adds its own multipliers (output stage, address and size
+arithmetic); a design that passes that check but still does not fit fails in nextpnr
 with a one-line `FlowError` naming the resource.
 
-Synthesis options are the flow's (`fpga.devices.DEVICES[target]["synth_args"]`: ECP5 `-noflatten`,
-iCE40 `-dsp`), so a board build maps the array the way `nmforge synth` does.
+Synthesis options are the flow's (`fpga.devices.DEVICES[target]["synth_args"]` and its
+``pre_synth`` commands: ECP5 `-noflatten` after `autoname`, iCE40 `-dsp`), so a board build maps
+the design the way `nmforge synth` does.
 
 Timing: nextpnr runs with `--timing-allow-fail` so that a bitstream and a report are always produced;
 `report.json` says whether the board clock was met, `build_board` logs it and `cmd_build` exits 1
@@ -50,7 +56,7 @@ from amaranth import Elaboratable, Module
 from amaranth.build import ResourceError
 from amaranth.lib import io
 
-from ..rtl.host_link import LinkedArray
+from ..rtl.host_link import LinkedAccelerator, LinkedArray
 from ..rtl.uart import divisor_for
 from .devices import DEVICES, device
 from .report import parse_nextpnr_report
@@ -114,17 +120,22 @@ def check_fit(config, board):
             f"blocks ({cell})")
 
 
-def linked_array(config, divisor, timeout_cycles) -> LinkedArray:
-    """UART + host link + the config's array: the whole board logic, with `rx`/`tx`/`status` ports."""
+def linked_array(config, divisor, timeout_cycles) -> LinkedArray | LinkedAccelerator:
+    """UART + host link + the config's top block: the whole board logic, with `rx`/`tx`/`status`
+    ports. With an [accelerator] table the accelerator behind the link (protocol version 2),
+    else the bare array (version 1); `nmforge.rtl.host_link` documents both."""
     from ..gen.elaborate import build
     parameters = {"rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
                   "dense": config.dense}
+    if config.accelerator:
+        return LinkedAccelerator(build(config, "accelerator"), divisor, parameters,
+                                 config.config_hash(), timeout_cycles)
     return LinkedArray(build(config), divisor, parameters, config.config_hash(), timeout_cycles)
 
 
 def generate_link(config, out_dir, divisor, timeout_cycles):
-    """Write `<name>_link.v` (the board logic, for simulation) and the array's `manifest.json`
-    into `out_dir`; returns (Verilog path, module name)."""
+    """Write `<name>_link.v` (the board logic, for simulation) and the design's `manifest.json`
+    (the accelerator's when the config has one) into `out_dir`; returns (Verilog path, module name)."""
     from ..gen.elaborate import to_verilog
     from ..gen.generate import generate
     out_dir = Path(out_dir)
@@ -215,6 +226,8 @@ def build_board(config, board, out_dir, log=print, *, baud=DEFAULT_BAUD, seed=1)
     # YoWASP tools see /tmp privately: Amaranth's script runs in build_dir with relative paths.
     plan = platform.build(top, name=name, build_dir=str(build_dir), do_build=False, do_program=False,
                           synth_opts=" ".join(DEVICES[spec["target"]]["synth_args"]),
+                          script_after_read="\n".join(c.format(top=name) for c in
+                                                       DEVICES[spec["target"]].get("pre_synth", ())),
                           nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail --report {name}_report.json")
     plan.extract(str(build_dir))
     t0 = time.monotonic()
@@ -250,7 +263,8 @@ def build_board(config, board, out_dir, log=print, *, baud=DEFAULT_BAUD, seed=1)
     }
     warnings = []
     dsp = resources.get("DSP", {}).get("used")
-    if dsp is not None and dsp != config.multipliers:
+    # the accelerator has multipliers of its own: at least the array's are expected there
+    if dsp is not None and (dsp < config.multipliers if config.accelerator else dsp != config.multipliers):
         warnings.append(f"{dsp} {_dsp(spec)[1]} blocks for {config.multipliers} multipliers: check the "
                         f"mapping (yosys may have merged or moved multipliers to logic)")
     report["warnings"] = warnings
@@ -297,7 +311,8 @@ def cmd_build(config, out_dir, args) -> int:
         print(f"nmforge: board build failed: {error}", file=sys.stderr)
         return 1
     report = json.loads((bitstream.parent / "report.json").read_text())
-    print(f"wrote {bitstream}; host driver: nmforge.fpga.host.HostLink.open_serial(PORT, "
+    driver = "AcceleratorLink" if config.accelerator else "HostLink"
+    print(f"wrote {bitstream}; host driver: nmforge.fpga.host.{driver}.open_serial(PORT, "
           f"{Path(out_dir) / 'manifest.json'}, baud={report['uart']['baud']})", flush=True)
     if not report["timing_met"]:
         print(f"nmforge: warning: timing NOT met at the board clock ({report['clock_mhz']:g} MHz, Fmax "

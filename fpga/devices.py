@@ -8,8 +8,9 @@ dict for each target's default device (``DEVICES["ecp5"]["synth_args"]`` ...).
 Family fields:
 
 * ``family`` display name; ``synth`` the Yosys ``synth_*`` command; ``synth_args`` its options
-  (the device's own ``synth_args`` are appended); ``post_synth`` Yosys commands run after it, with
-  ``{top}`` replaced by the placed top module (Gowin: I/O buffers on the top's ports only);
+  (the device's own ``synth_args`` are appended); ``pre_synth`` / ``post_synth`` Yosys commands run
+  before / after it, with ``{top}`` replaced by the placed top module (ECP5: public wire names
+  before ABC9; Gowin: I/O buffers on the top's ports only);
 * ``pack_dsp_registers`` run `nmforge.fpga.dsp_pack` on the netlist (ECP5);
 * ``nextpnr`` the nextpnr flavour (a tool of `nmforge.fpga.tools`); ``pnr_args`` options after the
   device's own ``device_args`` (the merged entry's ``pnr_args`` is ``device_args + pnr_args``);
@@ -71,6 +72,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
         # Keep the hierarchy: ABC9 in YoWASP Yosys 0.70 dies on the flattened netlist of an 8x8
         # array (its WebAssembly heap), while mapping one PE module at a time works.
         "synth_args": ["-noflatten"],
+        # Public names for every wire first: on the array module that instantiates the shared PE
+        # and result-slot modules, ABC9's reintegration in YoWASP Yosys 0.70 asserts (`wire' at
+        # abc_ops_reintegrate.cc:596) on the internal names; `autoname` only renames.
+        "pre_synth": ["hierarchy -top {top}", "autoname"],
         # Move the flip-flops that feed multipliers into the MULT18X18D input registers
         # (fpga/dsp_pack.py): Yosys leaves them in the fabric, tiles away from the block.
         "pack_dsp_registers": True,

@@ -158,9 +158,10 @@ def module_name(config, block="array"):
 
 def shared_modules(component) -> dict:
     """Module name -> component, for the modules `component` instantiates by name: a
-    SparseArray's PE and result slot, whether `component` is the array or holds it as `array`
-    (the board's LinkedArray)."""
-    array = component if isinstance(component, SparseArray) else getattr(component, "array", None)
+    SparseArray's PE and result slot, whether `component` is the array, holds it as `array`
+    (the accelerator, the board's LinkedArray) or holds an accelerator (LinkedAccelerator)."""
+    holder = getattr(component, "accelerator", component)
+    array = component if isinstance(component, SparseArray) else getattr(holder, "array", None)
     return array.shared_modules if isinstance(array, SparseArray) else {}
 
 

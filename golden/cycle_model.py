@@ -20,11 +20,12 @@ dataflow's feeder brings its own `gemm_cycles`.
 from dataclasses import dataclass
 
 from ..rtl.execute import tile_drain_cycles
+from ..rtl.output_stage import LATENCY as STAGE_LATENCY
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
 CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
 FEED_DELAY = 3        # start -> first array beat
-DRAIN_TAIL = 6        # last element taken -> execute unit free
+DRAIN_TAIL = STAGE_LATENCY + 3  # last row taken -> execute unit free (the output stages + 3)
 STORE_TAIL = 3
 LOAD_TAIL = 2
 

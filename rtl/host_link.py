@@ -31,6 +31,17 @@ R = ceil(result width / 8).
 
 The response's first byte echoes the opcode; bit 7 set means "not done".
 
+The accelerator's link (version 2, `LinkedAccelerator`): the same engine and framing, with the
+accelerator's AXI4-Stream interfaces behind the three streams: ACT (0x01) carries one command
+(rtl.isa.encode, A = 16 bytes) to `s_axis_cmd`, WEIGHT (0x02) one data-in word (W = stream_width
+/ 8 bytes) to `s_axis_data`, RESULT (0x03) answers one data-out word and its tlast (R =
+stream_width / 8 + 1 bytes: tdata, then a byte whose bit 0 is tlast). STATUS answers 1 + 5 + 13
+bytes: after the flags (bits 0-1 the accelerator's overflow and meta_error, bit 2 a data-out word
+is ready, bits 3-4 the holding registers, bit 5 link_error) and bad_groups, one byte (bit 0 busy,
+bit 1 cmd_error, bits 4-7 error_code: rtl.isa.Error) and the accelerator's `cycles` and
+`array_beats` counters (6 bytes each). CLEAR resets the accelerator (its state, flags, counters;
+not the buffers' contents). INFO reports version 2 and A, W, R.
+
 ACT / WEIGHT: the link keeps one holding register per input stream, which presents the beat to the
 array (valid until the array takes it). A beat is *accepted* (0x01 / 0x02) when the holding
 register was empty when its opcode arrived: the beat will transfer exactly once, as soon as the
@@ -58,10 +69,12 @@ discards any input, and sends NOP, which answers 0x00.
 """
 import enum
 
-from amaranth import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Shape, Signal
+from amaranth import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal,
+                      Shape, Signal, Value)
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .isa import COMMAND_BITS
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 from .uart import UARTRx, UARTTx
 
@@ -83,6 +96,8 @@ UNKNOWN_OPCODE = 0xFF
 STATUS_BITS = ("overflow", "meta_error", "result_valid", "act_full", "weight_full", "link_error")
 STATUS_LEN = 1 + BAD_GROUP_COUNTER_WIDTH // 8   # response bytes after the echoed opcode
 INFO_LEN = 16
+ACCEL_PROTOCOL_VERSION = 2
+ACCEL_STATUS_LEN = 1 + 2 * 6   # the accelerator link's extra STATUS bytes (module docstring)
 
 
 def payload_bytes(width) -> int:
@@ -90,11 +105,13 @@ def payload_bytes(width) -> int:
     return (width + 7) // 8
 
 
-def ident_bytes(parameters, config_hash, act_bits, weight_bits, result_bits) -> bytes:
+def ident_bytes(parameters, config_hash, act_bits, weight_bits, result_bits,
+                version=PROTOCOL_VERSION) -> bytes:
     """The INFO response body of a design: from its manifest `parameters` (rows, cols, n, m,
-    dense; any PE kind), `config_hash` (hex) and its stream payload widths in bits."""
+    dense; any PE kind), `config_hash` (hex), its stream payload widths in bits and the protocol
+    `version` (1: the array's link, `ACCEL_PROTOCOL_VERSION`: the accelerator's)."""
     p = parameters
-    head = [PROTOCOL_VERSION, p["rows"], p["cols"], p["n"], p["m"], int(bool(p["dense"]))]
+    head = [version, p["rows"], p["cols"], p["n"], p["m"], int(bool(p["dense"]))]
     if any(not 0 <= f <= 255 for f in head):
         raise ValueError(f"parameters {head} do not fit the INFO response bytes")
     lengths = b"".join(payload_bytes(bits).to_bytes(2, "little")
@@ -107,7 +124,8 @@ class HostLinkEngine(wiring.Component):
     `result_layout` are the array's stream payload shapes; `ident` the INFO bytes (`ident_bytes`);
     `timeout_cycles` the payload-byte timeout (0: none)."""
 
-    def __init__(self, act_layout, weight_layout, result_layout, ident, timeout_cycles):
+    def __init__(self, act_layout, weight_layout, result_layout, ident, timeout_cycles,
+                 extra_status_bytes=0):
         if len(ident) != INFO_LEN:
             raise ValueError(f"ident must be {INFO_LEN} bytes, got {len(ident)}")
         self.ident = bytes(ident)
@@ -115,7 +133,9 @@ class HostLinkEngine(wiring.Component):
         self.act_width = Shape.cast(act_layout).width
         self.weight_width = Shape.cast(weight_layout).width
         self.result_width = Shape.cast(result_layout).width
+        self.status_len = STATUS_LEN + extra_status_bytes
         super().__init__({
+            "extra_status": In(8 * extra_status_bytes),   # STATUS bytes after bad_groups
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "act": Out(stream.Signature(act_layout)),
@@ -133,7 +153,7 @@ class HostLinkEngine(wiring.Component):
         m = Module()
         act_len, weight_len = payload_bytes(self.act_width), payload_bytes(self.weight_width)
         result_len = payload_bytes(self.result_width)
-        max_len = max(act_len, weight_len, result_len, STATUS_LEN, INFO_LEN)
+        max_len = max(act_len, weight_len, result_len, self.status_len, INFO_LEN)
 
         # Holding registers: filled a byte at a time (shifting right, so the first byte ends up
         # least significant) only while empty; presented to the array while full.
@@ -151,7 +171,7 @@ class HostLinkEngine(wiring.Component):
         not_done = Signal()          # ACT/WEIGHT: busy; RESULT: no result ready
         header = Signal(8)
         count = Signal(range(max_len + 1))
-        status = Signal(8 * STATUS_LEN)
+        status = Signal(8 * self.status_len)
         timer = Signal(range(max(self.timeout_cycles, 1) + 1))
 
         m.d.sync += self.clear.eq(0)
@@ -159,7 +179,7 @@ class HostLinkEngine(wiring.Component):
             m.d.sync += self.link_error.eq(1)
 
         # Response data bytes, by command; byte `count` of the one being sent.
-        result_bytes = Cat(self.result.payload.as_value(), Const(0, 8 * result_len - self.result_width))
+        result_bytes = Cat(Value.cast(self.result.payload), Const(0, 8 * result_len - self.result_width))
         info_bytes = Const(int.from_bytes(self.ident, "little"), 8 * INFO_LEN)
         data_byte = Signal(8)
         with m.Switch(op):
@@ -170,7 +190,7 @@ class HostLinkEngine(wiring.Component):
             with m.Case(Op.INFO):
                 m.d.comb += data_byte.eq(info_bytes.word_select(count, 8))
 
-        lengths = {Op.RESULT: result_len, Op.STATUS: STATUS_LEN, Op.INFO: INFO_LEN}
+        lengths = {Op.RESULT: result_len, Op.STATUS: self.status_len, Op.INFO: INFO_LEN}
         data_len = Signal(range(max_len + 1))
         with m.Switch(op):
             for code, length in lengths.items():
@@ -197,7 +217,8 @@ class HostLinkEngine(wiring.Component):
                         with m.Case(Op.STATUS):
                             flags = Cat(self.overflow, self.meta_error, self.result.valid, act_full,
                                         weight_full, self.link_error)
-                            m.d.sync += status.eq(Cat(flags, Const(0, 8 - len(flags)), self.bad_groups))
+                            m.d.sync += status.eq(Cat(flags, Const(0, 8 - len(flags)), self.bad_groups,
+                                                      self.extra_status))
                             m.next = "HEADER"
                         with m.Case(Op.CLEAR):
                             m.d.sync += [self.clear.eq(1), act_full.eq(0), weight_full.eq(0),
@@ -308,4 +329,57 @@ class LinkedArray(wiring.Component):
                      link.bad_groups.eq(array.bad_groups),
                      self.status.eq(Cat(array.overflow, array.meta_error, array.result.valid,
                                         link.link_error))]
+        return m
+
+
+class LinkedAccelerator(wiring.Component):
+    """UART (`rx`/`tx` pins, `divisor` cycles per bit) + `HostLinkEngine` + the accelerator
+    (rtl.accelerator.Accelerator), protocol version 2 (module docstring, "The accelerator's
+    link"). `parameters` and `config_hash` identify the design to INFO. `status` is for LEDs:
+    busy, cmd_error, meta_error, link_error."""
+
+    def __init__(self, accelerator, divisor, parameters, config_hash, timeout_cycles):
+        self.accelerator = accelerator
+        self.divisor = divisor
+        stream_width = accelerator.shape.stream_width
+        self.widths = (COMMAND_BITS, stream_width, stream_width + 1)
+        self.ident = ident_bytes(parameters, config_hash, *self.widths, version=ACCEL_PROTOCOL_VERSION)
+        if timeout_cycles and timeout_cycles < 20 * divisor:
+            raise ValueError(f"timeout_cycles {timeout_cycles} is shorter than two bytes on the line "
+                             f"({20 * divisor} cycles)")
+        self.timeout_cycles = timeout_cycles
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "status": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        accel = self.accelerator
+        m.submodules.uart_rx = uart_rx = UARTRx(self.divisor)
+        m.submodules.uart_tx = uart_tx = UARTTx(self.divisor)
+        m.submodules.link = link = HostLinkEngine(*self.widths, self.ident, self.timeout_cycles,
+                                                  extra_status_bytes=ACCEL_STATUS_LEN)
+        # As LinkedArray: the accelerator in its own domain, reset by `rst` or CLEAR.
+        m.domains.array = ClockDomain("array", local=True)
+        m.d.comb += [ClockSignal("array").eq(ClockSignal()),
+                     ResetSignal("array").eq(ResetSignal(allow_reset_less=True) | link.clear)]
+        m.submodules.accelerator = DomainRenamer("array")(accel)
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
+                     link.rx_error.eq(uart_rx.framing_error | uart_rx.overrun)]
+        wiring.connect(m, uart_rx.o, link.rx)
+        wiring.connect(m, link.tx, uart_tx.i)
+        # CMD = the link's first input stream, DATA the second, READ its result stream.
+        m.d.comb += [
+            accel.s_axis_cmd.tdata.eq(link.act.payload), accel.s_axis_cmd.tvalid.eq(link.act.valid),
+            link.act.ready.eq(accel.s_axis_cmd.tready),
+            accel.s_axis_data.tdata.eq(link.weight.payload),
+            accel.s_axis_data.tvalid.eq(link.weight.valid),
+            link.weight.ready.eq(accel.s_axis_data.tready),
+            link.result.payload.eq(Cat(accel.m_axis_data.tdata, accel.m_axis_data.tlast)),
+            link.result.valid.eq(accel.m_axis_data.tvalid),
+            accel.m_axis_data.tready.eq(link.result.ready),
+            link.overflow.eq(accel.overflow), link.meta_error.eq(accel.meta_error),
+            link.bad_groups.eq(accel.bad_groups),
+            link.extra_status.eq(Cat(accel.busy, accel.cmd_error, Const(0, 2), accel.error_code,
+                                     accel.cycles, accel.array_beats)),
+            self.status.eq(Cat(accel.busy, accel.cmd_error, accel.meta_error, link.link_error)),
+        ]
         return m

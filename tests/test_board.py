@@ -8,7 +8,7 @@ import pytest
 from conftest import EXAMPLES, make_config
 from nmforge.fpga.board import BOARDS, BoardFitError, build_board, check_fit, cmd_build, generate_link
 from nmforge.fpga.host import HostLink, LinkError
-from nmforge.gen.config import load_config
+from nmforge.gen.config import load_config, parse_config
 from nmforge.rtl.host_link import INFO_LEN, ident_bytes
 from nmforge.rtl.uart import divisor_for
 from nmforge.sim.runner import run_testbench
@@ -17,13 +17,13 @@ DIVISOR = 8            # cycles per bit in simulation
 TIMEOUT_CYCLES = 2000  # command timeout in simulation (25 byte times)
 
 
-def _board_sim(tmp_path, config, seed=1, **env):
+def _board_sim(tmp_path, config, seed=1, testbench="nmforge.sim.tb_board", **env):
     verilog, module = generate_link(config, tmp_path, DIVISOR, TIMEOUT_CYCLES)
     full_env = {"NMFORGE_MANIFEST": str((tmp_path / "manifest.json").resolve()),
                 "NMFORGE_DIVISOR": str(DIVISOR), "NMFORGE_TIMEOUT_CYCLES": str(TIMEOUT_CYCLES),
                 "NMFORGE_RESULT_JSON": str(tmp_path / "result.json")}
     full_env.update(env)
-    return run_testbench(verilog.resolve(), module, "nmforge.sim.tb_board", tmp_path.resolve(), full_env,
+    return run_testbench(verilog.resolve(), module, testbench, tmp_path.resolve(), full_env,
                          seed, log=lambda line: None, cxx_opt="-Os")  # long simulations: optimise
 
 
@@ -48,6 +48,27 @@ def test_host_link_dense_saturating(tmp_path):
                          acc_width=13, overflow="saturate")
     result = _board_sim(tmp_path, config, seed=2, NMFORGE_SHAPES="2x6x3,1x4x5")
     assert result.passed, f"board simulation failed; log {result.log}, waves {result.waves}"
+
+
+def test_accelerator_gemms_on_simulated_board(tmp_path):
+    """`nmforge build --board` of a config with [accelerator] builds the accelerator behind the
+    UART link: simulated (sim.tb_board_accel), the AcceleratorLink host driver loads A, W and
+    PARAM, runs GEMMs larger than the 2x2 2:4 array (5x12x5 raw accumulators, 6x16x4
+    requantized with ReLU) and reads the results back bit-exactly; a refused command reports
+    its error code, CLEAR resets it, and the next GEMM is exact."""
+    config = parse_config({
+        "name": "brd_acc", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"},
+        "accelerator": {"stream_width": 32, "act_depth": 64, "weight_depth": 64, "param_depth": 16,
+                        "out_depth": 64}}, source="test")
+    result = _board_sim(tmp_path, config, seed=3, testbench="nmforge.sim.tb_board_accel")
+    assert result.passed, f"board simulation failed; log {result.log}, waves {result.waves}"
+    assert result.tests == 1
+    runs = json.loads((tmp_path / "result.json").read_text())
+    assert runs["runs"] == [[5, 12, 5], [6, 16, 4]]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["accelerator"]["shape"]["stream_width"] == 32
 
 
 def test_ulx3s_bitstream(tmp_path):
@@ -143,3 +164,30 @@ def test_host_driver_errors(tmp_path):
     with pytest.raises(LinkError, match="act holding register stayed full"):
         link.send_act(0)
     assert bytes(link.port.written) == bytes([1] + [0] * 9) * 3
+
+
+def test_accelerator_link_checks_commands_on_the_host(tmp_path):
+    """AcceleratorLink refuses (ValueError naming the error code, nothing sent) a command the
+    accelerator would refuse, and a bare array's manifest."""
+    from nmforge.fpga.host import AcceleratorLink, open_link
+    from nmforge.gen.generate import generate
+    from nmforge.rtl import isa
+    config = parse_config({
+        "name": "hd_acc", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "sparsity": {"nm": "2:4"},
+        "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"},
+        "accelerator": {"stream_width": 32, "act_depth": 16, "weight_depth": 16, "param_depth": 8,
+                        "out_depth": 16}}, source="test")
+    info = generate(config, tmp_path / "acc").info
+    link = open_link(_Loopback(b""), info, check_info=False)
+    assert isinstance(link, AcceleratorLink)
+    assert (link.command_len, link.data_len, link.read_len) == (16, 4, 5)
+    with pytest.raises(ValueError, match="would be refused: ACT_RANGE"):
+        link.load(isa.Buffer.ACT, 10, [0] * 7)
+    with pytest.raises(ValueError, match="would be refused: OUT_RANGE"):
+        link.read(0, 17)
+    assert bytes(link.port.written) == b""
+    array_info = generate(make_config("hd_arr", rows=2, cols=2), tmp_path / "arr").info
+    with pytest.raises(ValueError, match="no accelerator section"):
+        AcceleratorLink(_Loopback(b""), array_info, check_info=False)
+    assert isinstance(open_link(_Loopback(b""), array_info, check_info=False), HostLink)

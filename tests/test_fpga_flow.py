@@ -76,8 +76,9 @@ def test_ecp5_multiply_report(ecp5_run):
     assert report["tools"]["yosys"].startswith("Yosys ")
     assert report["tools"]["nextpnr"].startswith("nextpnr")
     # one result line per step (progress lines, indented, only for steps longer than a few seconds)
-    assert [ln.split()[0] for ln in lines if not ln.startswith(" ")] == ["[synth]", "[pnr]"]
-    assert "synth_ecp5 -noflatten -top mul8" in lines[0] and "--out-of-context" in lines[1]
+    results = [ln for ln in lines if not ln.startswith(" ")]
+    assert [ln.split()[0] for ln in results] == ["[synth]", "[pnr]"]
+    assert "synth_ecp5 -noflatten -top mul8" in results[0] and "--out-of-context" in results[1]
     # artifacts
     for name in ("yosys.log", "netlist.json", "stat.json", "nextpnr.log", "nextpnr_report.json"):
         assert (out / name).is_file(), name
