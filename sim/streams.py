@@ -11,6 +11,8 @@ from collections import deque
 import cocotb
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 
+from .harness import cycle
+
 
 def random_pauses(rng: random.Random, probability: float):
     """An endless pause pattern where each cycle pauses with `probability`."""
@@ -91,6 +93,21 @@ class StreamSink(_StreamPort):
 
     def count(self):
         return len(self.queue)
+
+    async def wait_beats(self, count: int, bound: int, what: str = ""):
+        """Until `count` beats have arrived; the watchdog: fails (AssertionError naming the stream,
+        the cycle and `what` was awaited) when no beat arrives for `bound` cycles."""
+        quiet, seen = 0, len(self.queue)
+        while len(self.queue) < count:
+            await RisingEdge(self.clock)
+            quiet = 0 if len(self.queue) != seen else quiet + 1
+            seen = len(self.queue)
+            if quiet > bound:
+                raise AssertionError(
+                    f"watchdog: stream '{self.name}' stalled: no beat for {bound} cycles at cycle "
+                    f"{cycle()} ({len(self.queue)} of {count} beats"
+                    f"{' of ' + what if what else ''} received; valid={self.valid.value}, "
+                    f"ready={self.ready.value})")
 
 
 class StreamMonitor(_StreamPort):
