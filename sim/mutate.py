@@ -202,9 +202,6 @@ def _run_mutant(task: dict) -> dict:
     """Simulate one mutant in a child process with a wall-clock limit; prove survivors."""
     work = pathlib.Path(task["work"])
     work.mkdir(parents=True, exist_ok=True)
-    link = work / "sim_build"
-    if not link.exists():
-        link.symlink_to(task["sim_build"], target_is_directory=True)
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "nmforge.sim.mutate", "--one", json.dumps(task)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -258,10 +255,8 @@ def _digest(*parts) -> str:
 def run_mutate(config, out_dir: pathlib.Path, count: int, seed: int, scheduler: str | None = None,
                workers: int = 2, log=print) -> dict:
     """Run (or resume) a campaign of `count` mutants; returns the summary (also OUT/mutation.json)."""
-    from amaranth.back import verilog as amaranth_verilog
-
     from ..fpga.sweep import _dask_client
-    from ..gen.elaborate import build
+    from ..gen.elaborate import build, to_verilog
     from ..gen.generate import generate
     from .regression import run_regression
 
@@ -270,7 +265,7 @@ def run_mutate(config, out_dir: pathlib.Path, count: int, seed: int, scheduler: 
     design = out_dir / "design"
     generated = generate(config, design)
     module, latency = generated.info["module"], generated.info["latency_cycles"]
-    src = amaranth_verilog.convert(build(config, "array"), name=module, emit_src=True)
+    src = to_verilog(build(config, "array"), module, emit_src=True)
     (design / SRC_FILE).write_text(src)
     log(f"[mutate] {module}: listing mutations (Yosys mutate -list, seed {seed})")
     pool = list_pool(design, module, max(count * POOL_FACTOR, 200), seed)
@@ -307,7 +302,7 @@ def run_mutate(config, out_dir: pathlib.Path, count: int, seed: int, scheduler: 
             log(f"[mutate] running on {executor}")
             _compute(client, todo, results, out_dir, campaign, {
                 "verilog": str(verilog), "manifest": str(generated.manifest), "module": module,
-                "src": str(design / SRC_FILE), "sim_build": str(build_dir / "sim_build"),
+                "src": str(design / SRC_FILE),
                 "seed": seed, "options": options, "timeout_s": timeout_s,
                 "depth": latency + BOUNDED_EXTRA}, log, len(mutants))
     rows = [m | results[m["id"]] for m in mutants]
