@@ -4,7 +4,8 @@ under random stalls on every valid and every ready.
 
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
 probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
-(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here),
+(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written
+here; the corner GEMM of one-beat tiles is marked "burst"),
 NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
@@ -15,11 +16,14 @@ the result JSON has the total cycle count instead of per-GEMM ones).
 
 Corners, in every random run (no NMFORGE_SHAPE / NMFORGE_GEMM_FILE) unless NMFORGE_CORNERS=0:
 the prelude of sim.corners (int kinds: a long-K tile ending just inside and just outside the
-accumulator range, both signs; every kind: reset in the middle of a run); the last random GEMM
+accumulator range, both signs, then each PE overflowing alone, at most NMFORGE_SWEEP_BEATS
+beats in all (default corners.MAX_SWEEP_BEATS, 0: none); every kind: reset in the middle of a
+run); the last random GEMM
 carries malformed metadata of every kind the encoding can carry (ArrayModel.malformations; the
 spoiled columns go unchecked, the others are checked, bad_groups exactly), unless NMFORGE_CORRUPT
 sets a count per GEMM; and a final GEMM of one-beat (shortest) tiles streamed back to back with
-the consumer ready, then stalled for longer than the output queue can absorb.
+the consumer ready, then stalled for longer than the output queue can absorb, then draining one
+beat in four. After the last GEMM no further result beat may arrive (none duplicated).
 The watchdog: a run that delivers no result beat for harness.watchdog_bound cycles fails, naming
 the stream and the cycle.
 """
@@ -32,7 +36,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from .array_model import ArrayModel
-from .corners import overflow_tile, reset_mid_run
+from .corners import MAX_SWEEP_BEATS, overflow_each_pe, overflow_tile, reset_mid_run
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import Operands
 from .payload import unpack
@@ -58,6 +62,8 @@ async def gemm_regression(dut):
     if corners:
         corner_rng, _ = rngs(salt=7919)
         await overflow_tile(dut, info, dut._log.info)
+        await overflow_each_pe(dut, info, corner_rng, dut._log.info,
+                               env_int("NMFORGE_SWEEP_BEATS", MAX_SWEEP_BEATS))
         await reset_mid_run(dut, info, corner_rng)
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
@@ -104,11 +110,14 @@ async def gemm_regression(dut):
             f"bad_groups counted {int(dut.bad_groups.value)} after {after}, injected {expected_bad}"
 
     def set_pauses(burst):
-        """Full speed in and out, the consumer then stalled (a burst GEMM), else random stalls."""
+        """Full speed in and out, the consumer then stalled, then draining one beat in four (so
+        the output queue is full again and again with no result waiting in a PE) and then at
+        full speed (a burst GEMM); else random stalls."""
         for source in (act, weight):
             source.set_pause_generator(never_pause() if burst else random_pauses(prng, stall))
         result.set_pause_generator(
             itertools.chain([False] * (model.latency + 2), [True] * (3 * model.latency + 8),
+                            [False, True, True, True] * (model.latency + 8),
                             never_pause()) if burst else random_pauses(prng, stall))
 
     overlap_start = monitors[0].cycle
@@ -145,6 +154,8 @@ async def gemm_regression(dut):
                   "tiles": len(tiles)}
         if ops.pattern is not None:
             timing["pattern"] = ops.pattern
+        if burst:
+            timing["burst"] = True  # the corner GEMM of one-beat tiles, after the random ones
         if not overlap:
             timing["cycles"] = end_cycle - start_cycle
         timings.append(timing)
@@ -153,6 +164,8 @@ async def gemm_regression(dut):
     if overlap:
         total_cycles = monitors[2].beats[-1][0] - overlap_start
         await check_flags(f"{len(gemms)} GEMMs back to back")
+    await ClockCycles(dut.clk, 2 * model.latency + 8)  # nothing lost was re-sent, nothing duplicated
+    assert result.count() == 0, f"{result.count()} result beats more than the GEMMs' tiles arrived"
 
     for monitor in monitors:
         assert not monitor.protocol_errors, monitor.protocol_errors[:3]

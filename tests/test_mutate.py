@@ -61,6 +61,15 @@ def test_watchdog_fails_a_design_whose_output_never_becomes_valid(tmp_path):
         assert time.monotonic() - started < 120
 
 
+def test_overflow_of_each_pe_alone_raises_the_flag(simulate):
+    """The regression's per-PE overflow sweep (sim.corners.overflow_each_pe, on in `nmforge sim`)
+    on every PE of a 2 x 3 array whose 20-bit accumulator overflows after 16 beats."""
+    config = make_config("sweep23", rows=2, cols=3, acc_width=20)
+    result, _ = simulate(config, "array", seed=3, sweep_beats=1 << 20)
+    assert result.passed, f"simulation failed; log {result.log}"
+    assert "overflow of each PE alone: 6 of 6 PEs, 16 beats each" in result.log.read_text()
+
+
 def test_classify_and_draw_spread_over_kinds():
     pool = [
         r"mutate -mode inv -module t -cell $flatten\pe_0_0.\decoder.$eq$1 -port A -portbit 0 -src /x/rtl/decoder.py:97",
