@@ -22,6 +22,7 @@ from .gen.package import cmd_package
 from .fpga.board import BOARDS, cmd_build
 from .fpga.sweep import add_sweep_arguments, cmd_sweep
 from .compiler.command import add_compile_arguments, add_run_arguments, cmd_compile, cmd_run
+from .sim.mutate import add_mutate_arguments, cmd_mutate
 
 EXIT_BAD_INPUT = 2
 
@@ -81,6 +82,9 @@ def _parser():
                    "with a summary (DIR/summary.json)")
     _sim_options(flow)
     _synth_options(flow, default_target="ecp5")
+    mutate = command("mutate", cmd_mutate, "mutation testing: inject Yosys mutants, run the default "
+                     "regression on each (Dask), report killed / survived / timed out / equivalent")
+    add_mutate_arguments(mutate)
     sweep = commands.add_parser("sweep", help="design-space sweep (generate + synth per point) on Dask",
                                 description="design-space sweep (generate + synth per point) on Dask")
     add_sweep_arguments(sweep)

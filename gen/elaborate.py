@@ -165,13 +165,14 @@ def shared_modules(component) -> dict:
     return array.shared_modules if isinstance(array, SparseArray) else {}
 
 
-def to_verilog(component, name):
-    """Deterministic Verilog text (no source locations, so output does not depend on paths):
+def to_verilog(component, name, emit_src=False):
+    """Deterministic Verilog text (without `emit_src`, no source locations, so output does not
+    depend on paths):
     module `name` and its submodules, plus one definition of each shared module (an array's
     PE and result slot, each converted once however many positions instantiate it); one Yosys
     run converts them all."""
-    texts = [rtlil.convert(component, name=name, emit_src=False)]
+    texts = [rtlil.convert(component, name=name, emit_src=emit_src)]
     for module, definition in shared_modules(component).items():
-        text = rtlil.convert(definition, name=module, emit_src=False)
+        text = rtlil.convert(definition, name=module, emit_src=emit_src)
         texts.append(text.replace("attribute \\top 1\n", "", 1))  # `name` stays the only top
     return verilog._convert_rtlil_text("".join(texts))  # what verilog.convert runs on its RTLIL

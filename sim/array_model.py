@@ -28,7 +28,8 @@ def column_payload(ops, g, c, n, metadata):
     if "indices" in metadata:
         column["indices"] = ops.indices[group, c]
     if "bitmap" in metadata:
-        column["bitmap"] = bitmap_of(ops.indices[group, c])
+        flip = 0 if ops.bitmap_flip is None else int(ops.bitmap_flip[g, c])
+        column["bitmap"] = bitmap_of(ops.indices[group, c]) ^ flip
     if "pattern" in metadata:
         column["pattern"] = ops.pattern_ids[g, c]
     if ops.w_side is not None:
@@ -54,10 +55,13 @@ class ArrayModel:
         self.latency = info["latency_cycles"]
 
     def random_gemm(self, rng, shape=None, extreme=False) -> Operands:
-        """Operands of a random GEMM (sim.kinds); K a random multiple of the kind's k_multiple.
-        A run-time design moves to the next pattern of its plan first (`use_patterns`)."""
+        """Operands of a random GEMM (sim.kinds); K a random multiple of the kind's k_multiple
+        (`shape` (M, None, N): the shortest tiles, K = k_multiple). A run-time design moves to
+        the next pattern of its plan first (`use_patterns`)."""
         if self.runtime:
             self.kind.next_pattern()
+        if shape is not None and shape[1] is None:
+            shape = (shape[0], self.kind.k_multiple, shape[2])
         if shape is None:
             step = self.kind.k_multiple
             shape = (self.rows * int(rng.integers(1, 3)), step * int(rng.integers(1, max(4, 7 * self.window // step + 1))),
@@ -70,13 +74,27 @@ class ArrayModel:
             raise ValueError("patterns can only be chosen on a run-time design (sparsity.runtime)")
         self.kind.use_patterns(names)
 
+    def malformations(self):
+        """The kinds of malformed metadata this design's encoding can carry (MALFORMATIONS)."""
+        if self.dense:
+            return []
+        if self.runtime:
+            return ["unknown id", "repeat", "descend", "range"]
+        return list(BITMAP_MALFORMATIONS if "bitmap" in self.metadata
+                    else INDEX_MALFORMATIONS if self.n >= 2 else ())
+
     def corrupt(self, rng, ops, count):
-        """Make `count` metadata groups of `ops` malformed (in place); returns how many bad groups
-        the hardware must count (each injected one once per row tile that streams it)."""
+        """Make `count` metadata groups of `ops` malformed (in place), every kind of
+        `malformations()` in turn; returns (how many bad groups the hardware must count per row
+        tile that streams them, the set of columns whose results they spoil)."""
         if self.runtime:
             return corrupt_runtime(rng, ops, self.n, self.m, count)
-        bad, ops.indices = corrupt_groups(rng, ops.indices, self.n, self.m, count)
-        return len(bad)
+        if "bitmap" in self.metadata:
+            bad, ops.bitmap_flip = corrupt_bitmaps(rng, ops.indices, self.n, self.m, count)
+        else:
+            bad, ops.indices = corrupt_groups(rng, ops.indices, self.n, self.m, count,
+                                              self.malformations())
+        return len(bad), {c for _, c in bad}
 
     def beats(self, ops):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
@@ -103,16 +121,50 @@ class ArrayModel:
                 yield (i, j), c[i:i + self.rows, j:j + self.cols]
 
 
-def corrupt_groups(rng, indices, n, m, count):
-    """Make `count` distinct (group, column) index groups malformed; returns their set."""
+# Malformed metadata (SPEC section 1) a fixed design's encoding can carry. An index >= M cannot
+# be encoded in ceil(log2 M) bits (M is a power of two), so only run-time designs (index >= M')
+# have "range"; a 1:M index group cannot be malformed at all.
+INDEX_MALFORMATIONS = ("repeat", "descend")     # a repeated index; two indices swapped
+BITMAP_MALFORMATIONS = ("fewer", "more")         # popcount N-1; popcount N+1
+
+
+def _pick_groups(rng, groups, cols, count):
+    """`count` distinct (group, column) pairs: first one beat across up to every column (so the
+    bad-group counter must add several columns in one cycle), then random ones."""
+    count = min(count, groups * cols)
+    beat = int(rng.integers(groups))
+    first = [(beat, int(c)) for c in rng.permutation(cols)[:min(cols, max(count // 2, 1))]]
+    rest = [divmod(int(f), cols) for f in rng.permutation(groups * cols)]
+    return list(dict.fromkeys(first + rest))[:count]
+
+
+def corrupt_groups(rng, indices, n, m, count, ways=("repeat",)):
+    """Make `count` distinct (group, column) index groups malformed, taking `ways`
+    (INDEX_MALFORMATIONS) in turn; returns their set and the new indices."""
     groups, cols = indices.shape[0] // n, indices.shape[1]
-    chosen = rng.choice(groups * cols, size=min(count, groups * cols), replace=False)
+    chosen = _pick_groups(rng, groups, cols, count) if ways else []
     bad = indices.copy()
-    for flat in chosen:
-        g, c = divmod(int(flat), cols)
+    for number, (g, c) in enumerate(chosen):
         group = bad[g * n:(g + 1) * n, c]
-        group[-1] = group[0]  # a repeated index: not strictly increasing (a bitmap then has N-1 bits)
-    return {divmod(int(f), cols) for f in chosen}, bad
+        if ways[number % len(ways)] == "repeat":
+            group[-1] = group[0]  # not strictly increasing (a bitmap of it has N-1 bits)
+        else:
+            group[0], group[1] = group[1], group[0]  # descending
+    return set(chosen), bad
+
+
+def corrupt_bitmaps(rng, indices, n, m, count):
+    """Bitmap designs: `count` distinct (group, column) bitmaps get one kept bit cleared
+    (popcount N-1) or one other bit set (N+1), in turn; returns their set and the XOR masks
+    (groups, cols) for Operands.bitmap_flip."""
+    groups, cols = indices.shape[0] // n, indices.shape[1]
+    chosen = _pick_groups(rng, groups, cols, count)
+    flip = np.zeros((groups, cols), dtype=np.int64)
+    for number, (g, c) in enumerate(chosen):
+        kept = [int(i) for i in indices[g * n:(g + 1) * n, c]]
+        pool = kept if number % 2 == 0 else [i for i in range(m) if i not in kept]
+        flip[g, c] = 1 << int(rng.choice(pool))
+    return set(chosen), flip
 
 
 def row_beats(info, ops):
@@ -128,25 +180,26 @@ def row_beats(info, ops):
 def corrupt_runtime(rng, ops, n, mmax, count):
     """Run-time designs: make `count` metadata groups of a GEMM's beats malformed, in place
     (ops.indices, ops.pattern_ids); returns the number of bad groups injected (`count`, unless
-    the GEMM has fewer words). Random words (beat, column) are picked; each gets either an
-    unknown pattern id (counts as one bad group) or 1..N/N' of its groups broken by their
-    indices: a repeated index, two swapped, or one >= M'. 1:Mmax groups (one index, any value
-    legal) can only be broken through the id. The count is cross-checked with
-    golden.nm.runtime_bad_groups."""
+    the GEMM has fewer words) and the set of columns hit. Random words (beat, column) are
+    picked; each gets, in turn, an unknown pattern id (counts as one bad group) or 1..N/N' of
+    its groups broken by their indices: a repeated index, two swapped (descending), or one >=
+    M', each way in turn. 1:Mmax groups (one index, any value legal) can only be broken through
+    the id. The count is cross-checked with golden.nm.runtime_bad_groups."""
     np_, mp = parse_runtime_pattern(ops.pattern, n, mmax)
     per_beat = n // np_
     table_len = len(runtime_patterns(n, mmax))
     ids_limit = 1 << pattern_id_bits(n, mmax)
     index_limit = 1 << runtime_index_bits(mmax)
-    ways = (["repeat", "swap"] if np_ >= 2 else []) + (["range"] if mp < index_limit else [])
+    ways = (["repeat", "descend"] if np_ >= 2 else []) + (["range"] if mp < index_limit else [])
     indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
     beats, cols = ids.shape
-    injected = 0
-    for flat in rng.permutation(beats * cols):
+    injected, turn, columns = 0, 0, set()
+    for b, c in _pick_groups(rng, beats, cols, beats * cols):
         if injected == count:
             break
-        b, c = divmod(int(flat), cols)
-        if not ways or rng.random() < 0.25:
+        columns.add(c)
+        turn += 1
+        if not ways or turn % (len(ways) + 1) == 1:
             ids[b, c] = int(rng.integers(table_len, ids_limit))
             injected += 1
             continue
@@ -154,16 +207,17 @@ def corrupt_runtime(rng, ops, n, mmax, count):
         for g in rng.choice(per_beat, size=take, replace=False):
             rows = slice(b * n + int(g) * np_, b * n + (int(g) + 1) * np_)
             lanes = indices[rows, c]
-            way = ways[int(rng.integers(len(ways)))]
+            way = ways[turn % len(ways)]
             if way == "repeat":
                 lanes[-1] = lanes[0]
-            elif way == "swap":
+            elif way == "descend":
                 lanes[0], lanes[1] = lanes[1], lanes[0]
             else:
                 lanes[int(rng.integers(np_))] = int(rng.integers(mp, index_limit))
             indices[rows, c] = lanes
+            turn += 1
         injected += take
     counted = int(runtime_bad_groups(ids, indices, n, mmax).sum())
     assert counted == injected, f"injected {injected} bad groups, golden counts {counted}"
     ops.indices, ops.pattern_ids = indices, ids
-    return injected
+    return injected, columns

@@ -1,11 +1,14 @@
-"""Shared testbench plumbing: the manifest, the seed, clock and reset."""
+"""Shared testbench plumbing: the manifest, the seed, clock and reset, the watchdog bound."""
 import json
 import os
 import random
 
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
+
+CLOCK_NS = 10
 
 
 def manifest() -> dict:
@@ -31,9 +34,6 @@ def env_int(name, default):
     return int(os.environ.get(name, default))
 
 
-CLOCK_NS = 10   # the testbench clock's period
-
-
 class ProgressFile:
     """A count the testbench reports while it runs (e.g. result words received), rewritten in
     place at `path` (nothing when path is None) for the process that started the simulation."""
@@ -48,9 +48,27 @@ class ProgressFile:
             os.replace(f"{self.path}.tmp", self.path)
 
 
+def cycle() -> int:
+    """The current clock cycle (simulated time / the clock period)."""
+    return int(get_sim_time("ns")) // CLOCK_NS
+
+
+def watchdog_bound(latency: int, beats: int, stall: float) -> int:
+    """Cycles a testbench waits for its next result beat before it declares the design hung:
+    the `beats` input beats of one output tile plus the manifest's `latency`, stretched by the
+    stall probability (each of the two input streams and the consumer pauses with probability
+    `stall`, so a beat takes 1 / (1 - stall)^3 cycles on average), with a margin of 4x + 64.
+    A correct design always delivers within it; a hung one fails in a few hundred cycles."""
+    return int(4 * (latency + beats) / (1 - min(stall, 0.9)) ** 3) + 64
+
+
 async def start(dut, cycles=3):
-    """Start a CLOCK_NS clock and hold a synchronous reset for `cycles`."""
+    """Start a CLOCK_NS clock and hold a synchronous reset for `cycles`. A design carrying Yosys
+    mutants (`nmforge mutate`: a `mutsel` input, 0 = the original design) runs the mutant
+    NMFORGE_MUTANT."""
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    if hasattr(dut, "mutsel"):
+        dut.mutsel.value = env_int("NMFORGE_MUTANT", 0)
     dut.rst.value = 1
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0

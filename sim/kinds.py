@@ -38,7 +38,9 @@ class Operands:
     kinds whose MAC has them, else None.
     Run-time designs (RuntimeIntKind): `pattern` names the GEMM's pattern ("2:8", "dense"),
     values and indices are its N':M' compressed form (beat b holds rows b*N..b*N+N-1: N/N'
-    groups, golden.nm.compress_runtime) and pattern_ids (beats, cols) is the id on the wire."""
+    groups, golden.nm.compress_runtime) and pattern_ids (beats, cols) is the id on the wire.
+    bitmap_flip (K/M, cols): bits XORed into a bitmap design's bitmaps (malformed metadata:
+    a popcount other than N), else None."""
 
     a: np.ndarray
     values: np.ndarray
@@ -47,6 +49,7 @@ class Operands:
     w_side: np.ndarray | None = None
     pattern: str | None = None
     pattern_ids: np.ndarray | None = None
+    bitmap_flip: np.ndarray | None = None
 
 
 class IntKind:
@@ -74,6 +77,10 @@ class IntKind:
             a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
             w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
                                              (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
+        return self.operands(a, w)
+
+    def operands(self, a, w):
+        """Operands of the GEMM a @ w (w N:M sparse, dense form)."""
         values, indices = compress_nm(w, self.n, self.m)
         return Operands(a, values, indices)
 
@@ -129,8 +136,12 @@ class RuntimeIntKind(IntKind):
             a = rng.choice([lo, hi, -1, 0, 1, lo], size=a.shape)
             w = np.where(w != 0, rng.choice([-(1 << (self.weight_width - 1)),
                                              (1 << (self.weight_width - 1)) - 1], size=w.shape), 0)
+        return self.operands(a, w)
+
+    def operands(self, a, w):
+        """Operands of the GEMM a @ w (w sparse in the current pattern, dense form)."""
         values, indices = compress_runtime(w, self.pattern)
-        ids = np.full((values.shape[0] // self.n, ndim), self.names.index(self.name))
+        ids = np.full((values.shape[0] // self.n, w.shape[1]), self.names.index(self.name))
         return Operands(a, values, indices.astype(np.int64), pattern=self.name, pattern_ids=ids)
 
     def golden(self, ops):
@@ -193,16 +204,49 @@ class FpKind:
     def random_gemm(self, rng, shape, extreme=False):
         mdim, k, ndim = shape
         groups = k // self.m
-        if extreme:  # corners only: +-max, min subnormals, zeros, specials
-            a = rng.choice(self.corner_codes(self.fa), size=(mdim, k))
-            values = rng.choice(self.corner_codes(self.fb), size=(groups * self.n, ndim))
+        if extreme:
+            a = self.corner_mix(self.fa, rng, (mdim, k))
+            values = self.corner_mix(self.fb, rng, (groups * self.n, ndim))
         else:
             a = self.codes(self.fa, rng, (mdim, k))
             values = self.codes(self.fb, rng, (groups * self.n, ndim))
         indices = np.array([[sorted(rng.choice(self.m, self.n, replace=False)) for _ in range(ndim)]
                             for _ in range(groups)])  # (groups, ndim, n)
         indices = indices.transpose(0, 2, 1).reshape(groups * self.n, ndim)
+        if extreme:  # cancellation: every odd group repeats the previous one with negated weights
+            for g in range(1, groups, 2):
+                a[:, g * self.m:(g + 1) * self.m] = a[:, (g - 1) * self.m:g * self.m]
+                rows = slice(g * self.n, (g + 1) * self.n)
+                before = slice((g - 1) * self.n, g * self.n)
+                indices[rows] = indices[before]
+                keep = rng.random(values[rows].shape) < 0.75  # a few stay: near-cancellation
+                flipped = values[before] ^ (1 << (self.fb.width - 1))
+                values[rows] = np.where(keep, flipped, values[rows])
         return Operands(a, values, indices)
+
+    @staticmethod
+    def corner_mix(fmt, rng, shape):
+        """Corner-heavy codes where NaN / inf stay a minority (2 %): 35 % subnormals and zeros,
+        20 % the top binade (large products, whose sums need rounding: ties and sticky bits
+        against the small ones), 15 % FpKind.corner_codes' finite ones, 28 % random finite
+        codes with a short mantissa (exact halves: ties to even)."""
+        codes = fmt.codes()
+        values = fmt.decode(codes)
+        finite = np.isfinite(values)
+        special = np.flatnonzero(~finite)
+        sub = np.flatnonzero(finite & (((codes >> fmt.man_bits) & ((1 << fmt.exp_bits) - 1)) == 0))
+        mag = np.abs(np.where(finite, values, 0))
+        top = np.flatnonzero(finite & (mag >= mag[finite].max() / 2))
+        corners = FpKind.corner_codes(fmt)
+        corners = corners[np.isfinite(fmt.decode(corners))]
+        short = np.flatnonzero(finite & ((codes & ((1 << max(fmt.man_bits - 1, 0)) - 1)) == 0))
+        pools = [sub, top, corners, short, special if len(special) else corners]
+        pick = rng.choice(len(pools), size=shape, p=[0.35, 0.20, 0.15, 0.28, 0.02])
+        out = np.zeros(shape, dtype=np.int64)
+        for number, pool in enumerate(pools):
+            where = pick == number
+            out[where] = rng.choice(pool, size=int(where.sum()))
+        return out
 
     def golden(self, ops):
         """Per output (i, j): the tile of beats g = 0..K/M-1, lanes l = 0..N-1 with the pair

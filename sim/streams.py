@@ -18,6 +18,8 @@ import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 
+from .harness import cycle
+
 
 def random_pauses(rng: random.Random, probability: float):
     """An endless pause pattern where each cycle pauses with `probability`."""
@@ -148,6 +150,21 @@ class StreamSink(_StreamPort):
             self._wanted = count
             self._reached.clear()
             await self._reached.wait()
+
+    async def wait_beats(self, count: int, bound: int, what: str = ""):
+        """Until `count` beats have arrived; the watchdog: fails (AssertionError naming the stream,
+        the cycle and `what` was awaited) when no beat arrives for `bound` cycles."""
+        quiet, seen = 0, len(self.queue)
+        while len(self.queue) < count:
+            await RisingEdge(self.clock)
+            quiet = 0 if len(self.queue) != seen else quiet + 1
+            seen = len(self.queue)
+            if quiet > bound:
+                raise AssertionError(
+                    f"watchdog: stream '{self.name}' stalled: no beat for {bound} cycles at cycle "
+                    f"{cycle()} ({len(self.queue)} of {count} beats"
+                    f"{' of ' + what if what else ''} received; valid={self.valid.value}, "
+                    f"ready={self.ready.value})")
 
 
 class StreamMonitor(_StreamPort):

@@ -4,7 +4,8 @@ under random stalls on every valid and every ready.
 
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
 probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
-(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written here),
+(number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written
+here; the corner GEMM of one-beat tiles is marked "burst"),
 NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
@@ -12,19 +13,34 @@ Run-time designs: NMFORGE_PATTERNS ("4:8,2:8,dense": successive GEMMs take these
 turn; default: the design's whole table). NMFORGE_OVERLAP=1 streams every GEMM's beats back to
 back without waiting for the previous GEMM's results (flags are then checked at the end, and
 the result JSON has the total cycle count instead of per-GEMM ones).
+
+Corners, in every random run (no NMFORGE_SHAPE / NMFORGE_GEMM_FILE) unless NMFORGE_CORNERS=0:
+the prelude of sim.corners (int kinds: a long-K tile ending just inside and just outside the
+accumulator range, both signs, then each PE overflowing alone, at most NMFORGE_SWEEP_BEATS
+beats in all (default corners.MAX_SWEEP_BEATS, 0: none); every kind: reset in the middle of a
+run); the last random GEMM
+carries malformed metadata of every kind the encoding can carry (ArrayModel.malformations; the
+spoiled columns go unchecked, the others are checked, bad_groups exactly), unless NMFORGE_CORRUPT
+sets a count per GEMM; and a final GEMM of one-beat (shortest) tiles streamed back to back with
+the consumer ready, then stalled for longer than the output queue can absorb, then draining one
+beat in four. After the last GEMM no further result beat may arrive (none duplicated).
+The watchdog: a run that delivers no result beat for harness.watchdog_bound cycles fails, naming
+the stream and the cycle.
 """
+import itertools
 import json
 import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from .array_model import ArrayModel
-from .harness import env_float, env_int, manifest, rngs, start
+from .corners import MAX_SWEEP_BEATS, overflow_each_pe, overflow_tile, reset_mid_run
+from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import Operands
 from .payload import unpack
-from .streams import StreamMonitor, StreamSink, StreamSource, random_pauses
+from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
 
 
 @cocotb.test()
@@ -36,12 +52,19 @@ async def gemm_regression(dut):
     shape = os.environ.get("NMFORGE_SHAPE")
     corrupt = env_int("NMFORGE_CORRUPT", 0)
     gemm_file = os.environ.get("NMFORGE_GEMM_FILE")
+    corners = not shape and not gemm_file and env_int("NMFORGE_CORNERS", 1) == 1
     gemm_count = 1 if gemm_file else env_int("NMFORGE_GEMMS", 1 if shape else 4)
     overlap = env_int("NMFORGE_OVERLAP", 0) == 1
     if os.environ.get("NMFORGE_PATTERNS"):
         model.use_patterns(os.environ["NMFORGE_PATTERNS"].split(","))
 
     await start(dut)
+    if corners:
+        corner_rng, _ = rngs(salt=7919)
+        await overflow_tile(dut, info, dut._log.info)
+        await overflow_each_pe(dut, info, corner_rng, dut._log.info,
+                               env_int("NMFORGE_SWEEP_BEATS", MAX_SWEEP_BEATS))
+        await reset_mid_run(dut, info, corner_rng)
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
     result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
@@ -61,10 +84,17 @@ async def gemm_regression(dut):
         c, overflowed = model.kind.golden(ops)
         if gemm_file and "c" in given:
             c = given["c"].astype(np.int64)  # the RTL is checked against the caller's product itself
-        injected = model.corrupt(rng, ops, corrupt) if corrupt and not model.dense else 0
-        described = model.kind.describe()
-        gemms.append((number, ops, c, overflowed, injected, described, list(model.beats(ops)),
-                      list(model.tiles(c))))
+        count = corrupt or (2 * len(model.malformations()) if corners and number == gemm_count - 1 else 0)
+        injected, spoiled = model.corrupt(rng, ops, count) if count and not model.dense else (0, set())
+        described = model.kind.describe() + (f", {injected} malformed groups" if injected else "")
+        gemms.append((number, ops, c, overflowed, injected, spoiled, described,
+                      list(model.beats(ops)), list(model.tiles(c)), False))
+    if corners:  # one-beat tiles back to back: consumer ready, then stalled
+        ops = model.random_gemm(rng, (2 * model.rows, None, 4 * model.cols))
+        c, overflowed = model.kind.golden(ops)
+        gemms.append((gemm_count, ops, c, overflowed, 0, set(),
+                      model.kind.describe() + ", shortest tiles back to back",
+                      list(model.beats(ops)), list(model.tiles(c)), True))
 
     def send(beats):
         for act_beat, weight_beat in beats:
@@ -79,31 +109,53 @@ async def gemm_regression(dut):
         assert int(dut.bad_groups.value) == expected_bad, \
             f"bad_groups counted {int(dut.bad_groups.value)} after {after}, injected {expected_bad}"
 
+    def set_pauses(burst):
+        """Full speed in and out, the consumer then stalled, then draining one beat in four (so
+        the output queue is full again and again with no result waiting in a PE) and then at
+        full speed (a burst GEMM); else random stalls."""
+        for source in (act, weight):
+            source.set_pause_generator(never_pause() if burst else random_pauses(prng, stall))
+        result.set_pause_generator(
+            itertools.chain([False] * (model.latency + 2), [True] * (3 * model.latency + 8),
+                            [False, True, True, True] * (model.latency + 8),
+                            never_pause()) if burst else random_pauses(prng, stall))
+
     overlap_start = monitors[0].cycle
     if overlap:
         for gemm in gemms:
-            send(gemm[6])
-    for number, ops, c, overflowed, injected, described, beats, tiles in gemms:
+            send(gemm[7])
+    for number, ops, c, overflowed, injected, spoiled, described, beats, tiles, burst in gemms:
         expected_overflow |= overflowed
         expected_bad += injected * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
         start_cycle = monitors[0].cycle
         if not overlap:
+            if burst:
+                set_pauses(True)
             send(beats)
-        while result.count() < len(tiles):
-            await RisingEdge(dut.clk)
+        tile_beats = len(beats) // len(tiles) if not overlap else max(len(g[7]) for g in gemms)
+        bound = watchdog_bound(model.latency, tile_beats, 0 if burst else stall) + \
+            (3 * model.latency + 8 if burst else 0)
+        await result.wait_beats(len(tiles), bound, f"GEMM {number}'s {len(tiles)} output tiles")
+        if burst:
+            set_pauses(False)
         got_tiles = [result.queue.popleft() for _ in tiles]
-        if not injected:  # results computed from malformed metadata are flagged, not checked
-            for ((i, j), want), got_bits in zip(tiles, got_tiles):
-                got = np.array(unpack(model.result_layout, got_bits))
-                assert np.array_equal(got, want), (
+        # Results computed from malformed metadata are flagged, not checked: only the columns
+        # the malformed groups spoil go unchecked.
+        for ((i, j), want), got_bits in zip(tiles, got_tiles):
+            got = np.array(unpack(model.result_layout, got_bits))
+            keep = [k for k in range(want.shape[1]) if j + k not in spoiled]
+            if keep:
+                assert np.array_equal(got[:, keep], want[:, keep]), (
                     f"GEMM {number} {ops.a.shape[0]}x{ops.a.shape[1]}x{ops.values.shape[1]} "
                     f"({described}): output tile at row {i} col {j} differs\n"
-                    f"got\n{got}\nwant\n{want}")
+                    f"got\n{got}\nwant\n{want}" + (f"\n(columns {sorted(spoiled)} unchecked)" if spoiled else ""))
         end_cycle = monitors[2].beats[-1][0]
         timing = {"shape": [ops.a.shape[0], ops.a.shape[1], ops.values.shape[1]], "beats": len(beats),
                   "tiles": len(tiles)}
         if ops.pattern is not None:
             timing["pattern"] = ops.pattern
+        if burst:
+            timing["burst"] = True  # the corner GEMM of one-beat tiles, after the random ones
         if not overlap:
             timing["cycles"] = end_cycle - start_cycle
         timings.append(timing)
@@ -112,6 +164,8 @@ async def gemm_regression(dut):
     if overlap:
         total_cycles = monitors[2].beats[-1][0] - overlap_start
         await check_flags(f"{len(gemms)} GEMMs back to back")
+    await ClockCycles(dut.clk, 2 * model.latency + 8)  # nothing lost was re-sent, nothing duplicated
+    assert result.count() == 0, f"{result.count()} result beats more than the GEMMs' tiles arrived"
 
     for monitor in monitors:
         assert not monitor.protocol_errors, monitor.protocol_errors[:3]

@@ -43,10 +43,13 @@ def sim_cache(tmp_path_factory):
 @pytest.fixture
 def simulate(sim_cache):
     """simulate(config, block, seed=1, **options) -> (SimResult, manifest info); builds are cached
-    per generated Verilog for the whole session."""
+    per generated Verilog for the whole session. The array regression's per-PE overflow sweep
+    (2^16 beats per PE at INT8 / 32 bits) is off unless a test asks for it (`sweep_beats`):
+    tests/test_mutate.py runs it on every PE of an array whose accumulator makes it short."""
     def run(config, block="array", seed=1, **options):
         work = sim_cache / f"{config.name}-{block}"
         generated = generate(config, work, block)
+        options = {"sweep_beats": 0} | options
         result = run_regression(generated.verilog, generated.manifest, work, seed, options=options,
                                 log=lambda line: None)
         return result, generated

@@ -178,3 +178,21 @@ def test_sparse_argument_errors():
         sparse_gemm_int(np.ones((1, 8), dtype=np.int64), values, indices, 4, 4, 16, "clip")
     with pytest.raises(ValueError, match="shape"):
         sparse_gemm_int(np.ones((1, 8), dtype=np.int64), values[:4], indices, 4, 4, 16, "wrap")
+
+
+def test_saturation_applies_to_each_beat_sum_not_each_product():
+    """The documented policy (README, golden.gemm): products and a beat's sum of them are exact;
+    wrap / saturate and the overflow flag apply when a beat's sum is added. Beat 2's products
+    (+100, -100) would push a per-product accumulator past 127 (to 127, then 27); per beat it
+    adds 0 and stays at 100 without overflow. Per tile, (100 + 100 - 100) would not overflow,
+    but per beat the second GEMM does: 100 + 100 -> 127 (saturate; then 27) or -56 (wrap; then
+    back to 100), with the flag either way."""
+    c, overflowed = gemm_int(np.ones((1, 4), dtype=np.int64), np.array([[100], [0], [100], [-100]]),
+                             2, 8, "saturate")
+    assert c.tolist() == [[100]] and not overflowed
+    w = np.array([[100], [0], [100], [0], [-100], [0]])
+    a6 = np.ones((1, 6), dtype=np.int64)
+    c, overflowed = gemm_int(a6, w, 2, 8, "saturate")
+    assert c.tolist() == [[27]] and overflowed
+    c, overflowed = gemm_int(a6, w, 2, 8, "wrap")
+    assert c.tolist() == [[100]] and overflowed

@@ -318,7 +318,10 @@ def test_array_fp8_e4m3_under_random_stalls(simulate):
 
 def test_regression_detects_a_wrong_fp_model(simulate):
     """The array testbench can fail for fp: tell it the design accumulates in FP32 (in sequence)
-    when it accumulates exactly, and it must report a mismatch (same build as above)."""
+    when it accumulates exactly, and it must report a mismatch (same build as above). The lied
+    run's sim.log shows that mismatch on purpose (seed 4, GEMM 0, 4x28x6: the RTL's exact sums,
+    e.g. 1178156449, one ulp from the sequential FP32 sums the lie predicts; the RTL's value is
+    the exact rational sum rounded once, as golden.fp_mac_exact says)."""
     config = fp_config(name="arrfp", rows=2, cols=3, nm="2:4", accumulate="exact")
     result, generated = simulate(config, "array", seed=4, gemms=2, stall=0)
     assert_passed(result)
