@@ -9,6 +9,7 @@ import pytest
 
 from conftest import EXAMPLES
 from nmforge.cli import main
+from nmforge.fpga import tools
 
 GOOD = (EXAMPLES / "nm24_int8_4x4.toml").read_text()
 
@@ -78,8 +79,11 @@ def test_sim_command_passes_and_reports_seed(tmp_path, capsys):
     assert "PASSED" in capsys.readouterr().out
 
 
-def test_flow_on_the_default_example(tmp_path, capsys):
+def test_flow_on_the_default_example(tmp_path, capsys, monkeypatch):
     """The main job: generate + simulate + synthesize for ECP5, with a summary."""
+    # every phase change is shown, however fast the tools run on this machine
+    monkeypatch.setattr(tools, "PHASE_LINE_AFTER_S", 0.0)
+    monkeypatch.setattr(tools, "POLL_S", 0.05)
     out = tmp_path / "flow"
     assert main(["flow", str(EXAMPLES / "nm24_int8_4x4.toml"), "-o", str(out), "--seed", "1"]) == 0
     text = capsys.readouterr().out
