@@ -22,11 +22,13 @@ def test_strips_large_all_zero_initializers_only():
 
 
 def test_accelerator_buffers():
-    """The accelerator's four buffers lose their initializers; the array's FIFOs keep theirs."""
-    config = accel_config(act_depth=64, weight_depth=64, param_depth=64, out_depth=64)
+    """The accelerator's buffers (ACT, WEIGHT, and the OUT and PARAM buffers' banks) lose their
+    initializers; the array's small FIFOs keep theirs."""
+    config = accel_config(act_depth=64, weight_depth=64, param_depth=128, out_depth=256)
     text = to_verilog(build(config, "accelerator"), config.name)
     out, removed = strip_zero_memory_init(text)
-    assert removed == 4
-    for buffer in ("act_mem", "weight_mem", "param_mem", "out_mem"):
+    assert removed == 2 + 4 + 2  # act, weight; 4 OUT banks; 2 PARAM banks (of >= MIN_WORDS words)
+    for buffer in ("act_mem", "weight_mem", "bank0", "bank1", "bank2", "bank3"):
         assert f"{buffer}[0] =" in text and f"{buffer}[0] =" not in out
-    assert len(text.splitlines()) - len(out.splitlines()) == 4 * (64 + 2)
+    assert "initial begin" in out  # the array's FIFOs
+    assert len(text.splitlines()) - len(out.splitlines()) == (2 + 4 + 2) * (64 + 2)
