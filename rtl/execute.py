@@ -183,12 +183,15 @@ class ExecuteUnit(wiring.Component):
         row_base = Signal(SIZE_BITS + 1)   # ti * R
         col_base = Signal(SIZE_BITS + 1)   # tj * C
         panel_base = Signal(ADDR_BITS)     # dst_addr + ti * dst_panel_words
+        row_addr = Signal(ADDR_BITS)       # dst_addr + (row_base + r) * n: the row's OUT word
+        tile_row_addr = Signal(ADDR_BITS)  # dst_addr + row_base * n: the tile's first row's
         chain_word = Signal(ADDR_BITS)     # col_base // G: the tile's first chained ACT word
         chain_off = Signal(range(group))   # col_base mod G: its first lane within a row
         with m.If(self.start):
             m.d.sync += [active.eq(1), ti.eq(0), tj.eq(0), r.eq(0), row_base.eq(0),
                          col_base.eq(0), panel_base.eq(self.dst_addr), chain_word.eq(0),
-                         chain_off.eq(0)]
+                         chain_off.eq(0), row_addr.eq(self.dst_addr),
+                         tile_row_addr.eq(self.dst_addr)]
         # Tiles are taken at least `tile_cycles` apart (the chained writer's words per tile).
         spacing = Signal(range(self.tile_cycles + 1))
         spaced = (r != 0) | (spacing == 0)
@@ -199,19 +202,23 @@ class ExecuteUnit(wiring.Component):
             m.d.sync += spacing.eq(self.tile_cycles - 1)
         with m.Elif(spacing != 0):
             m.d.sync += spacing.eq(spacing - 1)
+        # The OUT address advances by n per row (no multiplier on the drain's path): back to the
+        # tile's first row for the next column panel, on to the next row for the next row panel.
         with m.If(take):
-            m.d.sync += r.eq(Mux(last_row, 0, r + 1))
+            m.d.sync += [r.eq(Mux(last_row, 0, r + 1)), row_addr.eq(row_addr + op["n"])]
             with m.If(last_row):
                 with m.If(tj != op["col_panels"] - 1):
                     wrap = chain_off + cols % group >= group
-                    m.d.sync += [tj.eq(tj + 1), col_base.eq(col_base + cols),
+                    m.d.sync += [row_addr.eq(tile_row_addr),
+                                 tj.eq(tj + 1), col_base.eq(col_base + cols),
                                  chain_word.eq(chain_word + cols // group + wrap),
                                  chain_off.eq(Mux(wrap, chain_off + cols % group - group,
                                                   chain_off + cols % group))]
                 with m.Else():
                     m.d.sync += [tj.eq(0), col_base.eq(0), ti.eq(ti + 1), chain_word.eq(0),
                                  chain_off.eq(0), row_base.eq(row_base + rows),
-                                 panel_base.eq(panel_base + op["dst_panel_words"])]
+                                 panel_base.eq(panel_base + op["dst_panel_words"]),
+                                 tile_row_addr.eq(row_addr + op["n"])]
                     with m.If(ti == op["row_panels"] - 1):
                         m.d.sync += active.eq(0)
         # The tile's C PARAM words are read with its first row; the read data holds after.
@@ -223,14 +230,16 @@ class ExecuteUnit(wiring.Component):
         acc_a = [Signal(result_shape, name=f"acc_a{c}") for c in range(cols)]
         valid_a, row_a, r_a = Signal(), Signal(SIZE_BITS + 1), Signal(range(rows))
         col_a, word_a, off_a = Signal(SIZE_BITS + 1), Signal(ADDR_BITS), Signal(range(group))
+        addr_a = Signal(ADDR_BITS)
         m.d.sync += [valid_a.eq(take), row_a.eq(row_base + r), r_a.eq(r), col_a.eq(col_base),
-                     word_a.eq(panel_base + chain_word), off_a.eq(chain_off)]
+                     word_a.eq(panel_base + chain_word), off_a.eq(chain_off),
+                     addr_a.eq(row_addr + col_base)]
         m.d.sync += [acc_a[c].eq(array.result.payload[r][c]) for c in range(cols)]
         # Stage B: the OUT address, which lanes are inside m x n, the output stages' inputs.
         out_addr, valid_b = Signal(ADDR_BITS), Signal()
         r_b, word_b, off_b = Signal.like(r_a), Signal.like(word_a), Signal.like(off_a)
         keep_b = Signal(cols)
-        m.d.sync += [out_addr.eq(op["dst_addr"] + row_a * op["n"] + col_a), valid_b.eq(valid_a),
+        m.d.sync += [out_addr.eq(addr_a), valid_b.eq(valid_a),
                      r_b.eq(r_a), word_b.eq(word_a), off_b.eq(off_a),
                      keep_b.eq(Cat(*[(row_a < op["m"]) & (col_a + c < op["n"])
                                      for c in range(cols)]))]
