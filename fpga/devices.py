@@ -74,8 +74,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "synth_args": ["-noflatten"],
         # Public names for every wire first: on the array module that instantiates the shared PE
         # and result-slot modules, ABC9's reintegration in YoWASP Yosys 0.70 asserts (`wire' at
-        # abc_ops_reintegrate.cc:596) on the internal names; `autoname` only renames.
-        "pre_synth": ["hierarchy -top {top}", "autoname"],
+        # abc_ops_reintegrate.cc:596) on the internal names; `autoname` only renames. Amaranth
+        # names a data view's fields `x[3]` / `x[3].values[1]`; ABC9 names bit 1 of wire
+        # `x[3].values` the same, and reintegration asserts on the duplicate (rtlil.cc:2872, seen
+        # on the accelerator's execute unit): such names are made private first (`rename -hide`).
+        "pre_synth": ["hierarchy -top {top}", "rename -hide w:*]", "autoname"],
         # Move the flip-flops that feed multipliers into the MULT18X18D input registers
         # (fpga/dsp_pack.py): Yosys leaves them in the fabric, tiles away from the block.
         "pack_dsp_registers": True,

@@ -30,52 +30,53 @@ class BankedMemory(wiring.Component):
             "rd_data": Out(data.ArrayLayout(unsigned(width), read_lanes)),
         })
 
-    def _lanes_of_banks(self, m, addr, name):
-        """Per bank: (lane of the access starting at `addr` it serves, its row)."""
-        b_bits, banks = self.bank_bits, self.banks
-        out = []
-        for b in range(banks):
-            lane = Signal(range(banks), name=f"{name}_lane_of_bank{b}")
-            m.d.comb += lane.eq((b - addr[:b_bits]) & (banks - 1) if b_bits else 0)
-            out.append((lane, (addr + lane) >> b_bits))
-        return out
+    def _rows_of_banks(self, addr):
+        """Per bank b: the row of the word an access starting at `addr` puts in it,
+        addr // BANKS, plus one for the banks before the start bank (b < addr mod BANKS)."""
+        b_bits = self.bank_bits
+        base = addr >> b_bits
+        return [base + (b < addr[:b_bits]) if b_bits else base for b in range(self.banks)]
 
     def elaborate(self, platform):
         m = Module()
         b_bits, banks = self.bank_bits, self.banks
         rows = -(-self.depth // banks)
-        writes = self._lanes_of_banks(m, self.wr_addr, "wr")
-        reads = self._lanes_of_banks(m, self.rd_addr, "rd")
+        # Write lane i goes to bank (wr_addr + i) mod BANKS: the lanes, padded to BANKS, rotated
+        # left by wr_addr mod BANKS (log2(BANKS) levels of 2:1 muxes, not a mux per lane and bank).
+        wr_start = self.wr_addr[:b_bits]
+        padding = [0] * (banks - self.write_lanes)
+        wr_data = _rotate([self.wr_data[i] for i in range(self.write_lanes)] + padding, wr_start,
+                          left=True)
+        wr_en = _rotate([self.wr_en[i] for i in range(self.write_lanes)] + padding, wr_start,
+                        left=True)
         datas = []
-        for b in range(banks):
+        for b, (wr_row, rd_row) in enumerate(zip(self._rows_of_banks(self.wr_addr),
+                                                 self._rows_of_banks(self.rd_addr))):
             mem = Memory(shape=unsigned(self.width), depth=rows, init=[])
             m.submodules[f"bank{b}"] = mem
             wr, rd = mem.write_port(), mem.read_port()
-            lane, row = writes[b]
-            lane_data = Signal(self.width, name=f"wr_data_bank{b}")
-            lane_en = Signal(name=f"wr_en_bank{b}")
-            with m.Switch(lane):
-                for i in range(self.write_lanes):
-                    with m.Case(i):
-                        m.d.comb += [lane_data.eq(self.wr_data[i]), lane_en.eq(self.wr_en[i])]
-            read_lane, read_row = reads[b]
-            m.d.comb += [wr.addr.eq(row), wr.data.eq(lane_data), wr.en.eq(lane_en),
-                         rd.addr.eq(read_row), rd.en.eq(self.rd_en)]
+            m.d.comb += [wr.addr.eq(wr_row), wr.data.eq(wr_data[b]), wr.en.eq(wr_en[b]),
+                         rd.addr.eq(rd_row), rd.en.eq(self.rd_en)]
             datas.append(rd.data)
-        # Read lane i comes from bank (start + i) mod BANKS; the start bank is registered with
-        # the read (its data arrives one cycle later and holds with it).
+        # Read lane i comes from bank (start + i) mod BANKS: the banks rotated right by the start
+        # bank, registered with the read (its data arrives one cycle later and holds with it).
         start = Signal(range(banks), name="read_bank")
         if b_bits:
             with m.If(self.rd_en):
                 m.d.sync += start.eq(self.rd_addr[:b_bits])
+        lanes = _rotate(datas, start, left=False)
         for i in range(self.read_lanes):
-            m.d.comb += self.rd_data[i].eq(_pick(datas, (start + i) & (banks - 1)))
+            m.d.comb += self.rd_data[i].eq(lanes[i])
         return m
 
 
-def _pick(values, index):
-    """values[index] for a signal index (a mux chain)."""
-    out = values[0]
-    for i, v in enumerate(values[1:], start=1):
-        out = Mux(index == i, v, out)
-    return out
+def _rotate(values, amount, *, left):
+    """`values` rotated by the signal `amount` positions: left, out[(i + amount) mod n] =
+    values[i]; right, out[i] = values[(i + amount) mod n] (n a power of two; one level of 2:1
+    muxes per bit of `amount`)."""
+    n = len(values)
+    for k in range(len(amount)):
+        step = 1 << k
+        moved = [values[(i - step) % n] if left else values[(i + step) % n] for i in range(n)]
+        values = [Mux(amount[k], moved[i], values[i]) for i in range(n)]
+    return values
