@@ -184,7 +184,7 @@ class ExecuteUnit(wiring.Component):
         col_base = Signal(SIZE_BITS + 1)   # tj * C
         panel_base = Signal(ADDR_BITS)     # dst_addr + ti * dst_panel_words
         row_addr = Signal(ADDR_BITS)       # dst_addr + (row_base + r) * n: the row's OUT word
-        tile_row_addr = Signal(ADDR_BITS)  # dst_addr + row_base * n: the tile's first row's
+        tile_row_addr = Signal(ADDR_BITS)  # dst_addr + row_base * n: the tile's first row's word
         chain_word = Signal(ADDR_BITS)     # col_base // G: the tile's first chained ACT word
         chain_off = Signal(range(group))   # col_base mod G: its first lane within a row
         with m.If(self.start):
