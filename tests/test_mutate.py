@@ -92,19 +92,21 @@ def _free_port():
 
 
 def test_mutate_campaign_local_resumed_and_on_an_external_scheduler(tmp_path):
-    """5 mutants of a 2x2 array: every kind among the first five, each killed or proven
-    equivalent by the default regression; a re-run is all cached; the same campaign on a
-    `dask scheduler` + `dask worker` started here gives the same outcomes."""
+    """5 mutants of a 2x2 array: every kind among the first five, each killed by the default
+    regression; a re-run is all cached; the same campaign on a `dask scheduler` + `dask worker`
+    started here gives the same outcomes. Seed 3 draws no survivor: a survivor goes to the
+    equivalence proofs, whose bounded miter on this array runs for minutes (seed 1's mutant 2, a
+    multiplier's output-register enable stuck at 1, is unobservable but takes 240 s to give up on),
+    which would make this test most of the suite's time."""
     config = make_config("mut22", rows=2, cols=2, acc_width=20)  # short overflow corners
     out = tmp_path / "out"
-    local = run_mutate(config, out, count=5, seed=1, workers=1, log=lambda line: None)
+    local = run_mutate(config, out, count=5, seed=3, workers=1, log=lambda line: None)
     assert local["mutants"] == 5 and local["executor"].startswith("LocalCluster")
     assert set(local["by_kind"]) == set(KINDS[:5])
-    assert local["killed"] + local["equivalent"] + local["survived"] + local["timed_out"] == 5
-    assert local["timed_out"] == 0
+    assert local["killed"] == 5, local["mutants_detail"]
     assert json.loads((out / "mutation.json").read_text())["score"] == local["score"]
     assert "score:" in format_table(local)
-    again = run_mutate(config, out, count=5, seed=1, log=lambda line: None)
+    again = run_mutate(config, out, count=5, seed=3, log=lambda line: None)
     assert again["executor"] == "none (all cached)"
     outcomes = {m["id"]: m["outcome"] for m in local["mutants_detail"]}
     assert {m["id"]: m["outcome"] for m in again["mutants_detail"]} == outcomes
@@ -121,7 +123,7 @@ def test_mutate_campaign_local_resumed_and_on_an_external_scheduler(tmp_path):
                                "--nthreads", "1", "--no-dashboard"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        external = run_mutate(config, out, count=5, seed=1, scheduler=address, log=lambda line: None)
+        external = run_mutate(config, out, count=5, seed=3, scheduler=address, log=lambda line: None)
     finally:
         worker.terminate()
         scheduler.terminate()
