@@ -6,7 +6,7 @@ import random
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 CLOCK_NS = 10
 
@@ -51,6 +51,20 @@ class ProgressFile:
 def cycle() -> int:
     """The current clock cycle (simulated time / the clock period)."""
     return int(get_sim_time("ns")) // CLOCK_NS
+
+
+async def skip_cycles(dut, count: int):
+    """From a rising edge of the CLOCK_NS clock, the `count`-th rising edge after it, like
+    `ClockCycles(dut.clk, count)`, but with one timer instead of a Python wake-up per edge: the
+    simulator runs the cycles alone (the overflow corners hold their inputs for up to 2^20
+    cycles, ~40 s per regression with ClockCycles, ~1 s with this)."""
+    now = get_sim_time("ps")
+    period = CLOCK_NS * 1000
+    assert now % period == 0, f"skip_cycles called at {now} ps, not on a rising edge"
+    if count > 1:
+        await Timer(count * period - period // 2, unit="ps")
+    if count > 0:
+        await RisingEdge(dut.clk)
 
 
 def watchdog_bound(latency: int, beats: int, stall: float) -> int:
