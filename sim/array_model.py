@@ -88,12 +88,12 @@ class ArrayModel:
         `malformations()` in turn; returns (how many bad groups the hardware must count per row
         tile that streams them, the set of columns whose results they spoil)."""
         if self.runtime:
-            return corrupt_runtime(rng, ops, self.n, self.m, count)
+            return corrupt_runtime(rng, ops, self.n, self.m, count, self.cols)
         if "bitmap" in self.metadata:
-            bad, ops.bitmap_flip = corrupt_bitmaps(rng, ops.indices, self.n, self.m, count)
+            bad, ops.bitmap_flip = corrupt_bitmaps(rng, ops.indices, self.n, self.m, count, self.cols)
         else:
             bad, ops.indices = corrupt_groups(rng, ops.indices, self.n, self.m, count,
-                                              self.malformations())
+                                              self.malformations(), self.cols)
         return len(bad), {c for _, c in bad}
 
     def beats(self, ops):
@@ -128,21 +128,25 @@ INDEX_MALFORMATIONS = ("repeat", "descend")     # a repeated index; two indices 
 BITMAP_MALFORMATIONS = ("fewer", "more")         # popcount N-1; popcount N+1
 
 
-def _pick_groups(rng, groups, cols, count):
-    """`count` distinct (group, column) pairs: first one beat across up to every column (so the
-    bad-group counter must add several columns in one cycle), then random ones."""
+def _pick_groups(rng, groups, cols, count, tile_cols=None):
+    """`count` distinct (group, column) pairs: first one beat across up to every column of the
+    array (`tile_cols` wide: one GEMM column per array column, so that each column's counting
+    decoder sees a bad group when count >= tile_cols, and the bad-group counter must add
+    several columns in one cycle), then random ones."""
     count = min(count, groups * cols)
+    tile_cols = min(tile_cols or cols, cols)
     beat = int(rng.integers(groups))
-    first = [(beat, int(c)) for c in rng.permutation(cols)[:min(cols, max(count // 2, 1))]]
+    first = [(beat, int(rng.choice(range(c, cols, tile_cols))))
+             for c in rng.permutation(tile_cols)[:min(tile_cols, max(count, 1))]]
     rest = [divmod(int(f), cols) for f in rng.permutation(groups * cols)]
     return list(dict.fromkeys(first + rest))[:count]
 
 
-def corrupt_groups(rng, indices, n, m, count, ways=("repeat",)):
+def corrupt_groups(rng, indices, n, m, count, ways=("repeat",), tile_cols=None):
     """Make `count` distinct (group, column) index groups malformed, taking `ways`
     (INDEX_MALFORMATIONS) in turn; returns their set and the new indices."""
     groups, cols = indices.shape[0] // n, indices.shape[1]
-    chosen = _pick_groups(rng, groups, cols, count) if ways else []
+    chosen = _pick_groups(rng, groups, cols, count, tile_cols) if ways else []
     bad = indices.copy()
     for number, (g, c) in enumerate(chosen):
         group = bad[g * n:(g + 1) * n, c]
@@ -153,12 +157,12 @@ def corrupt_groups(rng, indices, n, m, count, ways=("repeat",)):
     return set(chosen), bad
 
 
-def corrupt_bitmaps(rng, indices, n, m, count):
+def corrupt_bitmaps(rng, indices, n, m, count, tile_cols=None):
     """Bitmap designs: `count` distinct (group, column) bitmaps get one kept bit cleared
     (popcount N-1) or one other bit set (N+1), in turn; returns their set and the XOR masks
     (groups, cols) for Operands.bitmap_flip."""
     groups, cols = indices.shape[0] // n, indices.shape[1]
-    chosen = _pick_groups(rng, groups, cols, count)
+    chosen = _pick_groups(rng, groups, cols, count, tile_cols)
     flip = np.zeros((groups, cols), dtype=np.int64)
     for number, (g, c) in enumerate(chosen):
         kept = [int(i) for i in indices[g * n:(g + 1) * n, c]]
@@ -177,7 +181,7 @@ def row_beats(info, ops):
     return a.reshape(a.shape[0], a.shape[1] // p["m"], p["m"])
 
 
-def corrupt_runtime(rng, ops, n, mmax, count):
+def corrupt_runtime(rng, ops, n, mmax, count, tile_cols=None):
     """Run-time designs: make `count` metadata groups of a GEMM's beats malformed, in place
     (ops.indices, ops.pattern_ids); returns the number of bad groups injected (`count`, unless
     the GEMM has fewer words) and the set of columns hit. Random words (beat, column) are
@@ -194,7 +198,7 @@ def corrupt_runtime(rng, ops, n, mmax, count):
     indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
     beats, cols = ids.shape
     injected, turn, columns = 0, 0, set()
-    for b, c in _pick_groups(rng, beats, cols, beats * cols):
+    for b, c in _pick_groups(rng, beats, cols, beats * cols, tile_cols):
         if injected == count:
             break
         columns.add(c)

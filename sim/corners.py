@@ -10,8 +10,9 @@ before the stream drivers start (long runs of equal beats: no Python driver per 
      col 1: row 0 ends at -2^(A-1) (inside), row 1 at -2^(A-1)-1 (outside, negative);
      col 2 / col 3: overflow positive / negative mid-tile, then the last beat moves them back.
    Checked bit for bit against golden.gemm.gemm_int, with the overflow flag.
-2. `overflow_each_pe` (int kinds): each PE alone overflows (from reset) and must raise the
-   sticky flag, which ORs all PEs and so cannot show one PE's detection in the tile above.
+2. `overflow_each_pe` (int kinds, fp with exact accumulation): each PE alone overflows (from
+   reset) and must raise the sticky flag, which ORs all PEs and so cannot show one PE's
+   detection in the tile above.
 3. `reset_mid_run`: a finished tile waiting in the output queue and the next tile half streamed,
    then reset: every flag, counter and queued result must be gone (the regression that follows
    checks the accumulators start from zero).
@@ -123,22 +124,25 @@ async def overflow_tile(dut, info, log):
 
 
 async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
-    """The sticky `overflow` flag ORs every PE's overflow, so the overflow tile (every PE
-    overflowing at once) cannot tell whether each PE's detection works. Here each PE in turn is
-    the only one to leave the range: from reset, its row's activations and its column's weights
-    at the most negative values, every other operand zero, for the fewest beats whose sum passes
-    2^(A-1) (no `last`: no result); the flag must then rise. At most `budget` beats in all
-    (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4 array with a 32-bit accumulator): beyond
-    that a seeded sample of the PEs (always including the first and the last); none if 0."""
+    """The sticky `overflow` flag ORs every PE's overflow, so a tile in which every PE
+    overflows at once cannot tell whether each PE's detection works. Here each PE in turn is
+    the only one to leave its accumulator's range (kinds with `overflow_alone`: int, and fp
+    with exact accumulation): from reset, one tile of the beat that gives that PE alone its
+    largest sum, repeated for the fewest beats that pass the range, the last beat closing the
+    tile; the flag must then be up (int raises it at the beat, fp exact with the poisoned
+    result). At most `budget` beats in all (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4
+    array with a 32-bit accumulator): beyond that a seeded sample of the PEs (always including
+    the first and the last); none if 0."""
     model = ArrayModel(info)
     kind = model.kind
-    if info["parameters"]["pe_kind"] != "int" or budget <= 0:
+    if not hasattr(kind, "overflow_alone") or budget <= 0:
         return
     if model.runtime:
         kind.use_patterns([f"{model.n}:{model.m}"])
         kind.next_pattern()
-    lo_a, lo_w = int_range(kind.act_width)[0], int_range(kind.weight_width)[0]
-    count = -(-(1 << (kind.acc_width - 1)) // (model.n * lo_a * lo_w))
+    if kind.overflow_alone(model.rows, model.cols, 0, 0) is None:
+        return
+    count = kind.overflow_alone(model.rows, model.cols, 0, 0)[1]
     pes = [(r, c) for r in range(model.rows) for c in range(model.cols)]
     if len(pes) * count > budget and len(pes) > 2:
         middle = rng.choice(range(1, len(pes) - 1), min(len(pes) - 2, max(0, budget // count - 2)),
@@ -148,20 +152,18 @@ async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     dut.result__ready.value = 0
     for r, c in pes:
         await pulse_reset(dut)
-        x = np.zeros((model.rows, model.m), dtype=np.int64)
-        x[r] = lo_a
-        y = np.zeros((model.m, model.cols), dtype=np.int64)
-        y[:model.n, c] = lo_w
-        act, weight = next(model.beats(kind.operands(x, y)))
-        fields = unpack(last_bit, act)
-        fields["last"] = 0
-        dut.act__payload.value, dut.weight__payload.value = pack(last_bit, fields), weight
+        ops, _ = kind.overflow_alone(model.rows, model.cols, r, c)
+        act, weight = next(model.beats(ops))
+        held = pack(last_bit, unpack(last_bit, act) | {"last": 0})
+        dut.act__payload.value, dut.weight__payload.value = held, weight
         dut.act__valid.value = dut.weight__valid.value = 1
-        await skip_cycles(dut, count)
+        await skip_cycles(dut, count - 1)
+        dut.act__payload.value = pack(last_bit, unpack(last_bit, act) | {"last": 1})
+        await RisingEdge(dut.clk)
         dut.act__valid.value = dut.weight__valid.value = 0
         await ClockCycles(dut.clk, model.latency + 4)
         assert dut.overflow.value == 1, (f"overflow flag 0 after PE ({r}, {c}) alone summed "
-                                         f"{count} beats past 2^{kind.acc_width - 1} (cycle {cycle()})")
+                                         f"{count} beats past its accumulator's range (cycle {cycle()})")
     await pulse_reset(dut)
     log(f"overflow of each PE alone: {len(pes)} of {model.rows * model.cols} PEs, {count} beats "
         f"each, raise the flag")

@@ -88,6 +88,17 @@ class IntKind:
         return sparse_gemm_int(ops.a, ops.values, ops.indices, self.n, self.m, self.acc_width,
                                self.overflow)
 
+    def overflow_alone(self, rows, cols, r, c):
+        """(ops, beats): a one-beat GEMM in which PE (r, c) alone gets a nonzero beat sum, the
+        largest there is (N * the most negative activation * the most negative weight), and
+        the fewest repeats of that beat whose sum passes 2^(acc_width-1) - 1."""
+        lo_a, lo_w = int_range(self.act_width)[0], int_range(self.weight_width)[0]
+        x = np.zeros((rows, self.m), dtype=np.int64)
+        x[r] = lo_a
+        y = np.zeros((self.m, cols), dtype=np.int64)
+        y[:self.n, c] = lo_w
+        return self.operands(x, y), -(-(1 << (self.acc_width - 1)) // (self.n * lo_a * lo_w))
+
 
 class RuntimeIntKind(IntKind):
     """Kind "int" on a run-time design (sparsity.runtime): every GEMM runs one pattern of the
@@ -200,6 +211,25 @@ class FpKind:
 
     def random_acts(self, rng, count):
         return self.codes(self.fa, rng, count)
+
+    def overflow_alone(self, rows, cols, r, c):
+        """(ops, beats) as IntKind.overflow_alone for the exact accumulation: PE (r, c) alone
+        sums N products of the two formats' largest finite values per beat, for the fewest
+        beats that leave the acc_bits-bit accumulator's range (the tile is poisoned: NaN and
+        the flag). None for fp32 accumulation, whose overflow the regression's GEMMs reach
+        only where the formats' products can (not from FP8)."""
+        if self.accumulate != "exact":
+            return None
+        big = [int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
+               for v in (self.fa.decode(self.fa.codes()), self.fb.decode(self.fb.codes()))]
+        mant, exp, _ = F.exact_product(self.fa, np.array(big[:1]), self.fb, np.array(big[1:]))
+        units = int(mant[0]) << int(exp[0] - self.fa.lsb_exp - self.fb.lsb_exp)
+        a = np.zeros((rows, self.m), dtype=np.int64)
+        a[r] = big[0]
+        values = np.zeros((self.n, cols), dtype=np.int64)
+        values[:, c] = big[1]
+        indices = np.tile(np.arange(self.n, dtype=np.int64)[:, None], (1, cols))
+        return Operands(a, values, indices), ((1 << (self.acc_bits - 1)) - 1) // (self.n * units) + 1
 
     def random_gemm(self, rng, shape, extreme=False):
         mdim, k, ndim = shape

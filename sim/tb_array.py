@@ -84,7 +84,8 @@ async def gemm_regression(dut):
         c, overflowed = model.kind.golden(ops)
         if gemm_file and "c" in given:
             c = given["c"].astype(np.int64)  # the RTL is checked against the caller's product itself
-        count = corrupt or (2 * len(model.malformations()) if corners and number == gemm_count - 1 else 0)
+        count = corrupt or (2 * len(model.malformations()) + model.cols  # every column's decoder
+                            if corners and number == gemm_count - 1 else 0)
         injected, spoiled = model.corrupt(rng, ops, count) if count and not model.dense else (0, set())
         described = model.kind.describe() + (f", {injected} malformed groups" if injected else "")
         gemms.append((number, ops, c, overflowed, injected, spoiled, described,

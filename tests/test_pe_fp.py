@@ -309,11 +309,30 @@ def test_mac_against_golden(sim_cache, name, act, weight, accumulate, nm, mac_op
     assert ("checked all" in log) == exhaustive
 
 
-def test_array_fp8_e4m3_under_random_stalls(simulate):
+def test_array_fp8_e4m3_under_random_stalls_and_each_pe_overflowing_alone(simulate):
+    """Random GEMMs under stalls, after the per-PE overflow sweep: each PE alone sums beats of
+    two 448 x 448 products until its exact accumulator leaves its range, and the flag rises."""
     config = fp_config(name="arrfp", rows=2, cols=3, nm="2:4", accumulate="exact")
-    result, generated = simulate(config, "array", seed=13, gemms=4, stall=0.3)
+    result, generated = simulate(config, "array", seed=13, gemms=4, stall=0.3, sweep_beats=1 << 20)
     assert_passed(result)
     assert generated.info["pe"]["kind"] == "fp"
+    beats = fewest_overflowing_beats(generated.info["pe"]["acc_bits"])
+    assert f"overflow of each PE alone: 6 of 6 PEs, {beats} beats each" in result.log.read_text()
+
+
+def fewest_overflowing_beats(acc_bits):
+    """Beats of two E4M3 max-value products (448 = 0x7E) after which golden.fp_mac_exact's
+    acc_bits-bit accumulator has overflowed: the flag and a NaN, and not one beat earlier."""
+    fmt = F.get_format("fp8_e4m3")
+    assert fmt.decode(np.array([0x7E]))[0] == 448.0
+    bound = 1 << (acc_bits - 1)
+    per_beat = 2 * (448 * 448) * 2 ** 18  # in units of the accumulator's LSB, 2^-18
+    beats = bound // per_beat + 1
+    for count, flagged in ((beats, True), (beats - 1, False)):
+        codes = np.full((1, count, 2), 0x7E)
+        bits, flag = G.fp_mac_exact(fmt, codes, fmt, codes, acc_bits)
+        assert bool(flag[0]) == flagged and (bits[0] == 0x7FC00000) == flagged, count
+    return beats
 
 
 def test_regression_detects_a_wrong_fp_model(simulate):
