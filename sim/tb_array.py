@@ -16,11 +16,12 @@ the result JSON has the total cycle count instead of per-GEMM ones).
 
 Corners, in every random run (no NMFORGE_SHAPE / NMFORGE_GEMM_FILE) unless NMFORGE_CORNERS=0:
 the prelude of sim.corners (int kinds: a long-K tile ending just inside and just outside the
-accumulator range, both signs, then each PE overflowing alone, at most NMFORGE_SWEEP_BEATS
-beats in all (default corners.MAX_SWEEP_BEATS, 0: none); every kind: reset in the middle of a
-run); the last random GEMM
-carries malformed metadata of every kind the encoding can carry (ArrayModel.malformations; the
-spoiled columns go unchecked, the others are checked, bad_groups exactly), unless NMFORGE_CORRUPT
+accumulator range, both signs; int and fp-exact kinds: each PE overflowing alone, at most
+NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); every kind: reset
+in the middle of a run); the last random GEMM carries malformed metadata of every kind the
+encoding can carry, in one beat across every column of the array and then at random
+(ArrayModel.malformations; the spoiled columns go unchecked, the others are checked,
+bad_groups exactly), unless NMFORGE_CORRUPT
 sets a count per GEMM; and a final GEMM of one-beat (shortest) tiles streamed back to back with
 the consumer ready, then stalled for longer than the output queue can absorb, then draining one
 beat in four. After the last GEMM no further result beat may arrive (none duplicated).
