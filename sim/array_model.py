@@ -1,5 +1,7 @@
 """How GEMMs map onto a generated array's streams: beats in, result tiles out (used by the array
 regression, the board testbench and the host library alike; no cocotb here)."""
+import dataclasses
+
 import numpy as np
 
 from ..golden.nm import (act_windows, parse_runtime_pattern, pattern_id_bits,
@@ -126,6 +128,14 @@ class ArrayModel:
 # have "range"; a 1:M index group cannot be malformed at all.
 INDEX_MALFORMATIONS = ("repeat", "descend")     # a repeated index; two indices swapped
 BITMAP_MALFORMATIONS = ("fewer", "more")         # popcount N-1; popcount N+1
+
+
+def column_subset(ops, keep):
+    """`ops` with only the GEMM columns `keep` (every per-column field sliced)."""
+    per_column = {name: getattr(ops, name)[:, keep] for name in
+                  ("values", "indices", "w_side", "pattern_ids", "bitmap_flip")
+                  if getattr(ops, name) is not None}
+    return dataclasses.replace(ops, **per_column)
 
 
 def _pick_groups(rng, groups, cols, count, tile_cols=None):

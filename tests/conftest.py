@@ -26,6 +26,13 @@ def assert_passed(result):
     assert result.passed, f"simulation failed (seed {result.seed}); log {result.log}; waves {result.waves}"
 
 
+def flow_lines(lines: list[str]) -> list[str]:
+    """A flow's log lines without the tools' progress lines (six spaces in front: a running
+    Yosys or nextpnr's phase, printed once it has run a few seconds, so more of them on a
+    loaded machine)."""
+    return [line for line in lines if not line.startswith("      ")]
+
+
 def config_error(table) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         parse_config(table, source="x.toml")

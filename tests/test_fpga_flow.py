@@ -18,7 +18,7 @@ from nmforge.fpga.report import classify_resources, count_cells, parse_nextpnr_r
 from nmforge.gen.config import load_config
 from nmforge.gen.generate import generate
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, flow_lines
 
 DATA = Path(__file__).parent / "data"
 
@@ -120,7 +120,7 @@ def test_ice40_multiply_uses_dsp(tmp_path):
     assert report["capacity"]["DSP"] == 8
     assert report["utilization"]["ICESTORM_DSP"]["used"] == 1
     assert json.loads((tmp_path / "ice40" / "report.json").read_text()) == report
-    assert "synth_ice40 -dsp -top mul8" in lines[0]
+    assert "synth_ice40 -dsp -top mul8" in flow_lines(lines)[0]
     assert "12.50%" in format_report(report)  # 1 of 8 DSPs
 
 

@@ -17,6 +17,7 @@ from nmforge.fpga import DEVICES, TARGETS, FlowError, device, format_report, syn
 from nmforge.fpga.devices import RESOURCE_KINDS, device_names, resolve_device
 from nmforge.fpga.report import (classify_resources, device_utilization, fit_problems,
                                  parse_nextpnr_report)
+from conftest import flow_lines
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -256,7 +257,7 @@ def test_ice40_hx8k_run(runs):
     report, out, lines = runs["ice40"]
     du = _check_common(report, out, "ice40", "iCE40HX8K", "CT256")
     assert report["harness"] is True
-    assert "synth_ice40 -top madd8_harness" in lines[0]
+    assert "synth_ice40 -top madd8_harness" in flow_lines(lines)[0]
     res = report["resources"]
     assert res["DSP"] == 0 and "SB_MAC16" not in res["cells"] and res["LUT4"] > 100
     assert du["DSP"] == {"used": 0, "available": 0, "percent": None, "unit": "SB_MAC16"}
