@@ -10,7 +10,9 @@ NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one G
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
 Run-time designs: NMFORGE_PATTERNS ("4:8,2:8,dense": successive GEMMs take these patterns in
-turn; default: the design's whole table). NMFORGE_OVERLAP=1 streams every GEMM's beats back to
+turn; default: the design's whole table, with at least one GEMM per pattern when the corners
+run: NMFORGE_GEMMS is raised to the table's length - 1, the shortest-tile GEMM takes the last).
+NMFORGE_OVERLAP=1 streams every GEMM's beats back to
 back without waiting for the previous GEMM's results (flags are then checked at the end, and
 the result JSON has the total cycle count instead of per-GEMM ones).
 
@@ -58,6 +60,8 @@ async def gemm_regression(dut):
     overlap = env_int("NMFORGE_OVERLAP", 0) == 1
     if os.environ.get("NMFORGE_PATTERNS"):
         model.use_patterns(os.environ["NMFORGE_PATTERNS"].split(","))
+    elif model.runtime and corners:  # every pattern of the table once: the plan walks it in order,
+        gemm_count = max(gemm_count, len(model.kind.names) - 1)  # the last in the shortest-tile GEMM
 
     await start(dut)
     if corners:
