@@ -106,9 +106,7 @@ async def overflow_tile(dut, info, log):
     for number, (x, y, count) in enumerate(segments):
         act, weight = next(model.beats(kind.operands(x, y)))
         if number != len(segments) - 1:
-            fields = unpack(last_bit, act)
-            fields["last"] = 0
-            act = pack(last_bit, fields)
+            act = without_last(last_bit, act)
         dut.act__payload.value, dut.weight__payload.value = act, weight
         await skip_cycles(dut, count)
     dut.act__valid.value = dut.weight__valid.value = 0
@@ -140,9 +138,10 @@ async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     if model.runtime:
         kind.use_patterns([f"{model.n}:{model.m}"])
         kind.next_pattern()
-    if kind.overflow_alone(model.rows, model.cols, 0, 0) is None:
+    first = kind.overflow_alone(model.rows, model.cols, 0, 0)
+    if first is None:
         return
-    count = kind.overflow_alone(model.rows, model.cols, 0, 0)[1]
+    count = first[1]
     pes = [(r, c) for r in range(model.rows) for c in range(model.cols)]
     if len(pes) * count > budget and len(pes) > 2:
         middle = rng.choice(range(1, len(pes) - 1), min(len(pes) - 2, max(0, budget // count - 2)),
@@ -153,12 +152,11 @@ async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     for r, c in pes:
         await pulse_reset(dut)
         ops, _ = kind.overflow_alone(model.rows, model.cols, r, c)
-        act, weight = next(model.beats(ops))
-        held = pack(last_bit, unpack(last_bit, act) | {"last": 0})
-        dut.act__payload.value, dut.weight__payload.value = held, weight
+        act, weight = next(model.beats(ops))  # one beat: a whole tile, `last` set
+        dut.act__payload.value, dut.weight__payload.value = without_last(last_bit, act), weight
         dut.act__valid.value = dut.weight__valid.value = 1
         await skip_cycles(dut, count - 1)
-        dut.act__payload.value = pack(last_bit, unpack(last_bit, act) | {"last": 1})
+        dut.act__payload.value = act
         await RisingEdge(dut.clk)
         dut.act__valid.value = dut.weight__valid.value = 0
         await ClockCycles(dut.clk, model.latency + 4)
@@ -167,6 +165,11 @@ async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     await pulse_reset(dut)
     log(f"overflow of each PE alone: {len(pes)} of {model.rows * model.cols} PEs, {count} beats "
         f"each, raise the flag")
+
+
+def without_last(last_bit, act):
+    """The activation beat `act` (packed) with its `last` bit cleared."""
+    return pack(last_bit, unpack(last_bit, act) | {"last": 0})
 
 
 async def pulse_reset(dut):
