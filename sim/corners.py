@@ -13,7 +13,11 @@ before the stream drivers start (long runs of equal beats: no Python driver per 
 2. `overflow_each_pe` (int kinds, fp with exact accumulation): each PE alone overflows (from
    reset) and must raise the sticky flag, which ORs all PEs and so cannot show one PE's
    detection in the tile above.
-3. `reset_mid_run`: a finished tile waiting in the output queue and the next tile half streamed,
+3. `fp_tiles` (fp kinds): special products (NaN, inf, inf * 0, +inf and -inf) in a tile's first
+   beat only; with exact accumulation also sums that need FP32 rounding at every leading-bit
+   position of the accumulator (ties to even both ways, one sticky bit above or below a tie) and
+   a tile in which every PE leaves the range mid-tile (the tile's sticky bound must poison it).
+4. `reset_mid_run`: a finished tile waiting in the output queue and the next tile half streamed,
    then reset: every flag, counter and queued result must be gone (the regression that follows
    checks the accumulators start from zero).
 """
@@ -24,10 +28,12 @@ from ..golden.gemm import gemm_int
 from ..golden.ints import int_range
 from .array_model import ArrayModel
 from .harness import cycle, skip_cycles, watchdog_bound
+from .kinds import Operands
 from .payload import pack, unpack
 
 MAX_OVERFLOW_BEATS = 1 << 18   # longer tiles (wide accumulators) are skipped
 MAX_SWEEP_BEATS = 1 << 20      # overflow_each_pe's default budget: every PE of a 4x4 INT8 32-bit array
+MAX_ROUNDING_BEATS = 1 << 17   # fp_tiles' rounding tiles (FP8 E4M3, 53-bit accumulator: 86 901 beats)
 
 
 def overflow_segments(rows, cols, n, m, act_width, weight_width, acc_width):
@@ -100,18 +106,8 @@ async def overflow_tile(dut, info, log):
     a = np.concatenate([np.repeat(x, count, axis=1) if count > 1 else x for x, _, count in segments], axis=1)
     w = np.concatenate([np.repeat(y, count, axis=0) if count > 1 else y for _, y, count in segments], axis=0)
     want, overflowed = gemm_int(a, w, model.m, kind.acc_width, kind.overflow)
-    last_bit = info["interfaces"]["act"]["payload"]
-    dut.result__ready.value = 0
-    dut.act__valid.value = dut.weight__valid.value = 1
-    for number, (x, y, count) in enumerate(segments):
-        act, weight = next(model.beats(kind.operands(x, y)))
-        if number != len(segments) - 1:
-            act = without_last(last_bit, act)
-        dut.act__payload.value, dut.weight__payload.value = act, weight
-        await skip_cycles(dut, count)
-    dut.act__valid.value = dut.weight__valid.value = 0
-    got = await take_result(dut, watchdog_bound(model.latency, 0, 0), "the overflow tile")
-    got = np.array(unpack(model.result_layout, got))
+    got = await stream_tile(dut, model, [(kind.operands(x, y), count) for x, y, count in segments],
+                            "the overflow tile")
     assert np.array_equal(got, want), (f"overflow tile ({total} beats, {kind.overflow}, "
                                        f"acc_width {kind.acc_width}) differs\ngot\n{got}\nwant\n{want}")
     await ClockCycles(dut.clk, 4)
@@ -119,6 +115,62 @@ async def overflow_tile(dut, info, log):
         f"overflow flag {int(dut.overflow.value)} after the overflow tile, golden says {overflowed}"
     log(f"overflow tile: {total} beats at full speed, sums at the acc_width {kind.acc_width} "
         f"range edges ({kind.overflow}) match golden")
+
+
+async def stream_tile(dut, model, segments, what):
+    """Stream one output tile given as run-length segments [(Operands of one beat, repeats)] on
+    the raw ports at full speed (the last beat alone carries `last`); returns the result tile."""
+    last_bit = model.act_layout
+    dut.result__ready.value = 0
+    dut.act__valid.value = dut.weight__valid.value = 1
+    for number, (ops, count) in enumerate(segments):
+        act, weight = next(model.beats(ops))
+        dut.act__payload.value, dut.weight__payload.value = without_last(last_bit, act), weight
+        if number == len(segments) - 1:
+            await skip_cycles(dut, count - 1)
+            dut.act__payload.value = act
+            count = 1
+        await skip_cycles(dut, count)
+    dut.act__valid.value = dut.weight__valid.value = 0
+    got = await take_result(dut, watchdog_bound(model.latency, 0, 0), what)
+    return np.array(unpack(model.result_layout, got))
+
+
+def joined(segments):
+    """The Operands of a whole tile given as run-length segments (for the golden model)."""
+    parts = [ops for ops, count in segments for _ in range(count)]
+    return Operands(np.concatenate([p.a for p in parts], axis=1),
+                    np.concatenate([p.values for p in parts]), np.concatenate([p.indices for p in parts]))
+
+
+async def fp_tiles(dut, info, log):
+    """fp kinds: with exact accumulation FpKind.rounding_tiles (ties and sticky bits at every
+    leading-bit position; the flag stays down), then FpKind.special_tiles (a NaN / inf product
+    in the first beat only), then with exact accumulation FpKind.bound_tile (every PE past the
+    range mid-tile); each tile checked bit for bit against the golden model, and the sticky
+    overflow flag after each; reset at the end."""
+    model = ArrayModel(info)
+    kind = model.kind
+    if info["parameters"]["pe_kind"] != "fp":
+        return
+    rounding = kind.rounding_tiles(model.rows, model.cols, MAX_ROUNDING_BEATS)
+    named = [(f"rounding tile {i} ({sum(c for _, c in t)} beats)", t) for i, t in enumerate(rounding)]
+    named += [(f"special tile {i}", t) for i, t in enumerate(kind.special_tiles(model.rows, model.cols))]
+    if kind.accumulate == "exact":
+        named.append(("the mid-tile bound tile", kind.bound_tile(model.rows, model.cols)))
+    flag = False
+    for what, segments in named:
+        want, overflowed = kind.golden(joined(segments))
+        flag |= overflowed
+        got = await stream_tile(dut, model, segments, what)
+        assert np.array_equal(got, want), (f"{what} differs\ngot\n{[[hex(v) for v in r] for r in got]}\n"
+                                           f"want\n{[[hex(v) for v in r] for r in want]}")
+        await ClockCycles(dut.clk, 4)
+        assert bool(dut.overflow.value) == flag, \
+            f"overflow flag {int(dut.overflow.value)} after {what}, golden says {flag}"
+    await pulse_reset(dut)
+    log(f"fp corner tiles: {len(named)} (specials mid-tile, {len(rounding)} rounding tiles with "
+        f"ties and sticky bits, mid-tile bound) match golden")
 
 
 async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):

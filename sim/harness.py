@@ -3,6 +3,7 @@ import json
 import os
 import random
 
+import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
@@ -46,6 +47,28 @@ class ProgressFile:
             with open(f"{self.path}.tmp", "w") as f:
                 f.write(f"{count}\n")
             os.replace(f"{self.path}.tmp", self.path)
+
+
+class CounterWatch:
+    """Checks an event counter (e.g. `bad_groups`) at each change of its value, not each cycle
+    (one wake-up per event): it may only grow, by at most `max_step` per change, or return to 0
+    (reset). A final count alone cannot see a counter that steps wrongly and back (a bit
+    inverted on every update is right again after an even number of updates).
+    `violations`: [(cycle, before, after)]."""
+
+    def __init__(self, signal, max_step):
+        self.signal, self.max_step = signal, max_step
+        self.violations = []
+        self.value = int(signal.value)
+        cocotb.start_soon(self._watch())
+
+    async def _watch(self):
+        while True:
+            await self.signal.value_change
+            now = int(self.signal.value)
+            if now != 0 and not self.value < now <= self.value + self.max_step:
+                self.violations.append((cycle(), self.value, now))
+            self.value = now
 
 
 def cycle() -> int:

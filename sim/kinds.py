@@ -10,6 +10,7 @@ GEMM, both in port terms (the integers that go on and come off the wires).
 tb_array and tb_pe use only this interface, so a new PE kind adds one class here.
 """
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -220,16 +221,145 @@ class FpKind:
         only where the formats' products can (not from FP8)."""
         if self.accumulate != "exact":
             return None
-        big = [int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
-               for v in (self.fa.decode(self.fa.codes()), self.fb.decode(self.fb.codes()))]
-        mant, exp, _ = F.exact_product(self.fa, np.array(big[:1]), self.fb, np.array(big[1:]))
-        units = int(mant[0]) << int(exp[0] - self.fa.lsb_exp - self.fb.lsb_exp)
+        big = self._largest
+        units = self._units(*big)
         a = np.zeros((rows, self.m), dtype=np.int64)
         a[r] = big[0]
         values = np.zeros((self.n, cols), dtype=np.int64)
         values[:, c] = big[1]
         indices = np.tile(np.arange(self.n, dtype=np.int64)[:, None], (1, cols))
         return Operands(a, values, indices), ((1 << (self.acc_bits - 1)) - 1) // (self.n * units) + 1
+
+    def _units(self, a_code, w_code):
+        """The exact product of two codes in accumulator units (2^(lsb_exp(a) + lsb_exp(b)))."""
+        mant, exp, _ = F.exact_product(self.fa, np.array([a_code]), self.fb, np.array([w_code]))
+        return int(mant[0]) << int(exp[0] - self.fa.lsb_exp - self.fb.lsb_exp)
+
+    @functools.cached_property
+    def _powers(self):
+        """Per format (activation, weight): {e: the code of 2^e} over its finite codes."""
+        found = []
+        for fmt in (self.fa, self.fb):
+            values = fmt.decode(fmt.codes())
+            codes = np.flatnonzero(np.isfinite(values) & (values > 0))
+            mant, exp = np.frexp(values[codes])
+            found.append({int(e) - 1: int(c) for c, m, e in zip(codes[::-1], mant[::-1], exp[::-1])
+                          if m == 0.5})
+        return found
+
+    @functools.cached_property
+    def _largest(self):
+        """The codes (a, w) of each format's largest finite value."""
+        return tuple(int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
+                     for v in (self.fa.decode(self.fa.codes()), self.fb.decode(self.fb.codes())))
+
+    def _power_pair(self, j, negative=False):
+        """Codes (a, w) whose product is exactly +-2^j accumulator units, or None."""
+        powers_a, powers_b = self._powers
+        for p, code_a in powers_a.items():
+            q = j + self.fa.lsb_exp + self.fb.lsb_exp - p
+            if q in powers_b:
+                return code_a ^ (int(negative) << (self.fa.width - 1)), powers_b[q]
+        return None
+
+    def _beat(self, rows, cols, lanes, at=None):
+        """One beat of a one-group tile: the (a, w) code pairs `lanes` in lanes 0.. of every PE,
+        or of PE `at` = (r, c) alone (the other rows' activations and columns' weights zero)."""
+        a = np.zeros((rows, self.m), dtype=np.int64)
+        values = np.zeros((self.n, cols), dtype=np.int64)
+        r, c = (slice(None), slice(None)) if at is None else at
+        for lane, (x, y) in enumerate(lanes):
+            a[r, lane], values[lane, c] = x, y
+        indices = np.tile(np.arange(self.n, dtype=np.int64)[:, None], (1, cols))
+        return Operands(a, values, indices)
+
+    def _terms(self, units):
+        """Code pairs whose exact products sum to `units` (> 0) accumulator units, as
+        [((a, w), repeats)]: the largest product as often as it fits, the rest bit by bit in
+        power-of-two products (a bit above the largest one as repeats of that one)."""
+        big = self._largest
+        top = max(j for j in range(self.acc_bits) if self._power_pair(j))
+        repeats, rest = divmod(units, self._units(*big))
+        terms = [(big, repeats)] if repeats else []
+        for j in range(rest.bit_length()):
+            if rest >> j & 1:
+                terms.append((self._power_pair(j), 1) if j <= top else
+                             (self._power_pair(top), 1 << (j - top)))
+        return terms
+
+    def _segments(self, rows, cols, terms, negative=False, at=None):
+        """`terms` as beats of N lanes: [(Operands of one beat, repeats)] for every PE or PE `at`."""
+        sign = int(negative) << (self.fa.width - 1)
+        out = []
+        for (a, w), repeats in terms:
+            full, left = divmod(repeats, self.n)
+            if full:
+                out.append((self._beat(rows, cols, [(a ^ sign, w)] * self.n, at), full))
+            if left:
+                out.append((self._beat(rows, cols, [(a ^ sign, w)] * left, at), 1))
+        return out
+
+    def rounding_tiles(self, rows, cols, budget):
+        """Exact accumulation: tiles whose sums need FP32 rounding at each leading-bit position L
+        the accumulator holds (24 .. acc_bits-2), as [(Operands of one beat, repeats)] per
+        tile, at most `budget` beats in all (the highest L dropped first). In each tile every PE
+        gets the bulk 2^(L+1) - 2^(L-22) (bits L..L-22 set: every kept bit but the FP32 LSB,
+        bit L-23), then beats of its own: PE 0 the guard bit 2^(L-24), an exact tie with an
+        even LSB (rounds down), PE 1 the LSB and the guard (a tie with an odd LSB: up), the
+        others the guard and one sticky bit 2^i, i spread over 0..L-25, added (up) or
+        subtracted (down). Odd L negates every product (the sign-magnitude path). Random GEMMs
+        do not reach such sums: a rounding or sticky-bit fault at a high bit shows here."""
+        if self.accumulate != "exact":
+            return []
+        pes = [(r, c) for r in range(rows) for c in range(cols)]
+        tiles, spent = [], 0
+        for lead in range(24, self.acc_bits - 1):
+            neg = lead % 2 == 1
+            tile = self._segments(rows, cols, self._terms((1 << (lead + 1)) - (1 << (lead - 22))), neg)
+            for q, pe in enumerate(pes):
+                own = [(1 << (lead - 24), neg)]
+                if q == 1:
+                    own.append((1 << (lead - 23), neg))
+                elif q > 1 and lead > 24:
+                    own.append((1 << ((q - 2) * (lead - 25) // max(1, len(pes) - 3)), neg ^ (q % 2 == 1)))
+                for units, negative in own:
+                    tile += self._segments(rows, cols, self._terms(units), negative, at=pe)
+            beats = sum(count for _, count in tile)
+            if spent + beats > budget:
+                break
+            spent += beats
+            tiles.append(tile)
+        return tiles
+
+    def special_tiles(self, rows, cols):
+        """Tiles of three beats in which every PE meets a special product in the first beat only
+        (the tile must remember it until its `last` beat): a NaN, +inf and -inf activation
+        where the format has them, inf * 0, and +inf then -inf. [(Operands of one beat, repeats)]."""
+        va = self.fa.decode(self.fa.codes())
+        one_a = int(np.flatnonzero(va == 1.0)[0])
+        one_w = int(np.flatnonzero(self.fb.decode(self.fb.codes()) == 1.0)[0])
+        ones = (self._beat(rows, cols, [(one_a, one_w)]), 1)
+        first = {"nan": np.flatnonzero(np.isnan(va)), "+inf": np.flatnonzero(np.isposinf(va)),
+                 "-inf": np.flatnonzero(np.isneginf(va))}
+        tiles = [[(self._beat(rows, cols, [(int(codes[0]), one_w)]), 1), ones, ones]
+                 for codes in first.values() if len(codes)]
+        if len(first["+inf"]) and len(first["-inf"]):
+            tiles.append([(self._beat(rows, cols, [(int(first["+inf"][0]), 0)]), 1), ones, ones])
+            tiles.append([(self._beat(rows, cols, [(int(first["+inf"][0]), one_w)]), 1),
+                          (self._beat(rows, cols, [(int(first["-inf"][0]), one_w)]), 1), ones])
+        return tiles
+
+    def bound_tile(self, rows, cols):
+        """Exact accumulation: one tile in which every PE leaves the accumulator's range before
+        its last beat (the left half of the columns upwards, the right half downwards), the
+        last beat adding zero: the tile-sticky bound must poison every result (NaN, flag).
+        [(Operands of one beat, repeats)], or None for fp32 accumulation."""
+        if self.accumulate != "exact":
+            return None
+        ops, count = self.overflow_alone(rows, cols, 0, 0)
+        block = self._beat(rows, cols, [(int(ops.a[0, 0]), int(ops.values[0, 0]))] * self.n)
+        block.values[:, cols // 2:] ^= 1 << (self.fb.width - 1)
+        return [(block, count), (self._beat(rows, cols, []), 1)]
 
     def random_gemm(self, rng, shape, extreme=False):
         mdim, k, ndim = shape

@@ -19,12 +19,14 @@ the result JSON has the total cycle count instead of per-GEMM ones).
 Corners, in every random run (no NMFORGE_SHAPE / NMFORGE_GEMM_FILE) unless NMFORGE_CORNERS=0:
 the prelude of sim.corners (int kinds: a long-K tile ending just inside and just outside the
 accumulator range, both signs; int and fp-exact kinds: each PE overflowing alone, at most
-NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); every kind: reset
-in the middle of a run); the last random GEMM carries malformed metadata of every kind the
+NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); fp kinds: special
+products mid-tile, and for exact accumulation FP32 rounding ties and sticky bits at every
+leading-bit position and a mid-tile range overflow; every kind: reset in the middle of a run); the last random GEMM carries malformed metadata of every kind the
 encoding can carry, in one beat across every column of the array and then at random
 (ArrayModel.malformations; the spoiled columns go unchecked, the others are checked,
 bad_groups exactly), unless NMFORGE_CORRUPT
-sets a count per GEMM; and a final GEMM of one-beat (shortest) tiles streamed back to back with
+sets a count per GEMM (`bad_groups` is also watched at every change: it may only grow, by at
+most a beat's worth); and a final GEMM of one-beat (shortest) tiles streamed back to back with
 the consumer ready, then stalled for longer than the output queue can absorb, then draining one
 beat in four. After the last GEMM no further result beat may arrive (none duplicated).
 The watchdog: a run that delivers no result beat for harness.watchdog_bound cycles fails, naming
@@ -39,8 +41,9 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from .array_model import ArrayModel, column_subset
-from .corners import MAX_SWEEP_BEATS, overflow_each_pe, overflow_tile, reset_mid_run
-from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
+from .corners import (MAX_SWEEP_BEATS, fp_tiles, overflow_each_pe, overflow_tile,
+                      reset_mid_run)
+from .harness import CounterWatch, env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import Operands
 from .payload import unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
@@ -69,11 +72,13 @@ async def gemm_regression(dut):
         await overflow_tile(dut, info, dut._log.info)
         await overflow_each_pe(dut, info, corner_rng, dut._log.info,
                                env_int("NMFORGE_SWEEP_BEATS", MAX_SWEEP_BEATS))
+        await fp_tiles(dut, info, dut._log.info)
         await reset_mid_run(dut, info, corner_rng)
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
     result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
     monitors = [StreamMonitor(dut, name, dut.clk) for name in ("act", "weight", "result")]
+    bad_count = CounterWatch(dut.bad_groups, model.cols * model.n)  # bad groups per beat at most
 
     expected_overflow = overflow_undefined = False
     expected_bad = 0
@@ -118,6 +123,9 @@ async def gemm_regression(dut):
         assert bool(dut.meta_error.value) == (expected_bad > 0), "meta_error flag disagrees with injected groups"
         assert int(dut.bad_groups.value) == expected_bad, \
             f"bad_groups counted {int(dut.bad_groups.value)} after {after}, injected {expected_bad}"
+        assert not bad_count.violations, \
+            f"bad_groups stepped (cycle, from, to) {bad_count.violations[:3]} by {after}: it may only " \
+            f"grow, by at most {bad_count.max_step} a beat"
 
     def set_pauses(burst):
         """Full speed in and out, the consumer then stalled, then draining one beat in four (so
