@@ -16,10 +16,12 @@ Steps (each mutant's outcome is cached, so an interrupted campaign resumes):
     in-process LocalCluster, or an existing scheduler: fpga.sweep's client), in its own process
     with a wall-clock limit: killed (the regression fails), survived, or timed out (still running
     after TIMEOUT_FACTOR x the original's run time + TIMEOUT_MARGIN_S: killed and counted);
- 5. every survivor goes to Yosys' equivalence checker: `equiv_make` / `equiv_simple` /
-    `equiv_induct` of the original against that one mutant (an unbounded proof), else a bounded
-    miter (`miter -equiv`, `sat -seq K`, K = latency + BOUNDED_EXTRA cycles from an all-zero
-    state with free inputs); proven unobservable -> "equivalent", not a gap.
+ 5. every survivor goes to Yosys' equivalence checker, on the outputs in the mutated cell's
+    fan-out: `equiv_make` / `equiv_simple` / `equiv_induct` of the original against that one
+    mutant (an unbounded proof; internal pairs that differ are left out and the proof redone,
+    see prove_equivalent), else a bounded miter (`miter -equiv`, `sat -seq K`, K = latency +
+    BOUNDED_EXTRA cycles from an all-zero state with free inputs); proven unobservable ->
+    "equivalent", not a gap.
 Score = killed / (mutants - equivalent) (timed out counts as not killed). Outputs: a table on
 stdout, OUT/mutation.json (every mutant: kind, mode, cell, Python source location, outcome).
 """
@@ -47,6 +49,7 @@ POOL_FACTOR = 25          # candidates listed per mutant drawn
 TIMEOUT_FACTOR = 5        # a mutant's run may take this many times the original's ...
 TIMEOUT_MARGIN_S = 60     # ... plus this
 BOUNDED_EXTRA = 8         # bounded miter depth: latency + this many cycles
+EQUIV_ROUNDS = 4          # equiv_induct attempts, each without the previous one's unproven pairs
 PREP = ["proc", "memory", "flatten", "opt_clean"]  # memory before flatten: its cells keep their place
 SRC_FILE = "src.v"        # cell names Yosys derives from the Verilog carry this file name
 DEFAULT_GEMMS, DEFAULT_STALL = 4, 0.3   # `nmforge sim`'s defaults (cli._sim_options)
@@ -171,20 +174,54 @@ def write_mutants(work: pathlib.Path, module: str, mutants: list[dict]) -> pathl
     return work / "mutants.v"
 
 
+def _outputs(work: pathlib.Path, module: str) -> set[str]:
+    """The output port names of `module` in OUT/src.v."""
+    text = (work / SRC_FILE).read_text()
+    body = text[text.index(f"module {module}("):]
+    body = body[:body.index("endmodule")]
+    return set(re.findall(r"^\s*output\s+(?:\[[^\]]*\]\s*)?\\?(\S+)\s*;", body, re.M))
+
+
+def _unproven(log: pathlib.Path) -> set[str]:
+    """Wires of the unproven $equiv cells that `equiv_status` listed in `log`."""
+    return set(re.findall(r"Unproven \$equiv \S+ \\?(\S+?)_gold", log.read_text()))
+
+
 def prove_equivalent(work: pathlib.Path, module: str, mutant: dict, depth: int) -> str | None:
-    """How the mutant was proven unobservable at the ports ("equiv_induct": for every input
-    sequence from equal states; f"bounded {depth} cycles": a miter from the all-zero state), or
-    None when neither proof holds."""
+    """How the mutant was proven unobservable at the ports, or None when no proof holds.
+
+    First the outputs are split into bits and the bits outside the mutated cell's transitive
+    fan-out lose their port flag (they are the same function in both copies): what is left to
+    compare is the mutant's cone (e.g. one PE's result, not the whole array's).
+    "equiv_induct": equiv_make pairs the two copies' same-named signals, equiv_simple and
+    equiv_induct prove the pairs for every input sequence from equal states, assuming the
+    other pairs; a pair left unproven inside the design (the mutated net itself, say a bit that
+    no reader uses) is taken out of the pairing (equiv_make -blacklist) and the proof redone
+    without it, up to EQUIV_ROUNDS times, so that no proof leans on a pair that does not hold;
+    an unproven output fails. Else f"bounded {depth} cycles": a miter of the cone's outputs
+    from the all-zero state (`sat -seq`)."""
     line = re.sub(r"-module \S+", "-module gate", mutant["line"])
-    pair = [*_prep(module), f"copy {module} gate", f"rename {module} gold", line]
+    cell = re.search(r"-cell (\S+)", mutant["line"]).group(1)
+    cone = [f"splitnets -ports {module}/o:*", f"select -assert-count 1 {module}/{cell}",
+            f"select -set cone {module}/{cell} %co*",
+            f"delete -port {module}/o:* @cone %d",
+            "opt_clean"]
+    pair = [*_prep(module), *cone, f"copy {module} gate", f"rename {module} gold", line]
+    outputs, blacklist = _outputs(work, module), set()
     name = f"equiv_{mutant['id']}"
-    try:
-        _yosys(work, name, [*pair, "equiv_make gold gate equiv", "hierarchy -top equiv",
-                            "equiv_simple -seq 4", "equiv_induct -seq 4", "equiv_status -assert"],
-               timeout=600)
-        return "equiv_induct"
-    except FlowError:
-        pass
+    for _ in range(EQUIV_ROUNDS):
+        (work / f"{name}.blacklist").write_text("".join(f"{w}\n" for w in sorted(blacklist)))
+        try:
+            _yosys(work, name, [*pair, f"equiv_make -blacklist {name}.blacklist gold gate equiv",
+                                "hierarchy -top equiv", "equiv_simple -seq 4", "equiv_induct -seq 4",
+                                "equiv_status -assert"], timeout=600)
+            return "equiv_induct"
+        except FlowError:
+            unproven = _unproven(work / f"{name}.log")
+            ports = {re.sub(r"\[\d+\]$", "", w) for w in unproven}
+            if not unproven or ports & outputs or unproven <= blacklist:
+                break
+            blacklist |= unproven
     try:
         _yosys(work, f"miter_{mutant['id']}",
                [*pair, "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter",

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
+from nmforge.gen.elaborate import build, to_verilog
 from nmforge.gen.generate import generate
 from nmforge.sim.harness import watchdog_bound
-from nmforge.sim.mutate import KINDS, classify, draw, format_table, run_mutate
+from nmforge.sim.mutate import (BOUNDED_EXTRA, KINDS, SRC_FILE, _prep, _yosys, classify, draw,
+                                 format_table, prove_equivalent, run_mutate)
 from nmforge.sim.regression import run_regression
 
 from conftest import make_config
@@ -141,3 +143,28 @@ def test_cli_mutate_rejects_a_bad_count(tmp_path, capsys):
     assert main(["mutate", str(config), "--count", "0", "-o", str(tmp_path / "o")]) == 2
     assert "--count" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_equivalence_proof_of_an_unread_bit_and_none_for_an_observable_fault(tmp_path):
+    """prove_equivalent on a 2x2 array. An output-queue FIFO computes `level - 1` one bit wider
+    than `level`: inverting that top bit changes nothing stored, which equiv_induct proves once
+    the differing bit itself is left out of the pairing (it alone stays unproven otherwise);
+    inverting bit 0 makes the queue's level wrong, and no proof may pass."""
+    config = make_config("prove22", rows=2, cols=2, acc_width=20)
+    design = tmp_path / "design"
+    info = generate(config, design).info
+    module = info["module"]
+    (design / SRC_FILE).write_text(to_verilog(build(config, "array"), module, emit_src=True))
+    _yosys(design, "subs", [*_prep(module), f"select {module}/*queue.$sub$*", "write_json -selected subs.json"])
+    cells = json.loads((design / "subs.json").read_text())["modules"][module]["cells"]
+    name, cell = sorted(cells.items())[0]
+    assert cell["type"] == "$sub"
+    top = int(cell["parameters"]["Y_WIDTH"], 2) - 1
+    depth = info["latency_cycles"] + BOUNDED_EXTRA
+
+    def mutant(number, bit):
+        return {"id": number, "line": f"mutate -mode inv -module {module} -cell {name} -port Y -portbit {bit}"}
+
+    assert prove_equivalent(design, module, mutant(1, top), depth) == "equiv_induct"
+    assert (design / "equiv_1.blacklist").read_text().strip(), "proven without leaving the bit out"
+    assert prove_equivalent(design, module, mutant(2, 0), depth) is None
