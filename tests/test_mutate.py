@@ -22,8 +22,9 @@ from nmforge.sim.regression import run_regression
 from conftest import make_config
 
 
-def stuck_valid_verilog(text: str, info: dict) -> str:
-    """The design wrapped so that `result__valid` never rises (everything else untouched)."""
+def wrapped_verilog(text: str, info: dict, port: str, logic: list[str]) -> str:
+    """The design wrapped so that output `port` is what the Verilog lines `logic` assign to it
+    from `inner_<port>`, the design's own value (everything else untouched)."""
     module = info["module"]
     inner = text.replace(f"module {module}(", f"module {module}_inner(", 1)
     assert inner != text
@@ -31,12 +32,16 @@ def stuck_valid_verilog(text: str, info: dict) -> str:
     lines = [f"module {module}({', '.join(p['name'] for p in ports)});"]
     for p in ports:
         lines.append(f"  {p['direction']} [{p['width'] - 1}:0] {p['name']};")
-    lines.append("  wire never_valid;")
-    connections = [f".{p['name']}({'never_valid' if p['name'] == 'result__valid' else p['name']})"
-                   for p in ports]
-    lines += [f"  {module}_inner inner({', '.join(connections)});",
-              "  assign result__valid = 1'b0;", "endmodule"]
+    width = next(p["width"] for p in ports if p["name"] == port)
+    lines.append(f"  wire [{width - 1}:0] inner_{port};")
+    connections = [f".{p['name']}({'inner_' + port if p['name'] == port else p['name']})" for p in ports]
+    lines += [f"  {module}_inner inner({', '.join(connections)});", *logic, "endmodule"]
     return inner + "\n" + "\n".join(lines) + "\n"
+
+
+def stuck_valid_verilog(text: str, info: dict) -> str:
+    """The design wrapped so that `result__valid` never rises."""
+    return wrapped_verilog(text, info, "result__valid", ["  assign result__valid = 1'b0;"])
 
 
 def test_watchdog_fails_a_design_whose_output_never_becomes_valid(tmp_path):
@@ -61,6 +66,25 @@ def test_watchdog_fails_a_design_whose_output_never_becomes_valid(tmp_path):
         if not corners:
             assert stalled_at <= 4 + 2 * bound  # reset, the first tile's beats, then the bound
         assert time.monotonic() - started < 120
+
+
+def test_a_bad_group_counter_that_steps_wrong_and_back_fails(tmp_path):
+    """`bad_groups` with bit 14 inverted for the cycle after each update, a fault an end count
+    cannot see (the counter is right again when it is read): the regression watches every
+    change of the counter and fails naming the step."""
+    config = make_config("flipcount", rows=2, cols=2, acc_width=20)
+    generated = generate(config, tmp_path / "design")
+    flipping = tmp_path / "flipping.v"
+    flipping.write_text(wrapped_verilog(generated.verilog.read_text(), generated.info, "bad_groups", [
+        "  reg [31:0] seen = 0;", "  reg flip = 0;",
+        "  always @(posedge clk) begin seen <= inner_bad_groups; flip <= inner_bad_groups != seen; end",
+        "  assign bad_groups = inner_bad_groups ^ {17'b0, flip, 14'b0};"]))
+    result = run_regression(flipping, generated.manifest, tmp_path / "run", 1,
+                            options={"gemms": 2, "stall": 0.3}, log=lambda line: None,
+                            waves_on_failure=False)
+    assert not result.passed
+    assert re.search(r"bad_groups stepped \(cycle, from, to\) \[\(\d+, \d+, 163\d\d\)",
+                     result.log.read_text()), result.log.read_text()[-2000:]
 
 
 def test_overflow_of_each_pe_alone_raises_the_flag(simulate):
