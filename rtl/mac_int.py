@@ -22,7 +22,9 @@ OVERFLOW_POLICIES = ("wrap", "saturate")
 
 class Multiplier(wiring.Component):
     """product = a * w, signed: input registers, the multiply's output register, and a retiming
-    register that loads only on valid beats (`valid` delayed to it). Latency 3.
+    register that loads only when `load` is high: the caller's valid for the beat whose product
+    is in the multiply's output register (its `valid` delayed 2 cycles; the caller keeps that
+    pipeline, shared by all its multipliers and continued for its own stages). Latency 3.
 
     The clock enable on the retiming register is for Yosys' iCE40 DSP mapping: without it,
     ice40_dsp pulls both product registers into the SB_MAC16 and then the adder behind two
@@ -35,9 +37,10 @@ class Multiplier(wiring.Component):
     """
 
     latency = 3
+    load_delay = 2  # `load` is the caller's valid delayed by this many cycles
 
     def __init__(self, act_width, weight_width):
-        super().__init__({"a": In(signed(act_width)), "w": In(signed(weight_width)), "valid": In(1),
+        super().__init__({"a": In(signed(act_width)), "w": In(signed(weight_width)), "load": In(1),
                           "product": Out(signed(act_width + weight_width))})
 
     def elaborate(self, platform):
@@ -46,10 +49,23 @@ class Multiplier(wiring.Component):
         product = Signal.like(self.product, name="raw", reset_less=True)
         m.d.sync += product.eq(a * w)
         retimed = Signal.like(self.product, name="retimed", reset_less=True)
-        with m.If(delay(m, self.valid, 2, "valid")):
+        with m.If(self.load):
             m.d.sync += retimed.eq(product)
         m.d.comb += self.product.eq(retimed)
         return m
+
+
+def multipliers(m, valid, operands, act_width, weight_width):
+    """One `Multiplier` per (a, w) pair of `operands` in `m` (submodules mul0, mul1, ...), their
+    retiming enables from one pipeline of `valid`; returns (products, that pipeline's end:
+    `valid` delayed Multiplier.load_delay cycles, for the caller to continue)."""
+    load = delay(m, valid, Multiplier.load_delay, "valid")
+    products = []
+    for i, (a, w) in enumerate(operands):
+        m.submodules[f"mul{i}"] = mul = Multiplier(act_width, weight_width)
+        m.d.comb += [mul.a.eq(a), mul.w.eq(w), mul.load.eq(load)]
+        products.append(mul.product)
+    return products, load
 
 
 class IntMac(wiring.Component):
@@ -76,18 +92,15 @@ class IntMac(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        terms = []
-        for i in range(self.n):
-            m.submodules[f"mul{i}"] = mul = Multiplier(self.act_width, self.weight_width)
-            m.d.comb += [mul.a.eq(self.a[i]), mul.w.eq(self.w[i]), mul.valid.eq(self.valid)]
-            terms.append(mul.product)
+        terms, loaded = multipliers(m, self.valid, [(self.a[i], self.w[i]) for i in range(self.n)],
+                                    self.act_width, self.weight_width)
         prod_width = self.act_width + self.weight_width
         for level in range(self.tree_levels):
             pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
             terms = [Signal(signed(prod_width + level + 1), name=f"sum{level}_{i}", reset_less=True)
                      for i in range(len(pairs))]
             m.d.sync += [t.eq(sum(p)) for t, p in zip(terms, pairs)]
-        valid = delay(m, self.valid, Multiplier.latency + self.tree_levels, "valid")
+        valid = delay(m, loaded, Multiplier.latency - Multiplier.load_delay + self.tree_levels, "valid_t")
         last = delay(m, self.valid & self.last, Multiplier.latency + self.tree_levels, "last")
 
         accumulate(m, terms[0], valid, last, self.result, self.result_valid, self.overflow,

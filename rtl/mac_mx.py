@@ -46,7 +46,7 @@ from .formats import E8M0_BIAS as SCALE_BIAS, E8M0_NAN as SCALE_NAN, MX_BLOCK_SI
 from .formats import MX_ELEMENTS, mx_element
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
 from .mac_fp import OUT_LZ_SPLIT, lut_product, unpack
-from .mac_int import Multiplier
+from .mac_int import Multiplier, multipliers
 from .pipeline import delay
 
 FP32_NEG_ZERO = 0x80000000
@@ -136,12 +136,8 @@ class MxMac(wiring.Component):
 
     def _int_lanes(self, m):
         """MXINT8: signed products (cycle 3), no specials."""
-        values = []
-        for i in range(self.n):
-            m.submodules[f"mul{i}"] = mul = Multiplier(self.elem.width, self.elem.width)
-            m.d.comb += [mul.a.eq(self.a[i].as_signed()), mul.w.eq(self.w[i].as_signed()),
-                         mul.valid.eq(self.valid)]
-            values.append(mul.product)
+        values, _ = multipliers(m, self.valid, [(self.a[i].as_signed(), self.w[i].as_signed())
+                                                for i in range(self.n)], self.elem.width, self.elem.width)
         zero = Const(0, 1)
         return values, dict(nan=zero, invalid=zero, pinf=zero, ninf=zero), self.lane_stages
 
