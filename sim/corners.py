@@ -33,7 +33,7 @@ from .payload import pack, unpack
 
 MAX_OVERFLOW_BEATS = 1 << 18   # longer tiles (wide accumulators) are skipped
 MAX_SWEEP_BEATS = 1 << 20      # overflow_each_pe's default budget: every PE of a 4x4 INT8 32-bit array
-MAX_ROUNDING_BEATS = 1 << 17   # fp_tiles' rounding tiles (FP8 E4M3, 53-bit accumulator: 86 901 beats)
+MAX_ROUNDING_BEATS = 1 << 18   # fp_tiles' rounding tiles (FP8 E4M3, 53-bit accumulator: 2 x 86 901 beats)
 
 
 def overflow_segments(rows, cols, n, m, act_width, weight_width, acc_width):

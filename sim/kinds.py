@@ -302,33 +302,42 @@ class FpKind:
     def rounding_tiles(self, rows, cols, budget):
         """Exact accumulation: tiles whose sums need FP32 rounding at each leading-bit position L
         the accumulator holds (24 .. acc_bits-2), as [(Operands of one beat, repeats)] per
-        tile, at most `budget` beats in all (the highest L dropped first). In each tile every PE
-        gets the bulk 2^(L+1) - 2^(L-22) (bits L..L-22 set: every kept bit but the FP32 LSB,
-        bit L-23), then beats of its own: PE 0 the guard bit 2^(L-24), an exact tie with an
-        even LSB (rounds down), PE 1 the LSB and the guard (a tie with an odd LSB: up), the
-        others the guard and one sticky bit 2^i, i spread over 0..L-25, added (up) or
-        subtracted (down). Odd L negates every product (the sign-magnitude path). Random GEMMs
-        do not reach such sums: a rounding or sticky-bit fault at a high bit shows here."""
+        tile, at most `budget` beats in all. In each tile every PE gets the bulk
+        2^(L+1) - 2^(L-22) (bits L..L-22 set: every kept bit but the FP32 LSB, bit L-23), then
+        beats of its own. Two passes over L (odd L negates every product: the sign-magnitude
+        path):
+          1. PE 0 the guard bit 2^(L-24), an exact tie with an even LSB (rounds down), PE 1 the
+             LSB and the guard (a tie with an odd LSB: up), the others the guard and one sticky
+             bit 2^i, i spread over 0..L-25, added (up) or subtracted (down);
+          2. per PE in turn (every other L, and all at the top L) the even tie, which a kept
+             bit wrongly taken as sticky turns up, else the tie and one sticky bit at a
+             position that moves with L and the PE.
+        Random GEMMs do not reach such sums: a rounding or sticky-bit fault at a high bit shows
+        only here, and only in the PE whose sum meets it."""
         if self.accumulate != "exact":
             return []
         pes = [(r, c) for r in range(rows) for c in range(cols)]
+        top = self.acc_bits - 2
         tiles, spent = [], 0
-        for lead in range(24, self.acc_bits - 1):
-            neg = lead % 2 == 1
-            tile = self._segments(rows, cols, self._terms((1 << (lead + 1)) - (1 << (lead - 22))), neg)
-            for q, pe in enumerate(pes):
-                own = [(1 << (lead - 24), neg)]
-                if q == 1:
-                    own.append((1 << (lead - 23), neg))
-                elif q > 1 and lead > 24:
-                    own.append((1 << ((q - 2) * (lead - 25) // max(1, len(pes) - 3)), neg ^ (q % 2 == 1)))
-                for units, negative in own:
-                    tile += self._segments(rows, cols, self._terms(units), negative, at=pe)
-            beats = sum(count for _, count in tile)
-            if spent + beats > budget:
-                break
-            spent += beats
-            tiles.append(tile)
+        for rotated in (False, True):
+            for lead in range(24, top + 1):
+                neg = lead % 2 == 1
+                tile = self._segments(rows, cols, self._terms((1 << (lead + 1)) - (1 << (lead - 22))), neg)
+                for q, pe in enumerate(pes):
+                    own = [(1 << (lead - 24), neg)]
+                    if not rotated and q == 1:
+                        own.append((1 << (lead - 23), neg))
+                    elif not rotated and q > 1 and lead > 24:
+                        own.append((1 << ((q - 2) * (lead - 25) // max(1, len(pes) - 3)), neg ^ (q % 2 == 1)))
+                    elif rotated and (q + lead) % 2 == 1 and lead > 24 and lead < top:
+                        own.append((1 << ((7 * lead + 5 * q) % (lead - 24)), neg))
+                    for units, negative in own:
+                        tile += self._segments(rows, cols, self._terms(units), negative, at=pe)
+                beats = sum(count for _, count in tile)
+                if spent + beats > budget:
+                    return tiles
+                spent += beats
+                tiles.append(tile)
         return tiles
 
     def special_tiles(self, rows, cols):
