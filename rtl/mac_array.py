@@ -105,6 +105,7 @@ class SparseArray(wiring.Component):
                     for r in range(rows)]
         self.slots = [[self.result_slot.signature.create(path=(f"result_slot_{r}_{c}",))
                        for c in range(cols)] for r in range(rows)]
+        self._share_neighbour_ports()
         group = pe.signature.members["act"].shape
         super().__init__({
             "act": In(stream.Signature(act_layout(rows, group, pe.act_side_layout))),
@@ -141,39 +142,25 @@ class SparseArray(wiring.Component):
                 m.submodules[f"result_slot_{r}_{c}"] = _instance(slot_module, self.result_slot,
                                                                  slots[r][c])
 
-        # Skewed entry at the edges, then neighbour-to-neighbour forwarding.
+        # Skewed entry at the edges (the neighbour-to-neighbour forwarding is in the port sharing).
         for r in range(rows):
             m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
-            for c in range(1, cols):
-                m.d.comb += pes[r][c].act.eq(pes[r][c - 1].act_out)
             if self.pe.act_side_layout is not None:
                 side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
                 m.d.comb += pes[r][0].act_side.eq(side)
-                for c in range(1, cols):
-                    m.d.comb += pes[r][c].act_side.eq(pes[r][c - 1].act_side_out)
         for c in range(cols):
             weight = delay(m, self.weight.payload[c], c, f"weight_skew{c}_", reset_less=True)
             valid = delay(m, beat, c, f"valid_skew{c}_", reset_less=False)
             last = delay(m, self.act.payload.last, c, f"last_skew{c}_", reset_less=False)
             m.d.comb += [pes[0][c].weight.eq(weight), pes[0][c].valid.eq(valid), pes[0][c].last.eq(last)]
-            for r in range(1, rows):
-                above = pes[r - 1][c]
-                m.d.comb += [pes[r][c].weight.eq(above.weight_out), pes[r][c].valid.eq(above.valid_out),
-                             pes[r][c].last.eq(above.last_out)]
 
         # Output queue: one small FIFO beside each PE (its ResultSlot). A PE's result goes in
         # when the PE publishes it (or, if its FIFO is full, as soon as it has room: the admission
         # rule keeps the next tile out of the PE until then), so every write enable stays local;
         # all FIFOs are read in step, when the bottom-right one (the last to receive a tile) has it.
-        take = Signal()
-        for r in range(rows):
-            for c in range(cols):
-                m.d.comb += [slots[r][c].result.eq(pes[r][c].result),
-                             slots[r][c].result_valid.eq(pes[r][c].result_valid),
-                             slots[r][c].take.eq(take)]
         last_slot = slots[-1][-1]
         m.d.comb += [self.result.valid.eq(last_slot.ready),
-                     take.eq(self.result.ready & last_slot.ready),
+                     slots[0][0].take.eq(self.result.ready & last_slot.ready),
                      self.result.payload.eq(Cat(slot.data for row in slots for slot in row))]
 
         # Sticky overflow: one registered OR per row, then across rows.
@@ -184,6 +171,26 @@ class SparseArray(wiring.Component):
 
         self._count_malformed(m)
         return m
+
+    def _share_neighbour_ports(self):
+        """Ports that carry the same value share one signal: a PE's `act` (`act_side`) is its
+        left neighbour's `act_out` (`act_side_out`), its `weight`, `valid` and `last` are the
+        `*_out` of the PE above; a slot's `result` and `result_valid` are its PE's, and every
+        slot's `take` is one signal. (Connected by assignment, the Verilog would hold a copy of
+        each and generation would take longer: 512 instances at 16x16.)"""
+        pes, slots = self.pes, self.slots
+        side = self.pe.act_side_layout is not None
+        for r, row in enumerate(pes):
+            for c, pe in enumerate(row):
+                if c > 0:
+                    pe.act = row[c - 1].act_out
+                    if side:
+                        pe.act_side = row[c - 1].act_side_out
+                if r > 0:
+                    above = pes[r - 1][c]
+                    pe.weight, pe.valid, pe.last = above.weight_out, above.valid_out, above.last_out
+                slot = slots[r][c]
+                slot.result, slot.result_valid, slot.take = pe.result, pe.result_valid, slots[0][0].take
 
     def _count_malformed(self, m):
         """Flag and count the malformed metadata groups the top row's decoders see (each
