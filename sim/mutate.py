@@ -112,12 +112,18 @@ def _source_line(path: str, number: int) -> str:
 
 
 def location(line: str) -> str:
-    """A mutant's source location: its Python lines (repository-relative), else the netlist's."""
+    """A mutant's source location: its Python lines (repository-relative; a library's relative
+    to its site-packages, e.g. amaranth/lib/fifo.py), else the netlist's."""
     root = pathlib.Path(__file__).resolve().parent.parent
     places = []
     for path, number in _python_sources(line):
         p = pathlib.Path(path)
-        shown = p.relative_to(root) if p.is_relative_to(root) else pathlib.Path(*p.parts[-3:])
+        if "site-packages" in p.parts:
+            shown = pathlib.Path(*p.parts[p.parts.index("site-packages") + 1:])
+        elif p.is_relative_to(root):
+            shown = p.relative_to(root)
+        else:
+            shown = pathlib.Path(*p.parts[-3:])
         places.append(f"{shown}:{number}")
     if not places:
         places = re.findall(r"-src (\S+)", line)[:1]

@@ -15,7 +15,7 @@ import pytest
 from nmforge.gen.elaborate import build, to_verilog
 from nmforge.gen.generate import generate
 from nmforge.sim.harness import watchdog_bound
-from nmforge.sim.mutate import (BOUNDED_EXTRA, KINDS, SRC_FILE, _prep, _yosys, classify, draw,
+from nmforge.sim.mutate import (BOUNDED_EXTRA, KINDS, SRC_FILE, _prep, _yosys, classify, draw, location,
                                  format_table, prove_equivalent, run_mutate)
 from nmforge.sim.regression import run_regression
 
@@ -109,6 +109,12 @@ def test_classify_and_draw_spread_over_kinds():
     assert {m["kind"] for m in drawn} == {"decoder", "accumulator", "mac", "output queue"}
     assert [m["id"] for m in drawn] == [1, 2, 3, 4]
     assert drawn[0]["location"].endswith("rtl/decoder.py:97")
+
+
+def test_a_library_location_is_shown_from_its_package():
+    line = (r"mutate -mode const1 -module t -cell $flatten\result_slot_1_1.\queue.$reduce_or$1 -port Y "
+            r"-src /work/x/.venv/lib/python3.11/site-packages/amaranth/lib/fifo.py:154")
+    assert location(line) == "amaranth/lib/fifo.py:154"
 
 
 def _free_port():
