@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from ..golden.nm import (act_windows, parse_runtime_pattern, pattern_id_bits,
+from ..golden.nm import (act_windows, beat_span, parse_runtime_pattern, pattern_id_bits,
                          runtime_bad_groups, runtime_index_bits, runtime_patterns)
 from .kinds import Operands, kind_model
 from .payload import pack
@@ -97,6 +97,22 @@ class ArrayModel:
             bad, ops.indices = corrupt_groups(rng, ops.indices, self.n, self.m, count,
                                               self.malformations(), self.cols)
         return len(bad), {c for _, c in bad}
+
+    def sweep_gemm(self, rng, name):
+        """Run-time designs: a random GEMM of R rows x 2C columns in pattern `name`, long enough
+        for `corrupt_sweep` (moves the pattern plan to `name`: `use_patterns`)."""
+        pattern = parse_runtime_pattern(name, self.n, self.m)
+        self.use_patterns([name])
+        words = len(runtime_sweep_plan(pattern, self.n, self.m))
+        return self.random_gemm(rng, (self.rows, words * beat_span(pattern, self.n), 2 * self.cols))
+
+    def corrupt_sweep(self, rng, ops):
+        """Give the first C columns of a `sweep_gemm` (one per array column, so every column's
+        counting decoder sees them), word by word, every malformation of its pattern
+        (`runtime_sweep_plan`), in place; the other C columns stay checked. Returns (bad groups
+        injected, columns spoiled)."""
+        plan = runtime_sweep_plan(parse_runtime_pattern(ops.pattern, self.n, self.m), self.n, self.m)
+        return sweep_runtime(rng, ops, self.n, self.m, plan, self.cols)
 
     def beats(self, ops):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
@@ -191,6 +207,82 @@ def row_beats(info, ops):
     return a.reshape(a.shape[0], a.shape[1] // p["m"], p["m"])
 
 
+def _runtime_ways(pattern, mmax):
+    """How a group of pattern (N', M') can be broken by its indices (an index >= M' only where
+    the index field can hold one)."""
+    np_, mp = pattern
+    return (["repeat", "descend"] if np_ >= 2 else []) + \
+        (["range"] if mp < 1 << runtime_index_bits(mmax) else [])
+
+
+def _break_group(rng, lanes, way, mp, index_limit):
+    """One group's indices (its N' lanes, increasing) made malformed by `way`, in place."""
+    if way == "repeat":
+        lanes[-1] = lanes[0]
+    elif way == "descend":
+        lanes[0], lanes[1] = lanes[1], lanes[0]
+    else:
+        lanes[int(rng.integers(len(lanes)))] = int(rng.integers(mp, index_limit))
+
+
+def runtime_sweep_plan(pattern, n, mmax):
+    """The malformed words (one per beat) that one array column gets in pattern (N', M'): an
+    unknown pattern id; each lane's index >= M' on its own (the lanes after it in its group moved
+    up too where they fit, so the group stays increasing and only the range check sees it);
+    one group broken each way; then 2 .. N/N' groups of one beat broken at once, so that every
+    bit of a decoder's count of bad groups is set in some word."""
+    np_, mp = pattern
+    ways = _runtime_ways(pattern, mmax)
+    plan = [("id", None)]
+    if "range" in ways:
+        plan += [("lane", lane) for lane in range(n)]
+    plan += [("way", way) for way in ways]
+    if ways:
+        plan += [("groups", k) for k in range(2, n // np_ + 1)]
+    return plan
+
+
+def sweep_runtime(rng, ops, n, mmax, plan, cols):
+    """Apply `plan` (runtime_sweep_plan) to GEMM columns 0 .. cols-1 of `ops`, word b of each
+    column taking step b, in place; returns (bad groups injected, columns spoiled), the count
+    cross-checked with golden.nm.runtime_bad_groups."""
+    np_, mp = parse_runtime_pattern(ops.pattern, n, mmax)
+    index_limit = 1 << runtime_index_bits(mmax)
+    ways = _runtime_ways((np_, mp), mmax)
+    indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
+    assert ids.shape[0] >= len(plan) and ids.shape[1] >= cols, "the GEMM is too small for the plan"
+    injected = 0
+    for c in range(cols):
+        for b, (step, arg) in enumerate(plan):
+            group_rows = [slice(b * n + g * np_, b * n + (g + 1) * np_) for g in range(n // np_)]
+            if step == "id":
+                ids[b, c] = int(rng.integers(len(runtime_patterns(n, mmax)), 1 << pattern_id_bits(n, mmax)))
+                injected += 1
+            elif step == "lane":
+                rows = group_rows[arg // np_]
+                lanes = indices[rows, c]
+                for j in range(arg % np_, np_):
+                    value = mp + j - arg % np_
+                    if value >= index_limit:
+                        break
+                    lanes[j] = value
+                indices[rows, c] = lanes
+                injected += 1
+            else:
+                chosen = [int(rng.integers(n // np_))] if step == "way" else \
+                    [int(g) for g in rng.choice(n // np_, size=arg, replace=False)]
+                for turn, g in enumerate(chosen):
+                    lanes = indices[group_rows[g], c]
+                    _break_group(rng, lanes, arg if step == "way" else ways[turn % len(ways)],
+                                 mp, index_limit)
+                    indices[group_rows[g], c] = lanes
+                injected += len(chosen)
+    counted = int(runtime_bad_groups(ids, indices, n, mmax).sum())
+    assert counted == injected, f"injected {injected} bad groups, golden counts {counted}"
+    ops.indices, ops.pattern_ids = indices, ids
+    return injected, set(range(cols))
+
+
 def corrupt_runtime(rng, ops, n, mmax, count, tile_cols=None):
     """Run-time designs: make `count` metadata groups of a GEMM's beats malformed, in place
     (ops.indices, ops.pattern_ids); returns the number of bad groups injected (`count`, unless
@@ -204,7 +296,7 @@ def corrupt_runtime(rng, ops, n, mmax, count, tile_cols=None):
     table_len = len(runtime_patterns(n, mmax))
     ids_limit = 1 << pattern_id_bits(n, mmax)
     index_limit = 1 << runtime_index_bits(mmax)
-    ways = (["repeat", "descend"] if np_ >= 2 else []) + (["range"] if mp < index_limit else [])
+    ways = _runtime_ways((np_, mp), mmax)
     indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
     beats, cols = ids.shape
     injected, turn, columns = 0, 0, set()
@@ -221,13 +313,7 @@ def corrupt_runtime(rng, ops, n, mmax, count, tile_cols=None):
         for g in rng.choice(per_beat, size=take, replace=False):
             rows = slice(b * n + int(g) * np_, b * n + (int(g) + 1) * np_)
             lanes = indices[rows, c]
-            way = ways[turn % len(ways)]
-            if way == "repeat":
-                lanes[-1] = lanes[0]
-            elif way == "descend":
-                lanes[0], lanes[1] = lanes[1], lanes[0]
-            else:
-                lanes[int(rng.integers(np_))] = int(rng.integers(mp, index_limit))
+            _break_group(rng, lanes, ways[turn % len(ways)], mp, index_limit)
             indices[rows, c] = lanes
             turn += 1
         injected += take

@@ -5,7 +5,8 @@ under random stalls on every valid and every ready.
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
 probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
 (number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written
-here; the corner GEMM of one-beat tiles is marked "burst"),
+here; the corner GEMM of one-beat tiles is marked "burst", a run-time design's malformed-metadata
+sweep GEMMs "sweep"),
 NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
@@ -28,7 +29,11 @@ bad_groups exactly), unless NMFORGE_CORRUPT
 sets a count per GEMM (`bad_groups` is also watched at every change: it may only grow, by at
 most a beat's worth); and a final GEMM of one-beat (shortest) tiles streamed back to back with
 the consumer ready, then stalled for longer than the output queue can absorb, then draining one
-beat in four. After the last GEMM no further result beat may arrive (none duplicated).
+beat in four; run-time designs then run one GEMM per pattern whose first C columns carry every
+malformation of that pattern in every array column (ArrayModel.sweep_gemm / corrupt_sweep: an
+unknown id, each lane out of range, each way, 2 .. N/N' bad groups in one beat), drawn from a
+random stream of their own so that everything before is drawn as without them.
+After the last GEMM no further result beat may arrive (none duplicated).
 The watchdog: a run that delivers no result beat for harness.watchdog_bound cycles fails, naming
 the stream and the cycle.
 """
@@ -102,13 +107,24 @@ async def gemm_regression(dut):
             overflowed = bool(keep) and model.kind.golden(column_subset(ops, keep))[1]
         described = model.kind.describe() + (f", {injected} malformed groups" if injected else "")
         gemms.append((number, ops, c, overflowed, injected, spoiled, described,
-                      list(model.beats(ops)), list(model.tiles(c)), False))
+                      list(model.beats(ops)), list(model.tiles(c)), "random"))
     if corners:  # one-beat tiles back to back: consumer ready, then stalled
         ops = model.random_gemm(rng, (2 * model.rows, None, 4 * model.cols))
         c, overflowed = model.kind.golden(ops)
         gemms.append((gemm_count, ops, c, overflowed, 0, set(),
                       model.kind.describe() + ", shortest tiles back to back",
-                      list(model.beats(ops)), list(model.tiles(c)), True))
+                      list(model.beats(ops)), list(model.tiles(c)), "burst"))
+    if corners and model.runtime:  # each pattern's malformations in every column, after the
+        sweep_rng, _ = rngs(salt=104729)  # GEMMs above, from a stream of their own
+        for name in model.kind.names:
+            ops = model.sweep_gemm(sweep_rng, name)
+            c, _ = model.kind.golden(ops)
+            injected, spoiled = model.corrupt_sweep(sweep_rng, ops)
+            keep = [j for j in range(ops.values.shape[1]) if j not in spoiled]
+            overflowed = model.kind.golden(column_subset(ops, keep))[1]
+            gemms.append((len(gemms), ops, c, overflowed, injected, spoiled,
+                          model.kind.describe() + f", {injected} malformed groups (every kind, every column)",
+                          list(model.beats(ops)), list(model.tiles(c)), "sweep"))
 
     def send(beats):
         for act_beat, weight_beat in beats:
@@ -142,7 +158,8 @@ async def gemm_regression(dut):
     if overlap:
         for gemm in gemms:
             send(gemm[7])
-    for number, ops, c, overflowed, injected, spoiled, described, beats, tiles, burst in gemms:
+    for number, ops, c, overflowed, injected, spoiled, described, beats, tiles, role in gemms:
+        burst = role == "burst"
         expected_overflow |= overflowed
         overflow_undefined |= bool(spoiled)
         expected_bad += injected * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
@@ -173,8 +190,8 @@ async def gemm_regression(dut):
                   "tiles": len(tiles)}
         if ops.pattern is not None:
             timing["pattern"] = ops.pattern
-        if burst:
-            timing["burst"] = True  # the corner GEMM of one-beat tiles, after the random ones
+        if role != "random":
+            timing[role] = True  # a corner GEMM, after the random ones
         if not overlap:
             timing["cycles"] = end_cycle - start_cycle
         timings.append(timing)

@@ -131,7 +131,9 @@ def test_runtime_pe_accumulates_tiles_of_every_pattern(simulate):
 
 def test_runtime_array_switches_patterns_back_to_back(simulate, tmp_path):
     """One 4:8-capable array runs 4:8, 2:8, 1:8, 2:4, 1:4, 1:2 and dense in turn (twice round,
-    full-range and corner operands), in one simulation, no reset between GEMMs; random stalls."""
+    full-range and corner operands), in one simulation, no reset between GEMMs; random stalls;
+    then the corners: one-beat tiles, and one GEMM per pattern of the table carrying its every
+    malformation in every column."""
     timing = tmp_path / "timing.json"
     result, generated = simulate(runtime_config("rt48"), "array", seed=21, gemms=14, stall=0.3,
                                  patterns=SWITCHED, result_json=timing)
@@ -142,8 +144,9 @@ def test_runtime_array_switches_patterns_back_to_back(simulate, tmp_path):
     fields = generated.info["interfaces"]["weight"]["payload"]["element"]["fields"]
     assert set(fields) == {"values", "pattern", "indices"}
     gemms = json.loads(timing.read_text())["gemms"]
-    ran = [g["pattern"] for g in gemms if not g.get("burst")]
-    assert ran == SWITCHED.split(",") * 2 and gemms[-1]["burst"]  # then the one-beat-tile corner
+    ran = [g["pattern"] for g in gemms if not g.get("burst") and not g.get("sweep")]
+    assert ran == SWITCHED.split(",") * 2 and gemms[len(ran)]["burst"]  # then the one-beat-tile corner
+    assert [g["pattern"] for g in gemms[len(ran) + 1:] if g.get("sweep")] == p["patterns"]
 
 
 @pytest.mark.slow
