@@ -111,8 +111,7 @@ class ArrayModel:
         counting decoder sees them), word by word, every malformation of its pattern
         (`runtime_sweep_plan`), in place; the other C columns stay checked. Returns (bad groups
         injected, columns spoiled)."""
-        plan = runtime_sweep_plan(parse_runtime_pattern(ops.pattern, self.n, self.m), self.n, self.m)
-        return sweep_runtime(rng, ops, self.n, self.m, plan, self.cols)
+        return sweep_runtime(rng, ops, self.n, self.m, self.cols)
 
     def beats(self, ops):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
@@ -242,11 +241,13 @@ def runtime_sweep_plan(pattern, n, mmax):
     return plan
 
 
-def sweep_runtime(rng, ops, n, mmax, plan, cols):
-    """Apply `plan` (runtime_sweep_plan) to GEMM columns 0 .. cols-1 of `ops`, word b of each
-    column taking step b, in place; returns (bad groups injected, columns spoiled), the count
-    cross-checked with golden.nm.runtime_bad_groups."""
+def sweep_runtime(rng, ops, n, mmax, cols):
+    """Apply the runtime_sweep_plan of `ops`' pattern to GEMM columns 0 .. cols-1 of `ops`, word
+    b of each column taking step b, in place; returns (bad groups injected, columns spoiled), the
+    count cross-checked with golden.nm.runtime_bad_groups."""
     np_, mp = parse_runtime_pattern(ops.pattern, n, mmax)
+    plan = runtime_sweep_plan((np_, mp), n, mmax)
+    table_len, ids_limit = len(runtime_patterns(n, mmax)), 1 << pattern_id_bits(n, mmax)
     index_limit = 1 << runtime_index_bits(mmax)
     ways = _runtime_ways((np_, mp), mmax)
     indices, ids = ops.indices.copy(), ops.pattern_ids.copy()
@@ -256,7 +257,7 @@ def sweep_runtime(rng, ops, n, mmax, plan, cols):
         for b, (step, arg) in enumerate(plan):
             group_rows = [slice(b * n + g * np_, b * n + (g + 1) * np_) for g in range(n // np_)]
             if step == "id":
-                ids[b, c] = int(rng.integers(len(runtime_patterns(n, mmax)), 1 << pattern_id_bits(n, mmax)))
+                ids[b, c] = int(rng.integers(table_len, ids_limit))
                 injected += 1
             elif step == "lane":
                 rows = group_rows[arg // np_]

@@ -54,6 +54,13 @@ from .payload import unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
 
 
+def unspoiled_overflow(model, ops, spoiled):
+    """The overflow the GEMM's columns outside `spoiled` must raise (spoiled columns, computed
+    from malformed metadata: undefined)."""
+    keep = [j for j in range(ops.values.shape[1]) if j not in spoiled]
+    return bool(keep) and model.kind.golden(column_subset(ops, keep))[1]
+
+
 @cocotb.test()
 async def gemm_regression(dut):
     info = manifest()
@@ -102,9 +109,8 @@ async def gemm_regression(dut):
         count = corrupt or (2 * len(model.malformations()) + model.cols  # every column's decoder
                             if corners and number == gemm_count - 1 else 0)
         injected, spoiled = model.corrupt(rng, ops, count) if count and not model.dense else (0, set())
-        if spoiled:  # the overflow the unspoiled columns must raise (spoiled ones: undefined)
-            keep = [j for j in range(ops.values.shape[1]) if j not in spoiled]
-            overflowed = bool(keep) and model.kind.golden(column_subset(ops, keep))[1]
+        if spoiled:
+            overflowed = unspoiled_overflow(model, ops, spoiled)
         described = model.kind.describe() + (f", {injected} malformed groups" if injected else "")
         gemms.append((number, ops, c, overflowed, injected, spoiled, described,
                       list(model.beats(ops)), list(model.tiles(c)), "random"))
@@ -120,9 +126,7 @@ async def gemm_regression(dut):
             ops = model.sweep_gemm(sweep_rng, name)
             c, _ = model.kind.golden(ops)
             injected, spoiled = model.corrupt_sweep(sweep_rng, ops)
-            keep = [j for j in range(ops.values.shape[1]) if j not in spoiled]
-            overflowed = model.kind.golden(column_subset(ops, keep))[1]
-            gemms.append((len(gemms), ops, c, overflowed, injected, spoiled,
+            gemms.append((len(gemms), ops, c, unspoiled_overflow(model, ops, spoiled), injected, spoiled,
                           model.kind.describe() + f", {injected} malformed groups (every kind, every column)",
                           list(model.beats(ops)), list(model.tiles(c)), "sweep"))
 
