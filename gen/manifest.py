@@ -135,6 +135,8 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
         info["pe"] = mac_parameters(config, mac)
     if block == "accelerator":
         info["accelerator"] = accelerator_section(component)
+    if block == "array":
+        info["result_depth"] = component.result_depth  # tiles the output queue holds
     return info | {
         "latency_cycles": getattr(component, "latency", 0),
         "clock": {"port": "clk", "reset": "rst (synchronous, active high)",

@@ -176,11 +176,11 @@ async def fp_tiles(dut, info, log):
 async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     """The sticky `overflow` flag ORs every PE's overflow, so a tile in which every PE
     overflows at once cannot tell whether each PE's detection works. Here each PE in turn is
-    the only one to leave its accumulator's range (kinds with `overflow_alone`: int, and fp
-    with exact accumulation): from reset, one tile of the beat that gives that PE alone its
-    largest sum, repeated for the fewest beats that pass the range, the last beat closing the
-    tile; the flag must then be up (int raises it at the beat, fp exact with the poisoned
-    result). At most `budget` beats in all (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4
+    the only one to leave its accumulator's range (kinds with `overflow_alone`: int, fp with
+    exact accumulation, and mx, whose largest block overflows FP32): from reset, one tile of the
+    beat that gives that PE alone its largest sum, repeated for the fewest beats that pass the
+    range (mx: one block), the last beat closing the tile; the flag must then be up (int raises
+    it at the beat, fp exact and mx with the poisoned result). At most `budget` beats in all (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4
     array with a 32-bit accumulator): beyond that a seeded sample of the PEs (always including
     the first and the last); none if 0."""
     model = ArrayModel(info)

@@ -27,7 +27,8 @@ from ..golden import dot as D
 from ..golden.ints import int_range
 from .payload import pack, unpack
 from ..golden.posit_mac import posit_mac
-from ..golden.mx import element_format as mx_element_format, mx_mac
+from ..golden.mx import SCALE_NAN, element_format as mx_element_format, mx_mac
+from .mx_corners import AdderTiles, element_units
 
 
 @dataclasses.dataclass
@@ -701,6 +702,28 @@ class MxKind:
 
     def random_acts(self, rng, count):
         return self.codes(self.fmt, rng, count)
+
+    def overflow_alone(self, rows, cols, r, c):
+        """(ops, beats) as IntKind.overflow_alone: one block in which PE (r, c) alone sums N
+        products of the largest element per beat at the largest scales (2^127 each): its scaled
+        sum overflows FP32; every other PE sums zeros. `ops` is one beat (the block's last beat
+        samples the scales), repeated for the block's 32 / M beats."""
+        units = element_units(self.fmt)
+        big = max(units, key=units.get)
+        a = np.zeros((rows, self.m), dtype=np.int64)
+        a[r] = big
+        values = np.zeros((self.n, cols), dtype=np.int64)
+        values[:, c] = big
+        indices = np.tile(np.arange(self.n, dtype=np.int64)[:, None], (1, cols))
+        top = SCALE_NAN - 1
+        return Operands(a, values, indices, a_side=np.full((rows, 1), top, dtype=np.int64),
+                        w_side=np.full((1, cols), top, dtype=np.int64)), self.per_block
+
+    def rounding_gemms(self, rows, cols):
+        """One-tile GEMMs that put each FP32 adder of the MAC at a tie or a deciding sticky bit
+        (sim.mx_corners): [(description, Operands)]."""
+        tiles = AdderTiles(self.fmt, self.n, self.m, self.lanes, self.block_size)
+        return [(what, Operands(**fields)) for what, fields, _ in tiles.tiles(rows, cols)]
 
     def random_gemm(self, rng, shape, extreme=False):
         rows, k, cols = shape

@@ -5,8 +5,8 @@ under random stalls on every valid and every ready.
 Environment: NMFORGE_MANIFEST, NMFORGE_SEED; NMFORGE_GEMMS (count), NMFORGE_STALL (pause
 probability), NMFORGE_SHAPE ("MxKxN": one fixed GEMM, e.g. for throughput), NMFORGE_CORRUPT
 (number of malformed index groups to inject), NMFORGE_RESULT_JSON (cycle counts are written
-here; the corner GEMM of one-beat tiles is marked "burst", a run-time design's malformed-metadata
-sweep GEMMs "sweep"),
+here; the corner GEMMs are marked by their role: "burst" (one-beat tiles), "sweep" (a run-time
+design's malformed metadata), "queue" (the output queue filled), "rounding" (mx adder ties)),
 NMFORGE_GEMM_FILE (an .npz with a, values, indices [, c]: run exactly that one GEMM, checked
 against `c` when given, e.g. a product computed by PyTorch, else against the golden model).
 With NMFORGE_SHAPE, NMFORGE_GEMMS (default 1) GEMMs of that shape run.
@@ -19,7 +19,7 @@ the result JSON has the total cycle count instead of per-GEMM ones).
 
 Corners, in every random run (no NMFORGE_SHAPE / NMFORGE_GEMM_FILE) unless NMFORGE_CORNERS=0:
 the prelude of sim.corners (int kinds: a long-K tile ending just inside and just outside the
-accumulator range, both signs; int and fp-exact kinds: each PE overflowing alone, at most
+accumulator range, both signs; int, fp-exact and mx kinds: each PE overflowing alone, at most
 NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); fp kinds: special
 products mid-tile, and for exact accumulation FP32 rounding ties and sticky bits at every
 leading-bit position and a mid-tile range overflow; every kind: reset in the middle of a run); the last random GEMM carries malformed metadata of every kind the
@@ -32,7 +32,12 @@ the consumer ready, then stalled for longer than the output queue can absorb, th
 beat in four; run-time designs then run one GEMM per pattern whose first C columns carry every
 malformation of that pattern in every array column (ArrayModel.sweep_gemm / corrupt_sweep: an
 unknown id, each lane out of range, each way, 2 .. N/N' bad groups in one beat), drawn from a
-random stream of their own so that everything before is drawn as without them.
+random stream of their own so that everything before is drawn as without them; then a GEMM of
+QUEUE_WRITES x (result_depth + 1) shortest tiles (its own random stream too) with the consumer
+stalled until the output queue is full and one more result waits in the PEs, so that every
+entry of every output FIFO is written several times and the full queue holds a PE's result;
+mx kinds then run sim.mx_corners' tiles (no random draws): each FP32 adder of the MAC at a tie
+or a rounding that one sticky bit decides, for every bit position and both signs.
 After the last GEMM no further result beat may arrive (none duplicated).
 The watchdog: a run that delivers no result beat for harness.watchdog_bound cycles fails, naming
 the stream and the cycle.
@@ -52,6 +57,8 @@ from .harness import CounterWatch, env_float, env_int, manifest, rngs, start, wa
 from .kinds import Operands
 from .payload import unpack
 from .streams import StreamMonitor, StreamSink, StreamSource, never_pause, random_pauses
+
+QUEUE_WRITES = 4  # the queue GEMM writes every entry of every PE's output FIFO this often
 
 
 def unspoiled_overflow(model, ops, spoiled):
@@ -129,6 +136,19 @@ async def gemm_regression(dut):
             gemms.append((len(gemms), ops, c, unspoiled_overflow(model, ops, spoiled), injected, spoiled,
                           model.kind.describe() + f", {injected} malformed groups (every kind, every column)",
                           list(model.beats(ops)), list(model.tiles(c)), "sweep"))
+    if corners:  # the output queue full with a PE holding its result, every entry written
+        queue_rng, _ = rngs(salt=15485863)  # QUEUE_WRITES times: a stream of its own, as the sweep
+        tiles = QUEUE_WRITES * (info["result_depth"] + 1)
+        ops = model.random_gemm(queue_rng, (2 * model.rows, None, -(-tiles // 2) * model.cols))
+        c, overflowed = model.kind.golden(ops)
+        gemms.append((len(gemms), ops, c, overflowed, 0, set(),
+                      model.kind.describe() + ", shortest tiles filling the output queue",
+                      list(model.beats(ops)), list(model.tiles(c)), "queue"))
+    if corners and hasattr(model.kind, "rounding_gemms"):  # no random draws
+        for what, ops in model.kind.rounding_gemms(model.rows, model.cols):
+            c, overflowed = model.kind.golden(ops)
+            gemms.append((len(gemms), ops, c, overflowed, 0, set(), f"{model.kind.describe()}, {what}",
+                          list(model.beats(ops)), list(model.tiles(c)), "rounding"))
 
     def send(beats):
         for act_beat, weight_beat in beats:
@@ -147,14 +167,15 @@ async def gemm_regression(dut):
         assert int(dut.bad_groups.value) == expected_bad, \
             f"bad_groups counted {int(dut.bad_groups.value)} after {after}, injected {expected_bad}"
 
-    def set_pauses(burst):
-        """Full speed in and out, the consumer then stalled, then draining one beat in four (so
-        the output queue is full again and again with no result waiting in a PE) and then at
-        full speed (a burst GEMM); else random stalls."""
+    def set_pauses(stalled):
+        """`stalled` cycles: full speed in and out, the consumer then stalled that long, then
+        draining one beat in four (so the output queue is full again and again with no result
+        waiting in a PE) and then at full speed; None: random stalls."""
+        burst = stalled is not None
         for source in (act, weight):
             source.set_pause_generator(never_pause() if burst else random_pauses(prng, stall))
         result.set_pause_generator(
-            itertools.chain([False] * (model.latency + 2), [True] * (3 * model.latency + 8),
+            itertools.chain([False] * (model.latency + 2), [True] * stalled,
                             [False, True, True, True] * (model.latency + 8),
                             never_pause()) if burst else random_pauses(prng, stall))
 
@@ -163,21 +184,25 @@ async def gemm_regression(dut):
         for gemm in gemms:
             send(gemm[7])
     for number, ops, c, overflowed, injected, spoiled, described, beats, tiles, role in gemms:
-        burst = role == "burst"
         expected_overflow |= overflowed
         overflow_undefined |= bool(spoiled)
         expected_bad += injected * (ops.a.shape[0] // model.rows)  # re-streamed per row tile
         start_cycle = monitors[0].cycle
-        if not overlap:
-            if burst:
-                set_pauses(True)
-            send(beats)
         tile_beats = len(beats) // len(tiles) if not overlap else max(len(g[7]) for g in gemms)
-        bound = watchdog_bound(model.latency, tile_beats, 0 if burst else stall) + \
-            (3 * model.latency + 8 if burst else 0)
+        # consumer stalls: the burst's outlasts the queue when it is shallow, the queue GEMM's
+        # fills it whatever its depth, and one more tile's result waits in the PEs
+        stalled = None if overlap else {
+            "burst": 3 * model.latency + 8,
+            "queue": model.latency + (info["result_depth"] + 2) * tile_beats + 8}.get(role)
+        if not overlap:
+            if stalled is not None:
+                set_pauses(stalled)
+            send(beats)
+        bound = watchdog_bound(model.latency, tile_beats, 0 if stalled is not None else stall) + \
+            (stalled or 0)
         await result.wait_beats(len(tiles), bound, f"GEMM {number}'s {len(tiles)} output tiles")
-        if burst:
-            set_pauses(False)
+        if stalled is not None:
+            set_pauses(None)
         got_tiles = [result.queue.popleft() for _ in tiles]
         # Results computed from malformed metadata are flagged, not checked: only the columns
         # the malformed groups spoil go unchecked.

@@ -29,6 +29,8 @@ from nmforge.golden import mx as M
 from nmforge.golden.fp_mac import FP32_QNAN, fp32_bits
 from nmforge.golden.nm import decompress_nm
 from nmforge.rtl import mac_mx as R
+from nmforge.sim.kinds import MxKind, Operands
+from nmforge.sim.mx_corners import AdderTiles
 from nmforge.sim.regression import run_regression
 from nmforge.sim.tb_mac_mx import build_bench, run_bench
 
@@ -362,3 +364,54 @@ def test_regression_detects_a_wrong_mx_model(simulate):
     lied = run_regression(generated.verilog, generated.manifest, generated.verilog.parent, 4,
                           options={"gemms": 2, "stall": 0}, log=lambda line: None, waves_on_failure=False)
     assert not lied.passed
+
+
+@pytest.mark.parametrize("fmt", list(MX_FORMATS))
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_adder_tiles_put_every_sticky_term_at_a_deciding_tie(fmt, lanes):
+    """sim.mx_corners, as the array regression runs it: every tile's golden result is x + y
+    rounded once (the blocks add up exactly as planned), y's lowest bit is decisive (lost from a
+    sticky tile, or raised below a tie's guard bit, the FP32 sum changes), and over the tiles
+    every sticky term of the aligned significand (positions 3..26) is reached, for each sign
+    (the add and the subtract path) and each adder (lane accumulator, then the lane sum)."""
+    elem = M.element_format(fmt)
+    tiles = AdderTiles(elem, 2, 4, lanes, 32).tiles(2, 2)
+    lost, raised = set(), set()
+    for what, fields, (x, y) in tiles:
+        a, values, n = fields["a"][0], fields["values"][:, 0], 2
+        groups = len(values) // n
+        acts = np.array([[a[g * 4 + lane] for lane in range(n)] for g in range(groups)])
+        bits, flag = M.mx_mac(fmt, acts, values.reshape(groups, n), fields["a_side"][0],
+                              fields["w_side"][:, 0], 4, lanes)
+        unit = 2.0 ** (2 * elem.lsb_exp)
+        assert bits.view(np.float32) == np.float32((x + y) * unit) and not flag, what
+        low = abs(y) & -abs(y)
+        sign = 1 if y > 0 else -1
+        size = abs(y).bit_length()
+        if what.startswith("sticky"):
+            assert np.float32((x + y) * unit) != np.float32((x + y - sign * low) * unit), what
+            lost.add((sign, 27 - size, what[-1]))
+        else:
+            assert np.float32((x + y) * unit) != np.float32((x + y + sign * low / 4) * unit), what
+            raised |= {(sign, 27 - size + b, what[-1]) for b in range(size) if abs(y) >> b & 1}
+    adders = {str(k) for k in range(lanes)}
+    for sign in (1, -1):
+        assert {(p, k) for s, p, k in lost if s == sign} == {(p, k) for p in range(3, 24) for k in adders}
+        assert {(p, k) for s, p, k in raised if s == sign} >= {(p, k) for p in range(4, 27) for k in adders}
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "mxint8", "mxfp8_e5m2"])
+def test_overflow_alone_overflows_one_pe(fmt):
+    """MxKind.overflow_alone: its beat repeated for one block overflows FP32 in PE (r, c) only
+    (+inf there, +0 elsewhere), so the array regression sees each PE's overflow detection alone."""
+    kind = MxKind({"parameters": {"n": 2, "m": 4},
+                   "pe": {"format": fmt, "lanes": 1, "block_size": 32}})
+    beat, count = kind.overflow_alone(2, 3, 1, 2)
+    tile = Operands(np.tile(beat.a, (1, count)), np.tile(beat.values, (count, 1)),
+                    np.tile(beat.indices, (count, 1)), a_side=np.tile(beat.a_side, (1, count)),
+                    w_side=np.tile(beat.w_side, (count, 1)))
+    bits, flag = kind.golden(tile)
+    values = bits.astype(np.uint32).view(np.float32)
+    assert flag and count * 4 == 32
+    assert values[1, 2] == np.inf
+    assert np.all(values[np.arange(2) != 1] == 0) and np.all(values[:, np.arange(3) != 2] == 0)

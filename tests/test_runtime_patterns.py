@@ -144,7 +144,7 @@ def test_runtime_array_switches_patterns_back_to_back(simulate, tmp_path):
     fields = generated.info["interfaces"]["weight"]["payload"]["element"]["fields"]
     assert set(fields) == {"values", "pattern", "indices"}
     gemms = json.loads(timing.read_text())["gemms"]
-    ran = [g["pattern"] for g in gemms if not g.get("burst") and not g.get("sweep")]
+    ran = [g["pattern"] for g in gemms if not any(g.get(role) for role in ("burst", "sweep", "queue"))]
     assert ran == SWITCHED.split(",") * 2 and gemms[len(ran)]["burst"]  # then the one-beat-tile corner
     assert [g["pattern"] for g in gemms[len(ran) + 1:] if g.get("sweep")] == p["patterns"]
 
