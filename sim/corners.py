@@ -20,6 +20,9 @@ before the stream drivers start (long runs of equal beats: no Python driver per 
 4. `reset_mid_run`: a finished tile waiting in the output queue and the next tile half streamed,
    then reset: every flag, counter and queued result must be gone (the regression that follows
    checks the accumulators start from zero).
+5. `count_bad_groups_up`: one beat malformed in every group, repeated COUNT_BEATS times: the
+   32-bit `bad_groups` counter must reach exactly that many beats' worth (its bits up to 2^17
+   on a 4-column array move; a run's malformed GEMMs inject a few hundred groups).
 """
 import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
@@ -34,6 +37,7 @@ from .payload import pack, unpack
 MAX_OVERFLOW_BEATS = 1 << 18   # longer tiles (wide accumulators) are skipped
 MAX_SWEEP_BEATS = 1 << 20      # overflow_each_pe's default budget: every PE of a 4x4 INT8 32-bit array
 MAX_ROUNDING_BEATS = 1 << 18   # fp_tiles' rounding tiles (FP8 E4M3, 53-bit accumulator: 2 x 86 901 beats)
+COUNT_BEATS = 1 << 15          # count_bad_groups_up: all-malformed beats in a row
 
 
 def overflow_segments(rows, cols, n, m, act_width, weight_width, acc_width):
@@ -272,3 +276,36 @@ async def reset_mid_run(dut, info, rng):
         assert flags == (0, 0, 0), \
             f"flags (overflow, meta_error, bad_groups) {flags} not cleared by reset (cycle {cycle()})"
     await RisingEdge(dut.clk)
+
+
+async def count_bad_groups_up(dut, info, rng, log, beats=COUNT_BEATS):
+    """From reset, the first beat of a shortest-tile GEMM with every metadata group malformed
+    (ArrayModel.corrupt, every kind in turn), repeated `beats` times at full speed (the
+    simulator alone) with `last` on the final one: `bad_groups` must then be exactly `beats`
+    times that beat's bad groups, with `meta_error` up; reset at the end (the results are spoiled
+    and unchecked). Designs that cannot carry malformed metadata (dense, 1:M index) skip it."""
+    model = ArrayModel(info)
+    if model.dense or not model.malformations() or beats <= 0:
+        return
+    ops = model.random_gemm(rng, (model.rows, None, model.cols))
+    pairs = ops.indices.shape[0] // model.n * model.cols  # (K-group or word, column) pairs
+    injected, _ = model.corrupt(rng, ops, pairs * model.n)  # all (a word: up to N/N' groups)
+    tile = list(model.beats(ops))
+    assert len(tile) == 1 or not model.runtime, "a run-time design's shortest tile is one beat"
+    per_beat = injected // len(tile)  # every group is malformed: the same count in every beat
+    act, weight = tile[0]
+    await pulse_reset(dut)
+    dut.result__ready.value = 0
+    dut.act__payload.value, dut.weight__payload.value = without_last(model.act_layout, act), weight
+    dut.act__valid.value = dut.weight__valid.value = 1
+    await skip_cycles(dut, beats - 1)
+    dut.act__payload.value = act
+    await RisingEdge(dut.clk)
+    dut.act__valid.value = dut.weight__valid.value = 0
+    await ClockCycles(dut.clk, model.latency + 4)  # every column has seen the last beat
+    counted = int(dut.bad_groups.value)
+    assert counted == beats * per_beat and dut.meta_error.value == 1, (
+        f"bad_groups {counted} after {beats} beats of {per_beat} malformed groups each (want "
+        f"{beats * per_beat}, cycle {cycle()})")
+    await pulse_reset(dut)
+    log(f"bad_groups counted up to {counted} ({beats} beats of {per_beat} malformed groups)")

@@ -87,6 +87,22 @@ def test_a_bad_group_counter_that_steps_wrong_and_back_fails(tmp_path):
                      result.log.read_text()), result.log.read_text()[-2000:]
 
 
+def test_a_bad_group_counter_that_wraps_early_fails(tmp_path):
+    """`bad_groups` cut to 12 bits: the few hundred bad groups a run's GEMMs inject fit, but the
+    count-up corner (sim.corners.count_bad_groups_up: 2^15 all-malformed beats) does not."""
+    config = make_config("narrowcount", rows=2, cols=2, acc_width=20)
+    generated = generate(config, tmp_path / "design")
+    narrow = tmp_path / "narrow.v"
+    narrow.write_text(wrapped_verilog(generated.verilog.read_text(), generated.info, "bad_groups",
+                                      ["  assign bad_groups = {20'b0, inner_bad_groups[11:0]};"]))
+    result = run_regression(narrow, generated.manifest, tmp_path / "run", 1,
+                            options={"gemms": 2, "stall": 0.3}, log=lambda line: None,
+                            waves_on_failure=False)
+    assert not result.passed
+    assert re.search(r"bad_groups \d+ after 32768 beats of 2 malformed groups each \(want 65536",
+                     result.log.read_text()), result.log.read_text()[-2000:]
+
+
 def test_overflow_of_each_pe_alone_raises_the_flag(simulate):
     """The regression's per-PE overflow sweep (sim.corners.overflow_each_pe, on in `nmforge sim`)
     on every PE of a 2 x 3 array whose 20-bit accumulator overflows after 16 beats."""
