@@ -4,8 +4,14 @@ Per element: x = acc + bias (exact); requantized y = clamp(floor((x * mult + 2^(
 2^shift)) to act_width bits (round half up; shift 0 adds nothing), or with `raw` clamp(x) to
 acc_width bits; then max(y, 0) with `relu`. Fully pipelined: one element per cycle, `LATENCY`
 cycles from `valid` to `y_valid`; `tag` travels with the element (addresses, enables).
+
+The rounding shift is computed as y = floor((t + 1) / 2) with t = floor(2p / 2^shift) (equal to
+floor((p + 2^(shift-1)) / 2^shift) for shift >= 1, and to p for shift 0), and of t only its low
+act_width + 2 bits are formed, with a flag for "t does not fit in them" (a bit at or above
+act_width + 1 differs from the sign): no full-width barrel shifter, rounding adder or
+comparator (they took ~60 % of the stage's LUTs).
 """
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,9 +20,18 @@ from .isa import PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS
 LATENCY = 5
 
 
+def _fits(value, width):
+    """1 when the signed `value` is representable in `width` bits (its bits from width - 1 up
+    all equal): an AND and an OR tree, no comparator."""
+    top = value[width - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
 def _clamp(value, width):
+    """The signed `value` saturated to `width` bits."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+    sign = value[len(value) - 1]
+    return Mux(_fits(value, width), value[:width].as_signed(), Mux(sign, lo, hi))
 
 
 class OutputStage(wiring.Component):
@@ -39,23 +54,33 @@ class OutputStage(wiring.Component):
         v1, tag1, mult1, shift1 = Signal(), Signal.like(self.tag), Signal.like(self.mult), Signal.like(self.shift)
         m.d.sync += [x.eq(self.acc + self.bias), v1.eq(self.valid), tag1.eq(self.tag),
                      mult1.eq(self.mult), shift1.eq(self.shift)]
-        # 2: p = x * mult (or x itself for raw); the rounding term 2^(shift-1) (0 for shift 0)
+        # 2: p = x * mult
         p = Signal(signed(self.p_bits))
-        v2, tag2, shift2 = Signal(), Signal.like(self.tag), Signal.like(self.shift)
-        half = Signal(signed(self.p_bits + 1))
-        x2 = Signal.like(x)
-        m.d.sync += [p.eq(x * mult1), v2.eq(v1), tag2.eq(tag1), shift2.eq(shift1), x2.eq(x),
-                     half.eq((Const(1, 1) << shift1) >> 1)]
-        # 3: round half up. 4: shift. 5: clamp, ReLU. (One carry chain, the barrel shifter and
-        # the clamp each get their own cycle: together they were the accelerator's critical path
-        # on ECP5, 17.7 ns.) `raw` and `relu` are constant for a whole GEMM.
-        rounded = Signal(signed(self.p_bits + 1))
-        v3, tag3, shift3, x3 = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
-        m.d.sync += [rounded.eq(p + half), v3.eq(v2), tag3.eq(tag2), shift3.eq(shift2), x3.eq(x2)]
-        shifted = Signal(signed(self.p_bits + 1))
+        v2, tag2, shift2, x2 = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
+        m.d.sync += [p.eq(x * mult1), v2.eq(v1), tag2.eq(tag1), shift2.eq(shift1), x2.eq(x)]
+        # 3: t = 2p >> shift: its low act_width + 2 bits, and whether t fits in them (no bit of
+        # 2p at or above shift + act_width + 1 differs from the sign)
+        low_bits = self.act_width + 2
+        doubled = Cat(Const(0, 1), p).as_signed()
+        sign = p[self.p_bits - 1]
+        t_low = Signal(signed(low_bits))
+        t_fits, t_neg = Signal(), Signal()
+        v3, tag3, x3 = Signal(), Signal.like(self.tag), Signal.like(x)
+        above = (Const((1 << len(doubled)) - 1, len(doubled)) << (shift2 + (low_bits - 1)))
+        kept = Cat(doubled[i] ^ sign for i in range(len(doubled))) & above[:len(doubled)]
+        m.d.sync += [t_low.eq((doubled >> shift2)[:low_bits]), t_fits.eq(~kept.any()),
+                     t_neg.eq(sign), v3.eq(v2), tag3.eq(tag2), x3.eq(x2)]
+        # 4: y = (t + 1) >> 1, saturated by t's sign where t did not fit
+        rounded = Signal(signed(low_bits))
+        rounded_fits, rounded_neg = Signal(), Signal()
         v4, tag4, x4 = Signal(), Signal.like(self.tag), Signal.like(x)
-        m.d.sync += [shifted.eq(rounded >> shift3), v4.eq(v3), tag4.eq(tag3), x4.eq(x3)]
-        y = Mux(self.raw, _clamp(x4, self.acc_width), _clamp(shifted, self.act_width))
+        m.d.sync += [rounded.eq((t_low + 1) >> 1), rounded_fits.eq(t_fits),
+                     rounded_neg.eq(t_neg), v4.eq(v3), tag4.eq(tag3), x4.eq(x3)]
+        # 5: clamp (act_width, or acc_width for raw), ReLU. `raw`, `relu` are constant per GEMM.
+        hi_act = (1 << (self.act_width - 1)) - 1
+        requantized = Mux(rounded_fits, _clamp(rounded, self.act_width),
+                          Mux(rounded_neg, -hi_act - 1, hi_act))
+        y = Mux(self.raw, _clamp(x4, self.acc_width), requantized)
         m.d.sync += [self.y.eq(Mux(self.relu & (y < 0), 0, y)), self.y_valid.eq(v4),
                      self.y_tag.eq(tag4)]
         return m
