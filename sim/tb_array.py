@@ -23,8 +23,8 @@ accumulator range, both signs; int, fp-exact and mx kinds: each PE overflowing a
 NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); fp kinds: special
 products mid-tile, and for exact accumulation FP32 rounding ties and sticky bits at every
 leading-bit position and a mid-tile range overflow; every kind: reset in the middle of a run;
-designs that can carry malformed metadata: `bad_groups` counted up over corners.COUNT_BEATS
-all-malformed beats, exactly); the last random GEMM carries malformed metadata of every kind the
+designs that can carry malformed metadata: `bad_groups` counted up over NMFORGE_COUNT_BEATS
+all-malformed beats (default corners.COUNT_BEATS, 0: none), exactly); the last random GEMM carries malformed metadata of every kind the
 encoding can carry, in one beat across every column of the array and then at random
 (ArrayModel.malformations; the spoiled columns go unchecked, the others are checked,
 bad_groups exactly), unless NMFORGE_CORRUPT
@@ -53,8 +53,8 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from .array_model import ArrayModel, column_subset
-from .corners import (MAX_SWEEP_BEATS, count_bad_groups_up, fp_tiles, overflow_each_pe,
-                      overflow_tile, reset_mid_run)
+from .corners import (COUNT_BEATS, MAX_SWEEP_BEATS, count_bad_groups_up, fp_tiles,
+                      overflow_each_pe, overflow_tile, reset_mid_run)
 from .harness import CounterWatch, env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import Operands
 from .payload import unpack
@@ -95,7 +95,8 @@ async def gemm_regression(dut):
                                env_int("NMFORGE_SWEEP_BEATS", MAX_SWEEP_BEATS))
         await fp_tiles(dut, info, dut._log.info)
         await reset_mid_run(dut, info, corner_rng)
-        await count_bad_groups_up(dut, info, corner_rng, dut._log.info)
+        await count_bad_groups_up(dut, info, corner_rng, dut._log.info,
+                                  env_int("NMFORGE_COUNT_BEATS", COUNT_BEATS))
     act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
     result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))

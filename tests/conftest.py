@@ -52,11 +52,13 @@ def simulate(sim_cache):
     """simulate(config, block, seed=1, **options) -> (SimResult, manifest info); builds are cached
     per generated Verilog for the whole session. The array regression's per-PE overflow sweep
     (2^16 beats per PE at INT8 / 32 bits) is off unless a test asks for it (`sweep_beats`):
-    tests/test_mutate.py runs it on every PE of an array whose accumulator makes it short."""
+    tests/test_mutate.py runs it on every PE of an array whose accumulator makes it short; the
+    bad-group count-up runs 2^10 beats instead of 2^15 (`count_beats`; tests/test_mutate.py runs
+    the full one against a counter cut to 12 bits)."""
     def run(config, block="array", seed=1, **options):
         work = sim_cache / f"{config.name}-{block}"
         generated = generate(config, work, block)
-        options = {"sweep_beats": 0} | options
+        options = {"sweep_beats": 0, "count_beats": 1 << 10} | options
         result = run_regression(generated.verilog, generated.manifest, work, seed, options=options,
                                 log=lambda line: None)
         return result, generated
