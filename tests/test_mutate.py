@@ -68,39 +68,38 @@ def test_watchdog_fails_a_design_whose_output_never_becomes_valid(tmp_path):
         assert time.monotonic() - started < 120
 
 
+def failing_log_with_counter(tmp_path, name, logic):
+    """The regression's log on a 2x2 design whose `bad_groups` output is what the Verilog lines
+    `logic` make of the design's own count (`inner_bad_groups`); the run must fail."""
+    generated = generate(make_config(name, rows=2, cols=2, acc_width=20), tmp_path / "design")
+    faulty = tmp_path / f"{name}.v"
+    faulty.write_text(wrapped_verilog(generated.verilog.read_text(), generated.info, "bad_groups",
+                                      logic))
+    result = run_regression(faulty, generated.manifest, tmp_path / "run", 1,
+                            options={"gemms": 2, "stall": 0.3}, log=lambda line: None,
+                            waves_on_failure=False)
+    assert not result.passed
+    return result.log.read_text()
+
+
 def test_a_bad_group_counter_that_steps_wrong_and_back_fails(tmp_path):
     """`bad_groups` with bit 14 inverted for the cycle after each update, a fault an end count
     cannot see (the counter is right again when it is read): the regression watches every
     change of the counter and fails naming the step."""
-    config = make_config("flipcount", rows=2, cols=2, acc_width=20)
-    generated = generate(config, tmp_path / "design")
-    flipping = tmp_path / "flipping.v"
-    flipping.write_text(wrapped_verilog(generated.verilog.read_text(), generated.info, "bad_groups", [
+    log = failing_log_with_counter(tmp_path, "flipcount", [
         "  reg [31:0] seen = 0;", "  reg flip = 0;",
         "  always @(posedge clk) begin seen <= inner_bad_groups; flip <= inner_bad_groups != seen; end",
-        "  assign bad_groups = inner_bad_groups ^ {17'b0, flip, 14'b0};"]))
-    result = run_regression(flipping, generated.manifest, tmp_path / "run", 1,
-                            options={"gemms": 2, "stall": 0.3}, log=lambda line: None,
-                            waves_on_failure=False)
-    assert not result.passed
-    assert re.search(r"bad_groups stepped \(cycle, from, to\) \[\(\d+, \d+, 163\d\d\)",
-                     result.log.read_text()), result.log.read_text()[-2000:]
+        "  assign bad_groups = inner_bad_groups ^ {17'b0, flip, 14'b0};"])
+    assert re.search(r"bad_groups stepped \(cycle, from, to\) \[\(\d+, \d+, 163\d\d\)", log), log[-2000:]
 
 
 def test_a_bad_group_counter_that_wraps_early_fails(tmp_path):
     """`bad_groups` cut to 12 bits: the few hundred bad groups a run's GEMMs inject fit, but the
     count-up corner (sim.corners.count_bad_groups_up: 2^15 all-malformed beats) does not."""
-    config = make_config("narrowcount", rows=2, cols=2, acc_width=20)
-    generated = generate(config, tmp_path / "design")
-    narrow = tmp_path / "narrow.v"
-    narrow.write_text(wrapped_verilog(generated.verilog.read_text(), generated.info, "bad_groups",
-                                      ["  assign bad_groups = {20'b0, inner_bad_groups[11:0]};"]))
-    result = run_regression(narrow, generated.manifest, tmp_path / "run", 1,
-                            options={"gemms": 2, "stall": 0.3}, log=lambda line: None,
-                            waves_on_failure=False)
-    assert not result.passed
+    log = failing_log_with_counter(tmp_path, "narrowcount",
+                                   ["  assign bad_groups = {20'b0, inner_bad_groups[11:0]};"])
     assert re.search(r"bad_groups \d+ after 32768 beats of 2 malformed groups each \(want 65536",
-                     result.log.read_text()), result.log.read_text()[-2000:]
+                     log), log[-2000:]
 
 
 def test_overflow_of_each_pe_alone_raises_the_flag(simulate):
