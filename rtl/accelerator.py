@@ -85,7 +85,8 @@ class Accelerator(wiring.Component):
                                                               Requant.as_shape().size])
         m.submodules.store = store = StoreUnit(s.stream_width, s.act_width, s.acc_width)
         m.submodules.param_mem = param_mem = BankedMemory(Requant.as_shape().size, s.param_depth,
-                                                          write_lanes=1, read_lanes=s.cols)
+                                                          write_lanes=1, read_lanes=s.cols,
+                                                          aligned_reads=s.param_align > 1)
         m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth,
                                                       write_lanes=s.cols, read_lanes=store.lanes)
         m.submodules.execute = execute = ExecuteUnit(array, s)
@@ -238,6 +239,9 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.WEIGHT_RANGE)
                         with m.Elif(need["param"] > s.param_depth):
                             m.d.comb += error.eq(Error.PARAM_RANGE)
+                        with m.Elif(g.param_addr[:(s.param_align - 1).bit_length()] != 0
+                                    if s.param_align > 1 else 0):
+                            m.d.comb += error.eq(Error.PARAM_ALIGN)
                         with m.Elif(g.to_act & ((need["chain"] > s.act_depth)
                                                 | ((g.dst_addr < need["act"])
                                                    & (g.act_addr < need["chain"])))):

@@ -58,7 +58,9 @@ Opcodes:
         (K_GROUP; mx: also k mod block_size); to_act with raw, on kind "fp" or "mx", or with
         ceil(n/C)*C not a multiple of G (SHAPE);
         act_addr + ceil(m/R)*k/G <= ACT depth (ACT_RANGE); weight_addr + ceil(n/C)*k/S <= WEIGHT
-        depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); destination: OUT
+        depth (WEIGHT_RANGE); param_addr + n <= PARAM depth (PARAM_RANGE); param_addr a multiple
+        of `param_align` (C when C is a power of two, else 1: a tile's C PARAM words are then one
+        row of the C PARAM banks, read without a lane rotation) (PARAM_ALIGN); destination: OUT
         dst_addr + m*n <= OUT depth (OUT_RANGE), ACT dst_addr + ceil(m/R)*ceil(n/C)*C/G <= ACT
         depth and the chained words not overlapping the GEMM's own ACT input (ACT_RANGE: the
         drain writes while the feeder still reads).
@@ -121,6 +123,7 @@ class Error(enum.Enum, shape=4):
     PARAM_RANGE = 7
     OUT_RANGE = 8
     PATTERN = 9        # GEMM pattern id outside the design's pattern table
+    PARAM_ALIGN = 10   # GEMM param_addr not a multiple of AcceleratorShape.param_align
 
 
 RANGE_ERROR = {Buffer.ACT: Error.ACT_RANGE, Buffer.WEIGHT: Error.WEIGHT_RANGE,
@@ -235,6 +238,12 @@ class AcceleratorShape:
     @property
     def dense(self):
         return self.n == self.m and not self.runtime
+
+    @property
+    def param_align(self):
+        """A GEMM's param_addr must be a multiple of this: C when C is a power of two (the PARAM
+        buffer's banks, so a tile's C words are one bank row), else 1."""
+        return self.cols if self.cols & (self.cols - 1) == 0 else 1
 
     @property
     def patterns(self):
@@ -415,6 +424,8 @@ def check(fields: dict, shape: AcceleratorShape) -> Error:
             return Error.WEIGHT_RANGE
         if f["param_addr"] + f["n"] > shape.param_depth:
             return Error.PARAM_RANGE
+        if f["param_addr"] % shape.param_align:
+            return Error.PARAM_ALIGN
         if f["to_act"]:
             chain_end = f["dst_addr"] + row_panels * (col_panels * shape.cols // shape.k_group)
             act_end = f["act_addr"] + row_panels * (f["k"] // shape.k_group)

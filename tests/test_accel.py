@@ -279,6 +279,7 @@ BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)
     "act_panels": (isa.gemm(0, 0, 0, 0, 40, 32, 2), Error.ACT_RANGE),
     "weight_panels": (isa.gemm(0, 0, 0, 0, 2, 32, 40), Error.WEIGHT_RANGE),
     "param_range": (isa.gemm(0, 0, 30, 0, 2, 8, 4), Error.PARAM_RANGE),
+    "param_align": (isa.gemm(0, 0, 1, 0, 2, 8, 4), Error.PARAM_ALIGN),   # C = 2 PARAM banks
     "out_range": (isa.gemm(0, 0, 0, 250, 2, 8, 4), Error.OUT_RANGE),
     "chain_raw": (isa.gemm(0, 0, 0, 0, 2, 8, 4, raw=True, to_act=True), Error.SHAPE),
     "chain_range": (isa.gemm(0, 0, 0, 127, 4, 8, 4, to_act=True), Error.ACT_RANGE),

@@ -164,6 +164,20 @@ def test_bad_command_is_refused_with_its_code(case):
     assert executor.buffers == before
 
 
+def test_param_addr_is_aligned_to_a_power_of_two_column_count():
+    """C a power of two: a tile's C PARAM words are one row of the C banks, so a GEMM's param_addr
+    must be a multiple of C (PARAM_ALIGN; the executor refuses it and touches nothing); with
+    C = 3 any address runs."""
+    four = shape_of(cols=4, param_depth=16)
+    assert four.param_align == 4 and shape_of(cols=3).param_align == 1
+    for addr, code in ((2, Error.PARAM_ALIGN), (4, Error.NONE), (15, Error.PARAM_RANGE)):
+        assert isa.check(isa.decode(isa.encode(isa.gemm(0, 0, addr, 0, 2, 8, 2))), four) == code
+    executor = G.Executor(four)
+    executor.run([isa.gemm(0, 0, 2, 0, 2, 8, 2)])
+    assert executor.status.error_code == Error.PARAM_ALIGN and not any(executor.buffers[Buffer.OUT])
+    assert isa.check(isa.decode(isa.encode(isa.gemm(0, 0, 1, 0, 2, 8, 2))), shape_of()) == Error.NONE
+
+
 def test_hazards_find_a_missing_wait():
     shape = shape_of(act_depth=64)
     gemm = isa.gemm(0, 0, 0, 0, 2, 8, 3)

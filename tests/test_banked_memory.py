@@ -9,10 +9,14 @@ from amaranth.sim import Simulator
 from nmforge.rtl.banked_memory import BankedMemory
 
 
-@pytest.mark.parametrize("write_lanes, read_lanes", [(4, 8), (1, 4), (3, 2), (1, 1)])
-def test_lanes_read_and_write_consecutive_words_from_any_address(write_lanes, read_lanes):
+@pytest.mark.parametrize("write_lanes, read_lanes, aligned", [
+    (4, 8, False), (1, 4, False), (3, 2, False), (1, 1, False), (1, 8, True), (1, 4, True)])
+def test_lanes_read_and_write_consecutive_words_from_any_address(write_lanes, read_lanes, aligned):
+    """`aligned`: the reads start at multiples of the bank count only (aligned_reads: no read
+    rotation, the PARAM buffer's case)."""
     width, depth = 12, 64
-    dut = BankedMemory(width, depth, write_lanes, read_lanes)
+    dut = BankedMemory(width, depth, write_lanes, read_lanes, aligned_reads=aligned)
+    step = dut.banks if aligned else 1
     rng = random.Random(write_lanes * 10 + read_lanes)
     model = [0] * depth
 
@@ -29,7 +33,7 @@ def test_lanes_read_and_write_consecutive_words_from_any_address(write_lanes, re
                     model[addr + lane] = word
             await ctx.tick()
             ctx.set(dut.wr_en, 0)
-            start = rng.randrange(depth - read_lanes + 1)
+            start = rng.randrange(0, depth - read_lanes + 1, step)
             ctx.set(dut.rd_addr, start)
             ctx.set(dut.rd_en, 1)
             await ctx.tick()
