@@ -77,9 +77,10 @@ class AdderTiles:
         return parts
 
     def addend(self, way, bits, sign):
-        """(x, x's exponent e, y, chunks of x, chunks of y) for one tile (module docstring), or None: the first
-        odd y of `bits` bits (ties: from 111...1) and x whose chunks decompose and whose rounded
-        sum the sticky bit decides; x and y not both of several blocks (one must come last)."""
+        """(x, x's exponent e, y, chunks of x, chunks of y) for one tile (module docstring), or
+        None: the first odd y of `bits` bits (ties: from 111...1) and x whose chunks decompose
+        and whose rounded sum the sticky bit decides; x and y not both of several blocks (one
+        must come last)."""
         first = (1 << (bits - 1)) | 1 if way == "sticky" else (7 << (bits - 3)) | 1
         for y in range(first, min(first + 4096, 1 << bits), 2):
             y_parts = self.chunks(y)
