@@ -24,8 +24,9 @@ NMFORGE_SWEEP_BEATS beats in all (default corners.MAX_SWEEP_BEATS, 0: none); fp 
 products mid-tile, and for exact accumulation FP32 rounding ties and sticky bits at every
 leading-bit position and a mid-tile range overflow; every kind: reset in the middle of a run;
 designs that can carry malformed metadata: `bad_groups` counted up over NMFORGE_COUNT_BEATS
-all-malformed beats (default corners.COUNT_BEATS, 0: none), exactly); the last random GEMM carries malformed metadata of every kind the
-encoding can carry, in one beat across every column of the array and then at random
+all-malformed beats (default corners.COUNT_BEATS, 0: none), exactly); the last random GEMM
+carries malformed metadata of every kind the encoding can carry, in one beat across every
+column of the array and then at random
 (ArrayModel.malformations; the spoiled columns go unchecked, the others are checked,
 bad_groups exactly), unless NMFORGE_CORRUPT
 sets a count per GEMM (`bad_groups` is also watched at every change: it may only grow, by at
