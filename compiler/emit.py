@@ -132,7 +132,7 @@ def emit_program(compiled, batch=None) -> dict:
                                 "output_scale": (None if node.name == graph.output
                                                  else float(node.attrs["scale"]))}
         weight_addr += len(words)
-        param_addr += -(-n // shape.param_align) * shape.param_align  # the next GEMM's aligned
+        param_addr += _ceil(n, shape.param_align) * shape.param_align  # the next GEMM's aligned
     by_name = {layer["name"]: layer for layer in layers}
     steps = _schedule(graph, shape, by_name, batch, example_rows)
     from ..gen.elaborate import build               # the array's timing, for the cycle model

@@ -239,8 +239,7 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.WEIGHT_RANGE)
                         with m.Elif(need["param"] > s.param_depth):
                             m.d.comb += error.eq(Error.PARAM_RANGE)
-                        with m.Elif(g.param_addr[:(s.param_align - 1).bit_length()] != 0
-                                    if s.param_align > 1 else 0):
+                        with m.Elif(_div_const(g.param_addr, s.param_align)[1] != 0):
                             m.d.comb += error.eq(Error.PARAM_ALIGN)
                         with m.Elif(g.to_act & ((need["chain"] > s.act_depth)
                                                 | ((g.dst_addr < need["act"])

@@ -27,11 +27,14 @@ def _fits(value, width):
     return (top == 0) | (top == (1 << len(top)) - 1)
 
 
+def _limit(negative, width):
+    """The most negative `width`-bit value if `negative`, else the most positive."""
+    return Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+
+
 def _clamp(value, width):
     """The signed `value` saturated to `width` bits."""
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    sign = value[len(value) - 1]
-    return Mux(_fits(value, width), value[:width].as_signed(), Mux(sign, lo, hi))
+    return Mux(_fits(value, width), value[:width].as_signed(), _limit(value[len(value) - 1], width))
 
 
 class OutputStage(wiring.Component):
@@ -77,9 +80,8 @@ class OutputStage(wiring.Component):
         m.d.sync += [rounded.eq((t_low + 1) >> 1), rounded_fits.eq(t_fits),
                      rounded_neg.eq(t_neg), v4.eq(v3), tag4.eq(tag3), x4.eq(x3)]
         # 5: clamp (act_width, or acc_width for raw), ReLU. `raw`, `relu` are constant per GEMM.
-        hi_act = (1 << (self.act_width - 1)) - 1
         requantized = Mux(rounded_fits, _clamp(rounded, self.act_width),
-                          Mux(rounded_neg, -hi_act - 1, hi_act))
+                          _limit(rounded_neg, self.act_width))
         y = Mux(self.raw, _clamp(x4, self.acc_width), requantized)
         m.d.sync += [self.y.eq(Mux(self.relu & (y < 0), 0, y)), self.y_valid.eq(v4),
                      self.y_tag.eq(tag4)]

@@ -184,9 +184,9 @@ async def overflow_each_pe(dut, info, rng, log, budget=MAX_SWEEP_BEATS):
     exact accumulation, and mx, whose largest block overflows FP32): from reset, one tile of the
     beat that gives that PE alone its largest sum, repeated for the fewest beats that pass the
     range (mx: one block), the last beat closing the tile; the flag must then be up (int raises
-    it at the beat, fp exact and mx with the poisoned result). At most `budget` beats in all (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4
-    array with a 32-bit accumulator): beyond that a seeded sample of the PEs (always including
-    the first and the last); none if 0."""
+    it at the beat, fp exact and mx with the poisoned result). At most `budget` beats in all
+    (R*C*2^(A-1)/(N*2^14) for INT8: 2^20 for a 4x4 array with a 32-bit accumulator): beyond
+    that a seeded sample of the PEs (always including the first and the last); none if 0."""
     model = ArrayModel(info)
     kind = model.kind
     if not hasattr(kind, "overflow_alone") or budget <= 0:
