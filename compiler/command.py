@@ -26,7 +26,7 @@ def add_compile_arguments(parser):
                         help="accelerator design config (with an [accelerator] table)")
     parser.add_argument("-o", "--output", metavar="DIR", help="program directory (default: "
                         "out/<model file name>)")
-    parser.add_argument("--batch", type=int, help="inputs per pass (default: the largest <= 8 "
+    parser.add_argument("--batch", type=int, help="inputs per pass (default: the largest <= 16 "
                         "that fits the buffers)")
     parser.add_argument("--pattern", action="append", default=[], metavar="LAYER=N:M",
                         help="per-layer N:M pattern (run-time designs), repeatable")

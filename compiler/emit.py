@@ -68,7 +68,7 @@ def _weight_stream(node, shape, pattern_id):
     return words, stream_words(words, shape.weight_word_bits, shape.stream_width)
 
 
-MAX_BATCH = 8
+MAX_BATCH = 16   # inputs per pass: fixed per-command latencies spread over more of them
 
 
 def emit_program(compiled, batch=None) -> dict:

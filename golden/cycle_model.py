@@ -3,11 +3,11 @@ the design's shape, without simulating it. It follows the RTL's rules, with no s
 streams (data-in always valid, data-out always ready):
 
 - controller: a command is taken, then decoded, sized and checked (CONTROL_CYCLES in all); a
-  refused one is dropped; an accepted one starts when its unit is free (with `wait`: all units)
-  and the next command is taken the cycle after;
-- LOAD: one data-in word and at most one buffer word per cycle: max(stream words, words) + 2
+  refused one is dropped; an accepted one starts when its unit is free (with `wait`: all units),
+  seen BUSY_SEEN cycles late, and the next command is taken the cycle after;
+- LOAD: one data-in word and at most one buffer word per cycle: max(stream words, words) + 3
   cycles from its start until the unit is free;
-- GEMM: the feeder streams one beat per cycle from 3 cycles after the start; a tile's last beat
+- GEMM: the feeder streams one beat per cycle from 4 cycles after the start; a tile's last beat
   waits while `result_depth` + 1 tiles are admitted and not yet drained; each tile's results
   appear `array_latency` cycles after its last beat; the drain takes one result row per cycle
   (R cycles per tile), tiles starting at least rtl.execute.tile_drain_cycles apart; the unit
@@ -19,15 +19,16 @@ dataflow's feeder brings its own `gemm_cycles`.
 """
 from dataclasses import dataclass
 
+from ..rtl.accelerator import CONTROL_CYCLES   # take -> dispatch
 from ..rtl.execute import tile_drain_cycles
 from ..rtl.output_stage import LATENCY as STAGE_LATENCY
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
-CONTROL_CYCLES = 4    # take -> dispatch (rtl.accelerator.CONTROL_CYCLES)
-FEED_DELAY = 3        # start -> first array beat
+FEED_DELAY = 4        # start -> first array beat
 DRAIN_TAIL = STAGE_LATENCY + 3  # last row taken -> execute unit free (the output stages + 3)
-STORE_TAIL = 3
-LOAD_TAIL = 2
+STORE_TAIL = 4
+LOAD_TAIL = 3
+BUSY_SEEN = 1   # a unit's busy flag reaches the controller's dispatch a cycle late
 
 
 def _ceil(a, b):
@@ -80,9 +81,9 @@ def predict(shape, commands, array_latency, result_depth):
         unit = UNIT_OF[opcode]
         start = ready
         if unit != Unit.NONE:
-            start = max(start, free[unit])
+            start = max(start, free[unit] + BUSY_SEEN)
         if fields["wait"]:
-            start = max(start, *free.values())
+            start = max(start, *(end + BUSY_SEEN for end in free.values()))
         beats = 0
         if opcode == Opcode.LOAD:
             f = fields["load"]

@@ -14,10 +14,12 @@ tile's C PARAM words and writes a row of C results per cycle, the store unit rea
 word's elements per cycle).
 
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
-sized and checked (3 cycles); a refused command sets `cmd_error`/`error_code` and is dropped;
-an accepted one waits in DISPATCH until its unit is free (and, with `wait`, until every unit is
-free) and starts it. So LOAD, GEMM and STORE of different units run at the same time, in
-program order per unit (golden.accel.hazards states which programs are safe).
+sized (products, then sums), compared with the buffers' depths and checked (5 cycles, each
+step's result in registers: 120 MHz on ECP5); a refused command sets `cmd_error`/`error_code`
+and is dropped; an accepted one waits in DISPATCH until its unit is free (and, with `wait`,
+until every unit is free), as the units' busy flags said a cycle before, and starts it. So
+LOAD, GEMM and STORE of different units run at the same time, in program order per unit
+(golden.accel.hazards states which programs are safe).
 """
 from amaranth import Module, Signal, unsigned
 from amaranth.lib import wiring
@@ -32,7 +34,7 @@ from .isa import (ADDR_BITS, COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Op
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 
 COUNTER_BITS = 48
-CONTROL_CYCLES = 4   # from taking a command to starting its unit, when the unit is free
+CONTROL_CYCLES = 6   # from taking a command to starting its unit, when the unit is free
 
 
 def _div_const(value, divisor):
@@ -86,26 +88,28 @@ class Accelerator(wiring.Component):
         m.submodules.store = store = StoreUnit(s.stream_width, s.act_width, s.acc_width)
         m.submodules.param_mem = param_mem = BankedMemory(Requant.as_shape().size, s.param_depth,
                                                           write_lanes=1, read_lanes=s.cols,
-                                                          aligned_reads=s.param_align > 1)
+                                                          aligned_reads=s.param_align > 1,
+                                                          block_ram=True)
         m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth,
-                                                      write_lanes=s.cols, read_lanes=store.lanes)
+                                                      write_lanes=s.cols, read_lanes=store.lanes,
+                                                      registered=True)
         m.submodules.execute = execute = ExecuteUnit(array, s)
         wiring.connect(m, wiring.flipped(self.s_axis_data), load.data)
         wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
 
         # Buffer ports.
         granules = act_bits // s.act_width   # the elements and (mx) the rows' scales
-        chained = execute.act_wr_en.any()
+        chained = execute.act_wr_busy
         m.d.comb += [
-            act_rd.addr.eq(execute.act_rd_addr), act_rd.en.eq(execute.act_rd_en),
+            act_rd.addr.eq(execute.act_rd_addr),
             execute.act_rd_data.eq(act_rd.data),
-            weight_rd.addr.eq(execute.weight_rd_addr), weight_rd.en.eq(execute.weight_rd_en),
+            weight_rd.addr.eq(execute.weight_rd_addr),
             execute.weight_rd_data.eq(weight_rd.data),
             param_mem.rd_addr.eq(execute.param_rd_addr), param_mem.rd_en.eq(execute.param_rd_en),
             execute.param_rd_data.eq(param_mem.rd_data),
             out_mem.wr_addr.eq(execute.out_wr_addr), out_mem.wr_data.eq(execute.out_wr_data),
             out_mem.wr_en.eq(execute.out_wr_en),
-            out_mem.rd_addr.eq(store.rd_addr), out_mem.rd_en.eq(store.rd_en),
+            out_mem.rd_addr.eq(store.rd_addr), out_mem.rd_en.eq(1),
             store.rd_data.eq(out_mem.rd_data),
             weight_wr.addr.eq(load.wr_addr), weight_wr.data.eq(load.wr_data),
             weight_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
@@ -142,18 +146,29 @@ class Accelerator(wiring.Component):
         row_panels, col_panels = Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1)
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
+        over = {name: Signal(name=f"over_{name}")   # a range past its buffer (COMPARE)
+                for name in ("load_act", "load_weight", "load_param", "store", "act", "weight",
+                             "param", "chain", "out")}
+        product = {name: Signal(2 * SIZE_BITS + 2, name=f"product_{name}")
+                   for name in ("act", "weight", "out", "chain")}
         panel_words = Signal(SIZE_BITS + 8)
         chain_bad = Signal()
 
-        units_idle = ~(load.busy | execute.busy | store.busy)
+        # Dispatch looks at the units' busy flags a cycle late (registered: the units' busy logic
+        # stays off the path to their start); a unit started in DISPATCH is seen busy two cycles
+        # later, before the next command can reach DISPATCH.
+        busy = {name: Signal(name=f"{name}_busy_seen") for name in ("load", "execute", "store")}
+        m.d.sync += [busy["load"].eq(load.busy), busy["execute"].eq(execute.busy),
+                     busy["store"].eq(store.busy)]
+        units_idle = ~(busy["load"] | busy["execute"] | busy["store"])
         unit_free = Signal()
         with m.Switch(cmd.opcode):
             with m.Case(Opcode.LOAD):
-                m.d.comb += unit_free.eq(~load.busy)
+                m.d.comb += unit_free.eq(~busy["load"])
             with m.Case(Opcode.GEMM):
-                m.d.comb += unit_free.eq(~execute.busy)
+                m.d.comb += unit_free.eq(~busy["execute"])
             with m.Case(Opcode.STORE):
-                m.d.comb += unit_free.eq(~store.busy)
+                m.d.comb += unit_free.eq(~busy["store"])
             with m.Default():
                 m.d.comb += unit_free.eq(1)
 
@@ -190,18 +205,40 @@ class Accelerator(wiring.Component):
                              panel_words.eq(words), chain_bad.eq(spill != 0)]
                 m.next = "SIZE"
             with m.State("SIZE"):
+                # products here, sums in SUM, comparisons in CHECK: a multiplier's 3.9 ns and an
+                # adder in one cycle were the accelerator's critical path on ECP5
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    need["act"].eq(g.act_addr + row_panels * act_groups),
-                    need["weight"].eq(g.weight_addr + col_panels * groups),
+                    product["act"].eq(row_panels * act_groups),
+                    product["weight"].eq(col_panels * groups),
+                    product["out"].eq(g.m * g.n),
+                    product["chain"].eq(row_panels * panel_words),
                     need["param"].eq(g.param_addr + g.n),
-                    need["out"].eq(g.dst_addr + g.m * g.n),
                     need["load"].eq(ld.addr + ld.count),
                     need["store"].eq(st.addr + st.count),
-                    # a product here, not in CHECK: row_panels -> multiply -> add -> compare ->
-                    # next state was the accelerator's critical path on ECP5 (16.9 ns)
-                    need["chain"].eq(g.dst_addr + row_panels * panel_words),
                 ]
+                m.next = "SUM"
+            with m.State("SUM"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [need["act"].eq(g.act_addr + product["act"]),
+                             need["weight"].eq(g.weight_addr + product["weight"]),
+                             need["out"].eq(g.dst_addr + product["out"]),
+                             need["chain"].eq(g.dst_addr + product["chain"])]
+                m.next = "COMPARE"
+            with m.State("COMPARE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [over[name].eq(value) for name, value in {
+                    "load_act": need["load"] > s.act_depth,
+                    "load_weight": need["load"] > s.weight_depth,
+                    "load_param": need["load"] > s.param_depth,
+                    "store": need["store"] > s.out_depth,
+                    "act": need["act"] > s.act_depth,
+                    "weight": need["weight"] > s.weight_depth,
+                    "param": need["param"] > s.param_depth,
+                    "chain": (need["chain"] > s.act_depth)
+                             | ((g.dst_addr < need["act"]) & (g.act_addr < need["chain"])),
+                    "out": need["out"] > s.out_depth,
+                }.items()]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
@@ -213,16 +250,16 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.BAD_BUFFER)
                         with m.Elif(ld.count == 0):
                             m.d.comb += error.eq(Error.SHAPE)
-                        with m.Elif((ld.buffer == Buffer.ACT) & (need["load"] > s.act_depth)):
+                        with m.Elif((ld.buffer == Buffer.ACT) & over["load_act"]):
                             m.d.comb += error.eq(Error.ACT_RANGE)
-                        with m.Elif((ld.buffer == Buffer.WEIGHT) & (need["load"] > s.weight_depth)):
+                        with m.Elif((ld.buffer == Buffer.WEIGHT) & over["load_weight"]):
                             m.d.comb += error.eq(Error.WEIGHT_RANGE)
-                        with m.Elif((ld.buffer == Buffer.PARAM) & (need["load"] > s.param_depth)):
+                        with m.Elif((ld.buffer == Buffer.PARAM) & over["load_param"]):
                             m.d.comb += error.eq(Error.PARAM_RANGE)
                     with m.Case(Opcode.STORE):
                         with m.If(st.count == 0):
                             m.d.comb += error.eq(Error.SHAPE)
-                        with m.Elif(need["store"] > s.out_depth):
+                        with m.Elif(over["store"]):
                             m.d.comb += error.eq(Error.OUT_RANGE)
                     with m.Case(Opcode.GEMM):
                         with m.If((g.m == 0) | (g.k == 0) | (g.n == 0)):
@@ -233,19 +270,17 @@ class Accelerator(wiring.Component):
                             m.d.comb += error.eq(Error.K_GROUP)
                         with m.Elif(g.to_act & (g.raw | chain_bad | (s.kind != "int"))):
                             m.d.comb += error.eq(Error.SHAPE)
-                        with m.Elif(need["act"] > s.act_depth):
+                        with m.Elif(over["act"]):
                             m.d.comb += error.eq(Error.ACT_RANGE)
-                        with m.Elif(need["weight"] > s.weight_depth):
+                        with m.Elif(over["weight"]):
                             m.d.comb += error.eq(Error.WEIGHT_RANGE)
-                        with m.Elif(need["param"] > s.param_depth):
+                        with m.Elif(over["param"]):
                             m.d.comb += error.eq(Error.PARAM_RANGE)
                         with m.Elif(_div_const(g.param_addr, s.param_align)[1] != 0):
                             m.d.comb += error.eq(Error.PARAM_ALIGN)
-                        with m.Elif(g.to_act & ((need["chain"] > s.act_depth)
-                                                | ((g.dst_addr < need["act"])
-                                                   & (g.act_addr < need["chain"])))):
+                        with m.Elif(g.to_act & over["chain"]):
                             m.d.comb += error.eq(Error.ACT_RANGE)
-                        with m.Elif(~g.to_act & (need["out"] > s.out_depth)):
+                        with m.Elif(~g.to_act & over["out"]):
                             m.d.comb += error.eq(Error.OUT_RANGE)
                     with m.Default():
                         m.d.comb += error.eq(Error.BAD_OPCODE)

@@ -4,9 +4,10 @@ in front of the array, a drain and the output stages behind it.
 Feeder (the array-facing part a dataflow replaces): tiles in the order row panel i, column panel
 j, beat g; for each beat it reads WEIGHT word weight_addr + j*groups + g and the ACT word of the
 beat's K range (act_addr + i*act_groups + g*S/G; the buffers keep every panel, so a panel is
-reused by every tile that needs it without reloading), into a 4-deep skid FIFO that feeds the
-array's act and weight streams, one beat per cycle (`last` on g = groups - 1). On a run-time
-design the GEMM's pattern picks the beat's slice of the ACT word and its activation window
+reused by every tile that needs it without reloading), registered straight out of the block
+RAM (rtl.banked_memory.READ_LATENCY), into an 8-deep skid FIFO that feeds the array's act and
+weight streams, one beat per cycle (`last` on g = groups - 1). On a run-time design the GEMM's
+pattern picks the beat's slice of the ACT word and its activation window
 (golden.nm.act_windows), and the pattern id goes to every column's decoder.
 Drain: takes one row of the array's result tile per cycle (C results), with the tile's C PARAM
 words (read in one cycle from the banked PARAM buffer, rtl.banked_memory), runs them through C
@@ -23,11 +24,12 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
+from .banked_memory import READ_LATENCY
 from .isa import ADDR_BITS, PATTERN_BITS, SIZE_BITS, Requant
 from .output_stage import LATENCY as STAGE_LATENCY, OutputStage, PassThroughStage
 from .pipeline import delay
 
-FEED_DEPTH = 4
+FEED_DEPTH = 8
 
 
 class ExecuteUnit(wiring.Component):
@@ -35,7 +37,9 @@ class ExecuteUnit(wiring.Component):
     a submodule of the caller: its act/weight/result streams are driven here). Operands are the
     GEMM fields plus the controller's derived sizes (row_panels, col_panels, groups,
     dst_panel_words = col_panels*C/M). Buffer ports: synchronous reads `*_rd_*` (data one cycle
-    after addr/en), writes `out_wr_*` and `act_wr_*` (lane enables of act_width lanes)."""
+    after addr/en; ACT and WEIGHT read every cycle, their data registered once more), writes
+    `out_wr_*` and `act_wr_*` (lane enables of act_width lanes; `act_wr_busy`, from a register:
+    the chained writer writes ACT this cycle, every word with at least one lane)."""
 
     def __init__(self, array, shape):
         self.array, self.shape = array, shape
@@ -55,14 +59,14 @@ class ExecuteUnit(wiring.Component):
             "row_panels": In(SIZE_BITS), "col_panels": In(SIZE_BITS), "groups": In(SIZE_BITS),
             "act_groups": In(SIZE_BITS), "pattern": In(PATTERN_BITS),
             "dst_panel_words": In(SIZE_BITS),
-            "act_rd_addr": Out(ADDR_BITS), "act_rd_en": Out(1), "act_rd_data": In(act_bits),
-            "weight_rd_addr": Out(ADDR_BITS), "weight_rd_en": Out(1),
-            "weight_rd_data": In(weight_bits),
+            "act_rd_addr": Out(ADDR_BITS), "act_rd_data": In(act_bits),
+            "weight_rd_addr": Out(ADDR_BITS), "weight_rd_data": In(weight_bits),
             "param_rd_addr": Out(ADDR_BITS), "param_rd_en": Out(1),
             "param_rd_data": In(data.ArrayLayout(Requant, cols)),
             "out_wr_addr": Out(ADDR_BITS), "out_wr_en": Out(cols),
             "out_wr_data": Out(data.ArrayLayout(unsigned(acc_width), cols)),
             "act_wr_addr": Out(ADDR_BITS), "act_wr_en": Out(lanes), "act_wr_data": Out(act_bits),
+            "act_wr_busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -73,8 +77,13 @@ class ExecuteUnit(wiring.Component):
                              "raw", "to_act", "row_panels", "col_panels", "groups",
                              "act_groups", "pattern",
                              "dst_panel_words")}
+        held["groups_last"] = Signal(SIZE_BITS, name="op_groups_last")   # groups - 1
+        held["col_last"] = Signal(SIZE_BITS, name="op_col_last")         # col_panels - 1
         with m.If(self.start):
-            m.d.sync += [sig.eq(getattr(self, name)) for name, sig in held.items()]
+            m.d.sync += [sig.eq(getattr(self, name)) for name, sig in held.items()
+                         if hasattr(self, name)]
+            m.d.sync += [held["groups_last"].eq(self.groups - 1),
+                         held["col_last"].eq(self.col_panels - 1)]
         feeding = self._feeder(m, held)
         draining = self._drain(m, held)
         m.d.comb += self.busy.eq(feeding | draining)
@@ -83,8 +92,12 @@ class ExecuteUnit(wiring.Component):
     def _feeder(self, m, op):
         array, shape = self.array, self.shape
         running = Signal()
-        i, j, g = Signal(SIZE_BITS), Signal(SIZE_BITS), Signal(SIZE_BITS)
+        # Down-counters (beats of this tile, column panels, row panels left after the current
+        # one) and the next row panel's ACT base, all kept in registers: no compare against an
+        # operand or add on the path to the buffer addresses.
+        g_left, j_left, i_left = Signal(SIZE_BITS), Signal(SIZE_BITS), Signal(SIZE_BITS)
         act_base, act_ptr, weight_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS), Signal(ADDR_BITS)
+        next_base = Signal(ADDR_BITS)
         subs = max(shape.k_group // shape.span(p) for p in range(len(shape.patterns)))
         sub = Signal(range(subs))       # the beat's slice of the ACT word (run-time patterns)
         sub_last = Signal(range(subs))  # k_group / span - 1 for the GEMM's pattern
@@ -94,36 +107,49 @@ class ExecuteUnit(wiring.Component):
                     m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
         m.submodules.feed = feed = fifo.SyncFIFO(
             width=self.act_bits + self.weight_bits + 1 + len(sub), depth=FEED_DEPTH)
-        inflight, inflight_last = Signal(), Signal()
-        inflight_sub = Signal.like(sub)
-        issue = running & (feed.level + inflight < FEED_DEPTH - 1)
+        # Reads in flight: issued (BRAM read), then registered (BRAM data -> fabric register).
+        inflight, inflight_last = Signal(READ_LATENCY), Signal(READ_LATENCY)
+        inflight_sub = [Signal.like(sub, name=f"inflight_sub{i}") for i in range(READ_LATENCY)]
+        pending = sum(inflight[i] for i in range(READ_LATENCY))
+        issue = running & (feed.level + pending < FEED_DEPTH - 1)
         with m.If(self.start):
-            m.d.sync += [running.eq(1), i.eq(0), j.eq(0), g.eq(0), sub.eq(0),
+            m.d.sync += [running.eq(1), g_left.eq(self.groups - 1), j_left.eq(self.col_panels - 1),
+                         i_left.eq(self.row_panels - 1), sub.eq(0),
                          act_base.eq(self.act_addr), act_ptr.eq(self.act_addr),
+                         next_base.eq(self.act_addr + self.act_groups),
                          weight_ptr.eq(self.weight_addr)]
-        last_group = g == op["groups"] - 1
+        last_group = g_left == 0
         with m.If(issue):
             with m.If(~last_group):
-                m.d.sync += [g.eq(g + 1), weight_ptr.eq(weight_ptr + 1)]
+                m.d.sync += [g_left.eq(g_left - 1), weight_ptr.eq(weight_ptr + 1)]
                 with m.If(sub == sub_last):
                     m.d.sync += [sub.eq(0), act_ptr.eq(act_ptr + 1)]
                 with m.Else():
                     m.d.sync += sub.eq(sub + 1)
-            with m.Elif(j != op["col_panels"] - 1):
-                m.d.sync += [g.eq(0), sub.eq(0), j.eq(j + 1), act_ptr.eq(act_base),
-                             weight_ptr.eq(weight_ptr + 1)]
+            with m.Elif(j_left != 0):
+                m.d.sync += [g_left.eq(op["groups_last"]), sub.eq(0), j_left.eq(j_left - 1),
+                             act_ptr.eq(act_base), weight_ptr.eq(weight_ptr + 1)]
             with m.Else():
-                next_panel = act_base + op["act_groups"]
-                m.d.sync += [g.eq(0), sub.eq(0), j.eq(0), i.eq(i + 1), act_base.eq(next_panel),
-                             act_ptr.eq(next_panel), weight_ptr.eq(op["weight_addr"])]
-                with m.If(i == op["row_panels"] - 1):
+                m.d.sync += [g_left.eq(op["groups_last"]), sub.eq(0), j_left.eq(op["col_last"]),
+                             i_left.eq(i_left - 1), act_base.eq(next_base),
+                             act_ptr.eq(next_base), next_base.eq(next_base + op["act_groups"]),
+                             weight_ptr.eq(op["weight_addr"])]
+                with m.If(i_left == 0):
                     m.d.sync += running.eq(0)
-        m.d.comb += [self.act_rd_addr.eq(act_ptr), self.act_rd_en.eq(issue),
-                     self.weight_rd_addr.eq(weight_ptr), self.weight_rd_en.eq(issue)]
-        m.d.sync += [inflight.eq(issue), inflight_last.eq(last_group), inflight_sub.eq(sub)]
-        m.d.comb += [feed.w_en.eq(inflight),
-                     feed.w_data.eq(Cat(self.act_rd_data, self.weight_rd_data, inflight_last,
-                                        inflight_sub))]
+        # The buffers read every cycle (no enable to fan out to every block RAM): the data of the
+        # address issued now is taken READ_LATENCY cycles later.
+        m.d.comb += [self.act_rd_addr.eq(act_ptr), self.weight_rd_addr.eq(weight_ptr)]
+        m.d.sync += [inflight.eq(Cat(issue, inflight[:-1])),
+                     inflight_last.eq(Cat(last_group, inflight_last[:-1])),
+                     inflight_sub[0].eq(sub),
+                     *(inflight_sub[i].eq(inflight_sub[i - 1]) for i in range(1, READ_LATENCY))]
+        # The buffers' outputs go straight into registers (rtl.banked_memory.READ_LATENCY).
+        act_data = Signal.like(self.act_rd_data, name="act_rd_reg")
+        weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg")
+        m.d.sync += [act_data.eq(self.act_rd_data), weight_data.eq(self.weight_rd_data)]
+        m.d.comb += [feed.w_en.eq(inflight[-1]),
+                     feed.w_data.eq(Cat(act_data, weight_data, inflight_last[-1],
+                                        inflight_sub[-1]))]
         # FIFO -> array: one joined beat per cycle.
         act_word = feed.r_data[:self.act_bits]
         weight_word = feed.r_data[self.act_bits:self.act_bits + self.weight_bits]
@@ -140,7 +166,7 @@ class ExecuteUnit(wiring.Component):
                      array.act.valid.eq(feed.r_rdy), array.weight.valid.eq(feed.r_rdy),
                      feed.r_en.eq(array.act.ready & array.weight.ready & feed.r_rdy),
                      self.beat.eq(array.act.ready & array.weight.ready & feed.r_rdy)]
-        return running | inflight | feed.r_rdy
+        return running | inflight.any() | feed.r_rdy
 
     def _runtime_beat(self, m, pattern, act_word, weight_word, sub):
         """A run-time design's beat: per row the activation window of the GEMM's pattern
@@ -178,7 +204,7 @@ class ExecuteUnit(wiring.Component):
     def _drain(self, m, op):
         array, rows, cols, group = self.array, self.rows, self.cols, self.k_group
         active = Signal()      # tiles of this GEMM still to come out of the array
-        ti, tj = Signal(SIZE_BITS), Signal(SIZE_BITS)
+        ti_left, tj_left = Signal(SIZE_BITS), Signal(SIZE_BITS)   # row / column panels left
         r = Signal(range(rows))
         row_base = Signal(SIZE_BITS + 1)   # ti * R
         col_base = Signal(SIZE_BITS + 1)   # tj * C
@@ -188,7 +214,8 @@ class ExecuteUnit(wiring.Component):
         chain_word = Signal(ADDR_BITS)     # col_base // G: the tile's first chained ACT word
         chain_off = Signal(range(group))   # col_base mod G: its first lane within a row
         with m.If(self.start):
-            m.d.sync += [active.eq(1), ti.eq(0), tj.eq(0), r.eq(0), row_base.eq(0),
+            m.d.sync += [active.eq(1), ti_left.eq(self.row_panels - 1),
+                         tj_left.eq(self.col_panels - 1), r.eq(0), row_base.eq(0),
                          col_base.eq(0), panel_base.eq(self.dst_addr), chain_word.eq(0),
                          chain_off.eq(0), row_addr.eq(self.dst_addr),
                          tile_row_addr.eq(self.dst_addr)]
@@ -207,19 +234,20 @@ class ExecuteUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [r.eq(Mux(last_row, 0, r + 1)), row_addr.eq(row_addr + op["n"])]
             with m.If(last_row):
-                with m.If(tj != op["col_panels"] - 1):
+                with m.If(tj_left != 0):
                     wrap = chain_off + cols % group >= group
                     m.d.sync += [row_addr.eq(tile_row_addr),
-                                 tj.eq(tj + 1), col_base.eq(col_base + cols),
+                                 tj_left.eq(tj_left - 1), col_base.eq(col_base + cols),
                                  chain_word.eq(chain_word + cols // group + wrap),
                                  chain_off.eq(Mux(wrap, chain_off + cols % group - group,
                                                   chain_off + cols % group))]
                 with m.Else():
-                    m.d.sync += [tj.eq(0), col_base.eq(0), ti.eq(ti + 1), chain_word.eq(0),
+                    m.d.sync += [tj_left.eq(op["col_last"]), col_base.eq(0),
+                                 ti_left.eq(ti_left - 1), chain_word.eq(0),
                                  chain_off.eq(0), row_base.eq(row_base + rows),
                                  panel_base.eq(panel_base + op["dst_panel_words"]),
                                  tile_row_addr.eq(row_addr + op["n"])]
-                    with m.If(ti == op["row_panels"] - 1):
+                    with m.If(ti_left == 0):
                         m.d.sync += active.eq(0)
         # The tile's C PARAM words are read with its first row; the read data holds after.
         m.d.comb += [self.param_rd_addr.eq(op["param_addr"] + col_base),
@@ -318,7 +346,7 @@ class ExecuteUnit(wiring.Component):
                                             parts.append(Const(0, aw))
                                 m.d.comb += [data.eq(Cat(*parts)), enable.eq(mask)]
         m.d.comb += [self.act_wr_addr.eq(base + wq), self.act_wr_data.eq(data),
-                     self.act_wr_en.eq(Mux(left != 0, enable, 0))]
+                     self.act_wr_en.eq(Mux(left != 0, enable, 0)), self.act_wr_busy.eq(left != 0)]
         return left != 0
 
 

@@ -281,7 +281,8 @@ def test_cli_compile_and_run_digits_mlp(tmp_path, capsys):
     float_accuracy = float((dense(x).detach().numpy().argmax(1) == y).mean())
     assert report["accuracy"] >= float_accuracy - 0.01
     assert [layer["utilization"] for layer in report["layers"]][:2] == [1.0, 1.0]
-    assert report["array_beats"] == 45 * (16 * 16 + 8 * 32 + 2 * 16)
+    passes, row_panels = -(-len(x) // report["batch"]), -(-report["batch"] // 8)
+    assert report["array_beats"] == passes * row_panels * (16 * 16 + 8 * 32 + 2 * 16)
     assert report["cycles"] == report["cycle_model"]["cycles"] > report["array_beats"]
     assert "fc1" in capsys.readouterr().out
 
@@ -404,7 +405,8 @@ def test_golden_run_reports_progress_over_inputs_and_layers():
     assert calls[-1][:2] == (20, 20)
     assert {step for _, _, step in calls} == {"x", "fc1+fc2+fc3"}
     assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
-    assert {done for done, _, _ in calls} == {0, 8, 16, 20}
+    assert {done for done, _, _ in calls} == {0, *range(program.batch, 20, program.batch), 20}
+    assert program.batch < 20   # so a batch boundary is reported before the end
 
 
 def test_digits_mlp_on_the_simulated_accelerator(tmp_path):
