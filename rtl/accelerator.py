@@ -30,7 +30,7 @@ from .accel_io import LoadUnit, StoreUnit
 from .axis import axis_signature
 from .banked_memory import BankedMemory
 from .execute import ExecuteUnit
-from .isa import (ADDR_BITS, COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant)
+from .isa import COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 
 COUNTER_BITS = 48

@@ -75,7 +75,7 @@ def test_targets_and_devices():
     for name, flag in (("LFE5U-25F", "--25k"), ("LFE5U-45F", "--45k"), ("LFE5U-85F", "--85k")):
         dev = device("ecp5", name)
         assert dev["package"] == "CABGA381"
-        assert dev["pnr_args"] == [flag, "--package", "CABGA381", "--placer-heap-timingweight", "40", "--tmg-ripup"]
+        assert dev["pnr_args"] == [flag, "--package", "CABGA381", "--placer-heap-timingweight", "40"]
         assert dev["synth_args"] == ["-noflatten"]
     # iCE40: -dsp only on the UP5K (the HX8K has no DSP blocks).
     assert device("ice40")["synth_args"] == ["-dsp"]
