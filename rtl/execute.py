@@ -77,13 +77,13 @@ class ExecuteUnit(wiring.Component):
                              "raw", "to_act", "row_panels", "col_panels", "groups",
                              "act_groups", "pattern",
                              "dst_panel_words")}
-        held["groups_last"] = Signal(SIZE_BITS, name="op_groups_last")   # groups - 1
-        held["col_last"] = Signal(SIZE_BITS, name="op_col_last")         # col_panels - 1
         with m.If(self.start):
-            m.d.sync += [sig.eq(getattr(self, name)) for name, sig in held.items()
-                         if hasattr(self, name)]
-            m.d.sync += [held["groups_last"].eq(self.groups - 1),
-                         held["col_last"].eq(self.col_panels - 1)]
+            m.d.sync += [sig.eq(getattr(self, name)) for name, sig in held.items()]
+        # Derived once per GEMM: what the down-counters reload.
+        for name, value in (("groups_last", self.groups - 1), ("col_last", self.col_panels - 1)):
+            held[name] = Signal(SIZE_BITS, name=f"op_{name}")
+            with m.If(self.start):
+                m.d.sync += held[name].eq(value)
         feeding = self._feeder(m, held)
         draining = self._drain(m, held)
         m.d.comb += self.busy.eq(feeding | draining)
