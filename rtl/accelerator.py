@@ -146,9 +146,20 @@ class Accelerator(wiring.Component):
         row_panels, col_panels = Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1)
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
-        over = {name: Signal(name=f"over_{name}")   # a range past its buffer (COMPARE)
-                for name in ("load_act", "load_weight", "load_param", "store", "act", "weight",
-                             "param", "chain", "out")}
+        # Ranges past the end of their buffer, compared in COMPARE and registered for CHECK.
+        past_end = {
+            "load_act": need["load"] > s.act_depth,
+            "load_weight": need["load"] > s.weight_depth,
+            "load_param": need["load"] > s.param_depth,
+            "store": need["store"] > s.out_depth,
+            "act": need["act"] > s.act_depth,
+            "weight": need["weight"] > s.weight_depth,
+            "param": need["param"] > s.param_depth,
+            "chain": (need["chain"] > s.act_depth)
+                     | ((g.dst_addr < need["act"]) & (g.act_addr < need["chain"])),
+            "out": need["out"] > s.out_depth,
+        }
+        over = {name: Signal(name=f"over_{name}") for name in past_end}
         product = {name: Signal(2 * SIZE_BITS + 2, name=f"product_{name}")
                    for name in ("act", "weight", "out", "chain")}
         panel_words = Signal(SIZE_BITS + 8)
@@ -205,7 +216,7 @@ class Accelerator(wiring.Component):
                              panel_words.eq(words), chain_bad.eq(spill != 0)]
                 m.next = "SIZE"
             with m.State("SIZE"):
-                # products here, sums in SUM, comparisons in CHECK: a multiplier's 3.9 ns and an
+                # products here, sums in SUM, comparisons in COMPARE: a multiplier's 3.9 ns and an
                 # adder in one cycle were the accelerator's critical path on ECP5
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
@@ -227,18 +238,7 @@ class Accelerator(wiring.Component):
                 m.next = "COMPARE"
             with m.State("COMPARE"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [over[name].eq(value) for name, value in {
-                    "load_act": need["load"] > s.act_depth,
-                    "load_weight": need["load"] > s.weight_depth,
-                    "load_param": need["load"] > s.param_depth,
-                    "store": need["store"] > s.out_depth,
-                    "act": need["act"] > s.act_depth,
-                    "weight": need["weight"] > s.weight_depth,
-                    "param": need["param"] > s.param_depth,
-                    "chain": (need["chain"] > s.act_depth)
-                             | ((g.dst_addr < need["act"]) & (g.act_addr < need["chain"])),
-                    "out": need["out"] > s.out_depth,
-                }.items()]
+                m.d.sync += [over[name].eq(value) for name, value in past_end.items()]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
