@@ -6,7 +6,8 @@ the first --sim-inputs test inputs on the Verilator-simulated accelerator (bit-e
 golden, or the script fails), whose cycle count from the first command to idle (weight loads
 included) gives cycles per input and dense-equivalent MACs/cycle. From the ECP5 report of
 `nmforge synth DESIGN.toml --target ecp5` (found at out/<design name>/synth-ecp5/report.json,
-where `nmforge synth` writes it by default, or given with --synth-report DESIGN=REPORT.json) it
+where `nmforge synth` writes it by default, or given with --synth-report DESIGN=REPORT.json; used
+only when the Verilog beside it is the design's on today's RTL) it
 projects inferences/s = Fmax / cycles per input; without a report that column is empty (this
 script never synthesizes: the 8x8 accelerator takes 30+ min). Prints a table and writes
 benchmarks/results/models.json. Exits 1 when a simulation differs from golden, when
@@ -30,6 +31,7 @@ from nmforge.compiler.runtime import Program, dequantize, run_program
 from nmforge.compiler.sim import run_on_sim
 from nmforge.compiler.training import accuracy
 from nmforge.gen.config import load_config
+from nmforge.gen.elaborate import build, module_name, to_verilog
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODELS = REPO / "examples" / "models"
@@ -54,6 +56,17 @@ def synth_report(design_name, config, given):
     if report.get("family") != "ecp5" or not report.get("fmax_mhz"):
         sys.exit(f"models.py: {path}: not an ECP5 report with fmax_mhz (family "
                  f"{report.get('family')!r}); allowed: the report.json of nmforge synth --target ecp5")
+    # the Verilog nmforge synth read sits beside its synth-ecp5 folder: it must be this design's
+    # of today (another config of the same name, or older RTL, has another Fmax)
+    synthesized = path.parent.parent / f"{report['top']}.v"
+    today = to_verilog(build(config, "accelerator"), module_name(config, "accelerator"))
+    if not synthesized.is_file() or synthesized.read_text() != today:
+        if design_name in given:
+            sys.exit(f"models.py: --synth-report {design_name}={path}: {synthesized} is not the "
+                     f"Verilog of examples/models/{design_name}.toml on today's RTL; allowed: a "
+                     f"report of nmforge synth on that config")
+        print(f"  {path}: synthesized from other Verilog than today's {design_name}: not used")
+        return None, None
     return path, report
 
 

@@ -9,7 +9,7 @@ tlast on each STORE's last word). Status: `busy` (a command is being checked or 
 
 Buffers are amaranth.lib.memory.Memory (block RAM): ACT (one write port shared by the load unit
 and the drain's chained writes, the drain first; one read port), WEIGHT (one write, one read
-port); PARAM and OUT are rtl.banked_memory.BankedMemory (C banks or more: the drain reads a
+port; rtl.sliced_memory, in slices of the block RAM's width when deep); PARAM and OUT are rtl.banked_memory.BankedMemory (C banks or more: the drain reads a
 tile's C PARAM words and writes a row of C results per cycle, the store unit reads a data-out
 word's elements per cycle).
 
@@ -32,6 +32,7 @@ from .banked_memory import BankedMemory
 from .execute import ExecuteUnit
 from .isa import COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
+from .sliced_memory import SlicedMemory
 
 COUNTER_BITS = 48
 CONTROL_CYCLES = 6   # from taking a command to starting its unit, when the unit is free
@@ -77,11 +78,9 @@ class Accelerator(wiring.Component):
             "weight word != array weight beat"
 
         m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[])
-        m.submodules.weight_mem = weight_mem = Memory(shape=unsigned(weight_bits),
-                                                      depth=s.weight_depth, init=[])
+        m.submodules.weight_mem = weight_mem = SlicedMemory(weight_bits, s.weight_depth)
         act_wr = act_mem.write_port(granularity=s.act_width)
         act_rd = act_mem.read_port()
-        weight_wr, weight_rd = weight_mem.write_port(), weight_mem.read_port()
 
         m.submodules.load = load = LoadUnit(s.stream_width, [act_bits, weight_bits,
                                                               Requant.as_shape().size])
@@ -103,16 +102,16 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             act_rd.addr.eq(execute.act_rd_addr),
             execute.act_rd_data.eq(act_rd.data),
-            weight_rd.addr.eq(execute.weight_rd_addr),
-            execute.weight_rd_data.eq(weight_rd.data),
+            weight_mem.rd_addr.eq(execute.weight_rd_addr),
+            execute.weight_rd_data.eq(weight_mem.rd_data),
             param_mem.rd_addr.eq(execute.param_rd_addr), param_mem.rd_en.eq(execute.param_rd_en),
             execute.param_rd_data.eq(param_mem.rd_data),
             out_mem.wr_addr.eq(execute.out_wr_addr), out_mem.wr_data.eq(execute.out_wr_data),
             out_mem.wr_en.eq(execute.out_wr_en),
             out_mem.rd_addr.eq(store.rd_addr), out_mem.rd_en.eq(1),
             store.rd_data.eq(out_mem.rd_data),
-            weight_wr.addr.eq(load.wr_addr), weight_wr.data.eq(load.wr_data),
-            weight_wr.en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
+            weight_mem.wr_addr.eq(load.wr_addr), weight_mem.wr_data.eq(load.wr_data),
+            weight_mem.wr_en.eq(load.wr_en & (load.wr_buffer == Buffer.WEIGHT)),
             param_mem.wr_addr.eq(load.wr_addr), param_mem.wr_data[0].eq(load.wr_data),
             param_mem.wr_en.eq(load.wr_en & (load.wr_buffer == Buffer.PARAM)),
             load.grant.eq(~(chained & (load.wr_buffer == Buffer.ACT))),
@@ -147,22 +146,29 @@ class Accelerator(wiring.Component):
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
         # Ranges past the end of their buffer, compared in COMPARE and registered for CHECK.
+        panel_words = Signal(SIZE_BITS + 8)
+        # The sizes' products, each bounded by a buffer's depth: (factor, factor, depth).
+        factors = {"act": (row_panels, act_groups, s.act_depth),
+                   "weight": (col_panels, groups, s.weight_depth),
+                   "out": (g.m, g.n, s.out_depth),
+                   "chain": (row_panels, panel_words, s.act_depth)}
+        product = {name: Signal(2 * SIZE_BITS + 2, name=f"product_{name}") for name in factors}
+        # a factor wider than its depth: the product (both factors >= 1 once the shape is
+        # checked) is past the end, and the multiplier only sees the depth's bits
+        too_big = {name: Signal(name=f"too_big_{name}") for name in factors}
         past_end = {
             "load_act": need["load"] > s.act_depth,
             "load_weight": need["load"] > s.weight_depth,
             "load_param": need["load"] > s.param_depth,
             "store": need["store"] > s.out_depth,
-            "act": need["act"] > s.act_depth,
-            "weight": need["weight"] > s.weight_depth,
+            "act": too_big["act"] | (need["act"] > s.act_depth),
+            "weight": too_big["weight"] | (need["weight"] > s.weight_depth),
             "param": need["param"] > s.param_depth,
-            "chain": (need["chain"] > s.act_depth)
+            "chain": too_big["chain"] | (need["chain"] > s.act_depth)
                      | ((g.dst_addr < need["act"]) & (g.act_addr < need["chain"])),
-            "out": need["out"] > s.out_depth,
+            "out": too_big["out"] | (need["out"] > s.out_depth),
         }
         over = {name: Signal(name=f"over_{name}") for name in past_end}
-        product = {name: Signal(2 * SIZE_BITS + 2, name=f"product_{name}")
-                   for name in ("act", "weight", "out", "chain")}
-        panel_words = Signal(SIZE_BITS + 8)
         chain_bad = Signal()
 
         # Dispatch looks at the units' busy flags a cycle late (registered: the units' busy logic
@@ -217,13 +223,14 @@ class Accelerator(wiring.Component):
                 m.next = "SIZE"
             with m.State("SIZE"):
                 # products here, sums in SUM, comparisons in COMPARE: a multiplier's 3.9 ns and an
-                # adder in one cycle were the accelerator's critical path on ECP5
+                # adder in one cycle were the accelerator's critical path on ECP5, and so was a
+                # product wider than one MULT18X18D (its partial products summed by a carry chain)
                 m.d.comb += self.busy.eq(1)
+                for name, (a, b, depth) in factors.items():
+                    bits = depth.bit_length()
+                    m.d.sync += [product[name].eq(a[:bits] * b[:bits]),
+                                 too_big[name].eq((a[bits:] != 0) | (b[bits:] != 0))]
                 m.d.sync += [
-                    product["act"].eq(row_panels * act_groups),
-                    product["weight"].eq(col_panels * groups),
-                    product["out"].eq(g.m * g.n),
-                    product["chain"].eq(row_panels * panel_words),
                     need["param"].eq(g.param_addr + g.n),
                     need["load"].eq(ld.addr + ld.count),
                     need["store"].eq(st.addr + st.count),

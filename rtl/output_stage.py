@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS
 
-LATENCY = 5
+LATENCY = 6
+SPLIT = 17   # x's bits in the unsigned partial product (an 18 x 18 signed multiplier's operand)
 
 
 def _fits(value, width):
@@ -57,10 +58,17 @@ class OutputStage(wiring.Component):
         v1, tag1, mult1, shift1 = Signal(), Signal.like(self.tag), Signal.like(self.mult), Signal.like(self.shift)
         m.d.sync += [x.eq(self.acc + self.bias), v1.eq(self.valid), tag1.eq(self.tag),
                      mult1.eq(self.mult), shift1.eq(self.shift)]
-        # 2: p = x * mult
+        # 2: x * mult as two partial products, each one MULT18X18D (x's low SPLIT bits unsigned,
+        # its high bits signed); 2b: p = their sum (a wider product's carry chain right behind
+        # the multipliers was the accelerator's critical path on ECP5)
+        low, high = Signal(SPLIT + PARAM_MULT_BITS), Signal(signed(self.p_bits))
+        v2a, tag2a, shift2a, x2a = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
+        m.d.sync += [low.eq(x[:SPLIT] * mult1), high.eq(x[SPLIT:].as_signed() * mult1),
+                     v2a.eq(v1), tag2a.eq(tag1), shift2a.eq(shift1), x2a.eq(x)]
         p = Signal(signed(self.p_bits))
         v2, tag2, shift2, x2 = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
-        m.d.sync += [p.eq(x * mult1), v2.eq(v1), tag2.eq(tag1), shift2.eq(shift1), x2.eq(x)]
+        m.d.sync += [p.eq((high << SPLIT) + low), v2.eq(v2a), tag2.eq(tag2a), shift2.eq(shift2a),
+                     x2.eq(x2a)]
         # 3: t = 2p >> shift: its low act_width + 2 bits, and whether t fits in them (no bit of
         # 2p at or above shift + act_width + 1 differs from the sign)
         low_bits = self.act_width + 2

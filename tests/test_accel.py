@@ -278,6 +278,9 @@ BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)
     "k_group": (isa.gemm(0, 0, 0, 0, 4, 10, 4), Error.K_GROUP),
     "act_panels": (isa.gemm(0, 0, 0, 0, 40, 32, 2), Error.ACT_RANGE),
     "weight_panels": (isa.gemm(0, 0, 0, 0, 2, 32, 40), Error.WEIGHT_RANGE),
+    # 256 panels: a factor whose low 8 bits (those of depth 128 the controller multiplies) are 0
+    "act_panels_wide": (isa.gemm(0, 0, 0, 0, 512, 4, 4), Error.ACT_RANGE),
+    "weight_panels_wide": (isa.gemm(0, 0, 0, 0, 2, 4, 512), Error.WEIGHT_RANGE),
     "param_range": (isa.gemm(0, 0, 30, 0, 2, 8, 4), Error.PARAM_RANGE),
     "param_align": (isa.gemm(0, 0, 1, 0, 2, 8, 4), Error.PARAM_ALIGN),   # C = 2 PARAM banks
     "out_range": (isa.gemm(0, 0, 0, 250, 2, 8, 4), Error.OUT_RANGE),
