@@ -53,9 +53,9 @@ def synth_report(design_name, config, given):
             sys.exit(f"models.py: --synth-report {design_name}={path}: no such file")
         return None, None
     report = json.loads(path.read_text())
-    if report.get("family") != "ecp5" or not report.get("fmax_mhz"):
-        sys.exit(f"models.py: {path}: not an ECP5 report with fmax_mhz (family "
-                 f"{report.get('family')!r}); allowed: the report.json of nmforge synth --target ecp5")
+    if report.get("target") != "ecp5" or not report.get("fmax_mhz"):
+        sys.exit(f"models.py: {path}: not an ECP5 report with fmax_mhz (target "
+                 f"{report.get('target')!r}); allowed: the report.json of nmforge synth --target ecp5")
     # the Verilog nmforge synth read sits beside its synth-ecp5 folder: it must be this design's
     # of today (another config of the same name, or older RTL, has another Fmax)
     synthesized = path.parent.parent / f"{report['top']}.v"
