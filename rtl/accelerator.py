@@ -9,9 +9,9 @@ tlast on each STORE's last word). Status: `busy` (a command is being checked or 
 
 Buffers are amaranth.lib.memory.Memory (block RAM): ACT (one write port shared by the load unit
 and the drain's chained writes, the drain first; one read port), WEIGHT (one write, one read
-port; rtl.sliced_memory, in slices of the block RAM's width when deep); PARAM and OUT are rtl.banked_memory.BankedMemory (C banks or more: the drain reads a
-tile's C PARAM words and writes a row of C results per cycle, the store unit reads a data-out
-word's elements per cycle).
+port; rtl.sliced_memory, in slices of the block RAM's width when deep); PARAM and OUT are
+rtl.banked_memory.BankedMemory (C banks or more: the drain reads a tile's C PARAM words and
+writes a row of C results per cycle, the store unit reads a data-out word's elements per cycle).
 
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
 sized (products, then sums), compared with the buffers' depths and checked (5 cycles, each
@@ -145,7 +145,6 @@ class Accelerator(wiring.Component):
         row_panels, col_panels = Signal(SIZE_BITS + 1), Signal(SIZE_BITS + 1)
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
-        # Ranges past the end of their buffer, compared in COMPARE and registered for CHECK.
         panel_words = Signal(SIZE_BITS + 8)
         # The sizes' products, each bounded by a buffer's depth: (factor, factor, depth).
         factors = {"act": (row_panels, act_groups, s.act_depth),
@@ -156,6 +155,7 @@ class Accelerator(wiring.Component):
         # a factor wider than its depth: the product (both factors >= 1 once the shape is
         # checked) is past the end, and the multiplier only sees the depth's bits
         too_big = {name: Signal(name=f"too_big_{name}") for name in factors}
+        # Ranges past the end of their buffer, compared in COMPARE and registered for CHECK.
         past_end = {
             "load_act": need["load"] > s.act_depth,
             "load_weight": need["load"] > s.weight_depth,
