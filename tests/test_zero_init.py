@@ -28,7 +28,7 @@ def test_accelerator_buffers():
     text = to_verilog(build(config, "accelerator"), config.name)
     out, removed = strip_zero_memory_init(text)
     assert removed == 2 + 4 + 2  # act, weight; 4 OUT banks; 2 PARAM banks (of >= MIN_WORDS words)
-    for buffer in ("act_mem", "weight_mem", "bank0", "bank1", "bank2", "bank3"):
+    for buffer in ("act_mem", "slice0", "bank0", "bank1", "bank2", "bank3"):   # slice0: WEIGHT
         assert f"{buffer}[0] =" in text and f"{buffer}[0] =" not in out
     assert "initial begin" in out  # the array's FIFOs
     assert len(text.splitlines()) - len(out.splitlines()) == (2 + 4 + 2) * (64 + 2)
