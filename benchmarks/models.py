@@ -70,7 +70,8 @@ def synth_report(design_name, config, given):
     return path, report
 
 
-def measure(model_name, design_name, patterns, sim_inputs, reports):
+def measure(model_name, design_name, patterns, sim_inputs, synthesis):
+    """One row of the table; `synthesis` is the design's (path, report) from synth_report."""
     model_file = load_model_file(MODELS / f"{model_name}.py")
     module = sys.modules[f"nmforge_model_{model_name}"]
     config = load_config(MODELS / f"{design_name}.toml")
@@ -99,7 +100,7 @@ def measure(model_name, design_name, patterns, sim_inputs, reports):
         row["macs_per_cycle"] = report["dense_macs"] / sim["cycles"]
         row["utilization"] = (report["dense_macs"] / sim["cycles"]
                               / (config.rows * config.cols * config.m))
-        path, synth = synth_report(design_name, config, reports)
+        path, synth = synthesis
         if synth:
             row.update({"synth_report": str(path), "fmax_mhz": synth["fmax_mhz"],
                         "device": synth.get("device"),
@@ -121,11 +122,15 @@ def main():
             parser.error(f"--synth-report {item!r}: expected DESIGN=REPORT.json with DESIGN one of "
                          f"{', '.join(sorted({d for _, d, _ in RUNS}))}")
         reports[design] = path
+    # each design's report checked once, before any simulation (its Verilog is elaborated for it)
+    synthesis = {design: synth_report(design, load_config(MODELS / f"{design}.toml"), reports)
+                 for design in dict.fromkeys(d for _, d, _ in RUNS)}
     start = time.monotonic()
     rows = []
     for model_name, design_name, patterns in RUNS:
         print(f"{model_name} on {design_name} ...", flush=True)
-        rows.append(measure(model_name, design_name, patterns, args.sim_inputs, reports))
+        rows.append(measure(model_name, design_name, patterns, args.sim_inputs,
+                            synthesis[design_name]))
     print(f"\n{'model':<16}{'design':<22}{'patterns':<17}{'format':<10}{'float acc':>10}{'acc':>8}{'cycles/input':>14}"
           f"{'MACs/cycle':>12}{'util':>8}{'inf/s':>10}")
     for r in rows:
