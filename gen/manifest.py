@@ -77,7 +77,7 @@ def accelerator_section(component) -> dict:
     golden executor and cycle model take), buffer word widths, the command and PARAM layouts,
     opcodes and error codes, and its AXI4-Stream interfaces."""
     from ..rtl import isa
-    from ..rtl.accelerator import CONTROL_CYCLES
+    from ..rtl.accelerator import control_cycles
     shape = component.shape
     return {
         "shape": shape.to_dict(),
@@ -87,7 +87,7 @@ def accelerator_section(component) -> dict:
         "opcodes": {op.name: op.value for op in isa.Opcode},
         "buffers": {b.name: b.value for b in isa.Buffer},
         "errors": {e.name: e.value for e in isa.Error},
-        "control_cycles": CONTROL_CYCLES,
+        "control_cycles": {op.name: control_cycles(shape, op) for op in isa.Opcode},
         "array_latency": component.array.latency,
         "result_depth": component.array.result_depth,
         "axis": {"s_axis_cmd": isa.COMMAND_BITS, "s_axis_data": shape.stream_width,

@@ -2,8 +2,8 @@
 the design's shape, without simulating it. It follows the RTL's rules, with no stalls on the
 streams (data-in always valid, data-out always ready):
 
-- controller: a command is taken, then decoded, sized and checked (CONTROL_CYCLES in all); a
-  refused one is dropped; an accepted one starts when its unit is free (with `wait`: all units),
+- controller: a command is taken, then decoded, sized and checked (control_cycles: a GEMM's
+  range products take product_steps more); a refused one is dropped; an accepted one starts when its unit is free (with `wait`: all units),
   seen BUSY_SEEN cycles late, and the next command is taken the cycle after;
 - LOAD: one data-in word and at most one buffer word per cycle: max(stream words, words) + 3
   cycles from its start until the unit is free;
@@ -19,7 +19,7 @@ dataflow's feeder brings its own `gemm_cycles`.
 """
 from dataclasses import dataclass
 
-from ..rtl.accelerator import CONTROL_CYCLES   # take -> dispatch
+from ..rtl.accelerator import control_cycles   # take -> dispatch
 from ..rtl.execute import tile_drain_cycles
 from ..rtl.output_stage import LATENCY as STAGE_LATENCY
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
@@ -72,7 +72,7 @@ def predict(shape, commands, array_latency, result_depth):
     beats_total = 0
     for index, command in enumerate(commands):
         fields = decode(encode(command))
-        ready = take + CONTROL_CYCLES
+        ready = take + control_cycles(shape, fields["opcode"])
         if check(fields, shape) != Error.NONE:
             timings.append(CommandTiming(index, "refused", None, ready))
             take = ready

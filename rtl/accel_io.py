@@ -15,7 +15,7 @@ for them and the reads in flight).
 """
 from math import gcd
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -125,14 +125,20 @@ class StoreUnit(wiring.Component):
         m = Module()
         w = self.stream_width
         left = Signal(SIZE_BITS + 1)          # elements not yet read
+        # left - per_word, kept in a register so the last word's test is a sign bit rather than
+        # a comparator in front of the subtraction (the 4x4 accelerator's critical path)
+        after = Signal(signed(SIZE_BITS + 2))
         addr = Signal(ADDR_BITS)
         wide = Signal()
         remain = Signal()                     # left != 0, from a register
         with m.If(self.start):
             m.d.sync += [left.eq(self.count), addr.eq(self.addr), wide.eq(self.wide),
+                         after.eq(self.count - Mux(self.wide, w // self.wide_bits,
+                                                   w // self.narrow_bits)),
                          remain.eq(self.count != 0)]
         per_word = Mux(wide, w // self.wide_bits, w // self.narrow_bits)
-        take = Mux(left < per_word, left, per_word)
+        last = after <= 0                     # this read takes the last elements
+        take = Mux(after < 0, left, per_word)
 
         # Packed words wait in a FIFO; a read is issued while the FIFO has room for it and the
         # reads in flight, so the stream's tready never reaches the buffer's enables.
@@ -144,9 +150,11 @@ class StoreUnit(wiring.Component):
         issue = remain & (queue.level + pending < QUEUE_DEPTH - 1)
         m.d.comb += self.rd_addr.eq(addr)   # OUT reads every cycle: no enable to fan out
         with m.If(issue):
-            m.d.sync += [addr.eq(addr + take), left.eq(left - take), remain.eq(left != take)]
+            # (left turns negative only once all is read, and is then unused)
+            m.d.sync += [addr.eq(addr + take), left.eq(after),
+                         after.eq(after - per_word), remain.eq(~last)]
         m.d.sync += [inflight.eq(Cat(issue, inflight[:-1])),
-                     lasts.eq(Cat(left == take, lasts[:-1])), counts[0].eq(take),
+                     lasts.eq(Cat(last, lasts[:-1])), counts[0].eq(take),
                      *(counts[i].eq(counts[i - 1]) for i in range(1, READ_LATENCY))]
 
         # The read elements packed (unused slots of the last word are zero).

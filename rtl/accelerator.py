@@ -14,9 +14,10 @@ rtl.banked_memory.BankedMemory (C banks or more: the drain reads a tile's C PARA
 writes a row of C results per cycle, the store unit reads a data-out word's elements per cycle).
 
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
-sized (products, then sums), compared with the buffers' depths and checked (5 cycles, each
-step's result in registers: 120 MHz on ECP5); a refused command sets `cmd_error`/`error_code`
-and is dropped; an accepted one waits in DISPATCH until its unit is free (and, with `wait`,
+sized (a GEMM's range products by shift-and-add, a bit per cycle, then sums), compared with
+the buffers' depths and checked, each step's result in registers (`control_cycles` from taking
+a command to starting its unit); a refused command sets `cmd_error`/`error_code` and is
+dropped; an accepted one waits in DISPATCH until its unit is free (and, with `wait`,
 until every unit is free), as the units' busy flags said a cycle before, and starts it. So
 LOAD, GEMM and STORE of different units run at the same time, in program order per unit
 (golden.accel.hazards states which programs are safe).
@@ -35,7 +36,21 @@ from .mac_array import BAD_GROUP_COUNTER_WIDTH
 from .sliced_memory import SlicedMemory
 
 COUNTER_BITS = 48
-CONTROL_CYCLES = 6   # from taking a command to starting its unit, when the unit is free
+CONTROL_CYCLES = 6   # from taking a command to starting its unit, when the unit is free,
+                     # plus product_steps for a GEMM
+
+
+def product_steps(shape):
+    """Cycles of the controller's shift-and-add range products: one per bit of the widest
+    factor, which is bounded by the deepest buffer a product is compared with."""
+    return max(depth.bit_length() for depth in (shape.act_depth, shape.weight_depth,
+                                                shape.out_depth))
+
+
+def control_cycles(shape, opcode):
+    """Cycles from taking a command to starting its unit (when the unit is free): decode, size,
+    sum, compare, check, dispatch, and for a GEMM (accepted or refused) its products."""
+    return CONTROL_CYCLES + (product_steps(shape) if opcode == Opcode.GEMM else 0)
 
 
 def _div_const(value, divisor):
@@ -146,14 +161,23 @@ class Accelerator(wiring.Component):
         need = {name: Signal(2 * SIZE_BITS + 2, name=f"need_{name}")
                 for name in ("act", "weight", "param", "out", "chain", "load", "store")}
         panel_words = Signal(SIZE_BITS + 8)
-        # The sizes' products, each bounded by a buffer's depth: (factor, factor, depth).
+        # The sizes' products, each bounded by a buffer's depth: (factor, factor, depth). They are
+        # shifted and added in the fabric, a bit per cycle: the MULT18X18Ds they took were far from
+        # the controller's registers (the array's multipliers take the nearby sites) and the
+        # path through one was the 8x8 accelerator's critical path on ECP5.
         factors = {"act": (row_panels, act_groups, s.act_depth),
                    "weight": (col_panels, groups, s.weight_depth),
                    "out": (g.m, g.n, s.out_depth),
                    "chain": (row_panels, panel_words, s.act_depth)}
         product = {name: Signal(2 * SIZE_BITS + 2, name=f"product_{name}") for name in factors}
+        multiplicand = {name: Signal(2 * depth.bit_length(), name=f"multiplicand_{name}")
+                        for name, (_, _, depth) in factors.items()}
+        multiplier = {name: Signal(depth.bit_length(), name=f"multiplier_{name}")
+                      for name, (_, _, depth) in factors.items()}
+        steps = product_steps(s)
+        steps_left = Signal(range(steps + 1))
         # a factor wider than its depth: the product (both factors >= 1 once the shape is
-        # checked) is past the end, and the multiplier only sees the depth's bits
+        # checked) is past the end, and the product only takes the depth's bits
         too_big = {name: Signal(name=f"too_big_{name}") for name in factors}
         # Ranges past the end of their buffer, compared in COMPARE and registered for CHECK.
         past_end = {
@@ -222,20 +246,34 @@ class Accelerator(wiring.Component):
                              panel_words.eq(words), chain_bad.eq(spill != 0)]
                 m.next = "SIZE"
             with m.State("SIZE"):
-                # products here, sums in SUM, comparisons in COMPARE: a multiplier's 3.9 ns and an
-                # adder in one cycle were the accelerator's critical path on ECP5, and so was a
-                # product wider than one MULT18X18D (its partial products summed by a carry chain)
+                # the range products' operands here (shifted and added in MULTIPLY), sums in SUM,
+                # comparisons in COMPARE: one adder or comparator per cycle
                 m.d.comb += self.busy.eq(1)
                 for name, (a, b, depth) in factors.items():
                     bits = depth.bit_length()
-                    m.d.sync += [product[name].eq(a[:bits] * b[:bits]),
+                    m.d.sync += [multiplicand[name].eq(a[:bits]), multiplier[name].eq(b[:bits]),
+                                 product[name].eq(0),
                                  too_big[name].eq((a[bits:] != 0) | (b[bits:] != 0))]
                 m.d.sync += [
                     need["param"].eq(g.param_addr + g.n),
                     need["load"].eq(ld.addr + ld.count),
                     need["store"].eq(st.addr + st.count),
+                    steps_left.eq(steps),
                 ]
-                m.next = "SUM"
+                with m.If(cmd.opcode == Opcode.GEMM):
+                    m.next = "MULTIPLY"
+                with m.Else():
+                    m.next = "SUM"
+            with m.State("MULTIPLY"):
+                m.d.comb += self.busy.eq(1)
+                for name in factors:
+                    with m.If(multiplier[name][0]):
+                        m.d.sync += product[name].eq(product[name] + multiplicand[name])
+                    m.d.sync += [multiplicand[name].eq(multiplicand[name] << 1),
+                                 multiplier[name].eq(multiplier[name] >> 1)]
+                m.d.sync += steps_left.eq(steps_left - 1)
+                with m.If(steps_left == 1):
+                    m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [need["act"].eq(g.act_addr + product["act"]),

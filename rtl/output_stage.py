@@ -16,8 +16,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import PARAM_BIAS_BITS, PARAM_MULT_BITS, PARAM_SHIFT_BITS
+from .pipeline import delay
 
-LATENCY = 6
+LATENCY = 8
 SPLIT = 17   # x's bits in the unsigned partial product (an 18 x 18 signed multiplier's operand)
 
 
@@ -55,44 +56,49 @@ class OutputStage(wiring.Component):
         m = Module()
         # 1: x = acc + bias
         x = Signal(signed(self.x_bits))
-        v1, tag1, mult1, shift1 = Signal(), Signal.like(self.tag), Signal.like(self.mult), Signal.like(self.shift)
-        m.d.sync += [x.eq(self.acc + self.bias), v1.eq(self.valid), tag1.eq(self.tag),
-                     mult1.eq(self.mult), shift1.eq(self.shift)]
-        # 2: x * mult as two partial products, each one MULT18X18D (x's low SPLIT bits unsigned,
-        # its high bits signed); 2b: p = their sum (a wider product's carry chain right behind
-        # the multipliers was the accelerator's critical path on ECP5)
-        low, high = Signal(SPLIT + PARAM_MULT_BITS), Signal(signed(self.p_bits))
-        v2a, tag2a, shift2a, x2a = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
-        m.d.sync += [low.eq(x[:SPLIT] * mult1), high.eq(x[SPLIT:].as_signed() * mult1),
-                     v2a.eq(v1), tag2a.eq(tag1), shift2a.eq(shift1), x2a.eq(x)]
+        m.d.sync += x.eq(self.acc + self.bias)
+        valid, tag = delay(m, self.valid, 1, "valid1"), delay(m, self.tag, 1, "tag1")
+        mult, shift = delay(m, self.mult, 1, "mult1"), delay(m, self.shift, 1, "shift1")
+        # 2: the multipliers' operands in plain registers (fpga.dsp_pack moves them into the
+        # MULT18X18Ds' input registers); 3: x * mult as two partial products, each one
+        # MULT18X18D (x's low SPLIT bits unsigned, its high bits signed); 4: the products again in
+        # the fabric, so the routing from the far multiplier sites has a cycle of its own;
+        # 5: p = their sum (a wider product's carry chain right behind the multipliers was the
+        # accelerator's critical path on ECP5)
+        x_in, mult_in = Signal.like(x), Signal.like(mult)
+        m.d.sync += [x_in.eq(x), mult_in.eq(mult)]
+        low = Signal(SPLIT + PARAM_MULT_BITS, reset_less=True)
+        high = Signal(signed(self.p_bits), reset_less=True)
+        m.d.sync += [low.eq(x_in[:SPLIT] * mult_in), high.eq(x_in[SPLIT:].as_signed() * mult_in)]
+        low_out, high_out = delay(m, low, 1, "low_out", reset_less=True), \
+            delay(m, high, 1, "high_out", reset_less=True)
         p = Signal(signed(self.p_bits))
-        v2, tag2, shift2, x2 = Signal(), Signal.like(self.tag), Signal.like(self.shift), Signal.like(x)
-        m.d.sync += [p.eq((high << SPLIT) + low), v2.eq(v2a), tag2.eq(tag2a), shift2.eq(shift2a),
-                     x2.eq(x2a)]
-        # 3: t = 2p >> shift: its low act_width + 2 bits, and whether t fits in them (no bit of
+        m.d.sync += p.eq((high_out << SPLIT) + low_out)
+        valid, tag = delay(m, valid, 4, "valid5"), delay(m, tag, 4, "tag5")
+        shift, x = delay(m, shift, 4, "shift5"), delay(m, x, 4, "x5")
+        # 6: t = 2p >> shift: its low act_width + 2 bits, and whether t fits in them (no bit of
         # 2p at or above shift + act_width + 1 differs from the sign)
         low_bits = self.act_width + 2
         doubled = Cat(Const(0, 1), p).as_signed()
         sign = p[self.p_bits - 1]
         t_low = Signal(signed(low_bits))
         t_fits, t_neg = Signal(), Signal()
-        v3, tag3, x3 = Signal(), Signal.like(self.tag), Signal.like(x)
-        above = (Const((1 << len(doubled)) - 1, len(doubled)) << (shift2 + (low_bits - 1)))
+        above = (Const((1 << len(doubled)) - 1, len(doubled)) << (shift + (low_bits - 1)))
         kept = Cat(doubled[i] ^ sign for i in range(len(doubled))) & above[:len(doubled)]
-        m.d.sync += [t_low.eq((doubled >> shift2)[:low_bits]), t_fits.eq(~kept.any()),
-                     t_neg.eq(sign), v3.eq(v2), tag3.eq(tag2), x3.eq(x2)]
-        # 4: y = (t + 1) >> 1, saturated by t's sign where t did not fit
+        m.d.sync += [t_low.eq((doubled >> shift)[:low_bits]), t_fits.eq(~kept.any()),
+                     t_neg.eq(sign)]
+        # 7: y = (t + 1) >> 1, saturated by t's sign where t did not fit
         rounded = Signal(signed(low_bits))
         rounded_fits, rounded_neg = Signal(), Signal()
-        v4, tag4, x4 = Signal(), Signal.like(self.tag), Signal.like(x)
         m.d.sync += [rounded.eq((t_low + 1) >> 1), rounded_fits.eq(t_fits),
-                     rounded_neg.eq(t_neg), v4.eq(v3), tag4.eq(tag3), x4.eq(x3)]
-        # 5: clamp (act_width, or acc_width for raw), ReLU. `raw`, `relu` are constant per GEMM.
+                     rounded_neg.eq(t_neg)]
+        valid, tag, x = delay(m, valid, 2, "valid7"), delay(m, tag, 2, "tag7"), delay(m, x, 2, "x7")
+        # 8: clamp (act_width, or acc_width for raw), ReLU. `raw`, `relu` are constant per GEMM.
         requantized = Mux(rounded_fits, _clamp(rounded, self.act_width),
                           _limit(rounded_neg, self.act_width))
-        y = Mux(self.raw, _clamp(x4, self.acc_width), requantized)
-        m.d.sync += [self.y.eq(Mux(self.relu & (y < 0), 0, y)), self.y_valid.eq(v4),
-                     self.y_tag.eq(tag4)]
+        y = Mux(self.raw, _clamp(x, self.acc_width), requantized)
+        m.d.sync += [self.y.eq(Mux(self.relu & (y < 0), 0, y)), self.y_valid.eq(valid),
+                     self.y_tag.eq(tag)]
         return m
 
 
@@ -103,10 +109,7 @@ class PassThroughStage(OutputStage):
 
     def elaborate(self, platform):
         m = Module()
-        y, valid, tag = self.acc, self.valid, self.tag
-        for _ in range(LATENCY):
-            y_next, valid_next, tag_next = Signal.like(y), Signal(), Signal.like(tag)
-            m.d.sync += [y_next.eq(y), valid_next.eq(valid), tag_next.eq(tag)]
-            y, valid, tag = y_next, valid_next, tag_next
-        m.d.comb += [self.y.eq(y), self.y_valid.eq(valid), self.y_tag.eq(tag)]
+        m.d.comb += [self.y.eq(delay(m, self.acc, LATENCY, "y")),
+                     self.y_valid.eq(delay(m, self.valid, LATENCY, "valid")),
+                     self.y_tag.eq(delay(m, self.tag, LATENCY, "tag"))]
         return m
