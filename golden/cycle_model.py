@@ -3,8 +3,9 @@ the design's shape, without simulating it. It follows the RTL's rules, with no s
 streams (data-in always valid, data-out always ready):
 
 - controller: a command is taken, then decoded, sized and checked (control_cycles: a GEMM's
-  range products take product_steps more); a refused one is dropped; an accepted one starts when its unit is free (with `wait`: all units),
-  seen BUSY_SEEN cycles late, and the next command is taken the cycle after;
+  range products take product_steps more); a refused one is dropped; an accepted one is
+  dispatched when its unit is free (with `wait`: all units), as seen BUSY_SEEN cycles late,
+  and its unit starts the cycle after, when the next command is taken;
 - LOAD: one data-in word and at most one buffer word per cycle: max(stream words, words) + 3
   cycles from its start until the unit is free;
 - GEMM: the feeder streams one beat per cycle from 4 cycles after the start; a tile's last beat
@@ -29,6 +30,7 @@ DRAIN_TAIL = STAGE_LATENCY + 3  # last row taken -> execute unit free (the outpu
 STORE_TAIL = 4
 LOAD_TAIL = 3
 BUSY_SEEN = 1   # a unit's busy flag reaches the controller's dispatch a cycle late
+START_DELAY = 1   # dispatch -> the unit's start (a register)
 
 
 def _ceil(a, b):
@@ -84,6 +86,7 @@ def predict(shape, commands, array_latency, result_depth):
             start = max(start, free[unit] + BUSY_SEEN)
         if fields["wait"]:
             start = max(start, *(end + BUSY_SEEN for end in free.values()))
+        start += START_DELAY
         beats = 0
         if opcode == Opcode.LOAD:
             f = fields["load"]
@@ -103,7 +106,7 @@ def predict(shape, commands, array_latency, result_depth):
             free[unit] = end
         beats_total += beats
         timings.append(CommandTiming(index, opcode.name, start, end, beats))
-        take = start + 1
+        take = start
     cycles = max([take, *free.values()])
     return {"cycles": cycles, "array_beats": beats_total,
             "utilization": beats_total / cycles if cycles else 0.0, "commands": timings}

@@ -16,9 +16,10 @@ writes a row of C results per cycle, the store unit reads a data-out word's elem
 Controller: a command is taken from `s_axis_cmd` when the controller is idle, then decoded,
 sized (a GEMM's range products by shift-and-add, a bit per cycle, then sums), compared with
 the buffers' depths and checked, each step's result in registers (`control_cycles` from taking
-a command to starting its unit); a refused command sets `cmd_error`/`error_code` and is
+a command to dispatching it); a refused command sets `cmd_error`/`error_code` and is
 dropped; an accepted one waits in DISPATCH until its unit is free (and, with `wait`,
-until every unit is free), as the units' busy flags said a cycle before, and starts it. So
+until every unit is free), as the units' busy flags said a cycle before, and starts it the
+cycle after from a register. So
 LOAD, GEMM and STORE of different units run at the same time, in program order per unit
 (golden.accel.hazards states which programs are safe).
 """
@@ -29,15 +30,15 @@ from amaranth.lib.wiring import In, Out
 
 from .accel_io import LoadUnit, StoreUnit
 from .axis import axis_signature
-from .banked_memory import BankedMemory
+from .banked_memory import BUFFER_ATTRS, BankedMemory
 from .execute import ExecuteUnit
 from .isa import COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 from .sliced_memory import SlicedMemory
 
 COUNTER_BITS = 48
-CONTROL_CYCLES = 6   # from taking a command to starting its unit, when the unit is free,
-                     # plus product_steps for a GEMM
+CONTROL_CYCLES = 6   # from taking a command to dispatching it (or refusing it: the next can
+                     # be taken then), plus product_steps for a GEMM; its unit starts a cycle later
 
 
 def product_steps(shape):
@@ -48,8 +49,9 @@ def product_steps(shape):
 
 
 def control_cycles(shape, opcode):
-    """Cycles from taking a command to starting its unit (when the unit is free): decode, size,
-    sum, compare, check, dispatch, and for a GEMM (accepted or refused) its products."""
+    """Cycles from taking a command to dispatching it when its unit is free (its unit starts a
+    cycle later, when the next command can be taken) or to taking the next after refusing it:
+    decode, size, sum, compare, check, and for a GEMM (accepted or refused) its products."""
     return CONTROL_CYCLES + (product_steps(shape) if opcode == Opcode.GEMM else 0)
 
 
@@ -92,7 +94,8 @@ class Accelerator(wiring.Component):
         assert pattern_bits == (s.cols * (len(s.patterns)).bit_length() if s.runtime else 0), \
             "weight word != array weight beat"
 
-        m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[])
+        m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[],
+                                                  attrs=BUFFER_ATTRS)
         m.submodules.weight_mem = weight_mem = SlicedMemory(weight_bits, s.weight_depth)
         act_wr = act_mem.write_port(granularity=s.act_width)
         act_rd = act_mem.read_port()
@@ -196,12 +199,19 @@ class Accelerator(wiring.Component):
         chain_bad = Signal()
 
         # Dispatch looks at the units' busy flags a cycle late (registered: the units' busy logic
-        # stays off the path to their start); a unit started in DISPATCH is seen busy two cycles
-        # later, before the next command can reach DISPATCH.
+        # stays off the path to their start); a unit dispatched in DISPATCH starts a cycle later
+        # and is seen busy three cycles later, before the next command can reach DISPATCH.
         busy = {name: Signal(name=f"{name}_busy_seen") for name in ("load", "execute", "store")}
         m.d.sync += [busy["load"].eq(load.busy), busy["execute"].eq(execute.busy),
                      busy["store"].eq(store.busy)]
         units_idle = ~(busy["load"] | busy["execute"] | busy["store"])
+        # A unit starts the cycle after DISPATCH, from a register: the start pulse fans out to
+        # every operand register's enable in its unit (the 4x4's critical path when it came from
+        # the dispatch decision). The command register still holds the command then.
+        start = {name: Signal(name=f"start_{name}") for name in ("load", "execute", "store")}
+        m.d.sync += [pulse.eq(0) for pulse in start.values()]
+        m.d.comb += [load.start.eq(start["load"]), execute.start.eq(start["execute"]),
+                     store.start.eq(start["store"])]
         unit_free = Signal()
         with m.Switch(cmd.opcode):
             with m.Case(Opcode.LOAD):
@@ -339,11 +349,12 @@ class Accelerator(wiring.Component):
                 with m.If(unit_free & (~cmd.wait | units_idle)):
                     with m.Switch(cmd.opcode):
                         with m.Case(Opcode.LOAD):
-                            m.d.comb += load.start.eq(1)
+                            m.d.sync += start["load"].eq(1)
                         with m.Case(Opcode.GEMM):
-                            m.d.comb += execute.start.eq(1)
+                            m.d.sync += start["execute"].eq(1)
                         with m.Case(Opcode.STORE):
-                            m.d.comb += store.start.eq(1)
+                            m.d.sync += start["store"].eq(1)
                     m.next = "IDLE"
-        with m.If(load.busy | execute.busy | store.busy):
+        with m.If(load.busy | execute.busy | store.busy | start["load"] | start["execute"]
+                  | start["store"]):
             m.d.comb += self.busy.eq(1)

@@ -25,6 +25,13 @@ from .isa import ADDR_BITS
 # before it (an ECP5 DP16KD's clock-to-out alone is 5.8 ns of the 8.3 ns at 120 MHz).
 READ_LATENCY = 2
 
+# Yosys' `no_rw_check` on every buffer memory: a read of a word written in the same cycle may
+# return either word. Without it Yosys emulates read-first behaviour between the two ports with a
+# collision register and a multiplexer behind each block RAM (the 4x4 accelerator's critical
+# path: clock-to-out, then that LUT). No hazard-free program reads a word while another unit
+# writes it (golden.accel.hazards), and a chained GEMM whose ACT ranges overlap is refused.
+BUFFER_ATTRS = {"no_rw_check": 1}
+
 
 class BankedMemory(wiring.Component):
     def __init__(self, width, depth, write_lanes, read_lanes, aligned_reads=False,
@@ -68,13 +75,15 @@ class BankedMemory(wiring.Component):
         for b, (wr_row, rd_row) in enumerate(zip(self._rows_of_banks(self.wr_addr),
                                                  self._rows_of_banks(rd_addr))):
             mem = Memory(shape=unsigned(self.width), depth=rows, init=[],
-                         attrs={"ram_style": "block"} if self.block_ram else None)
+                         attrs={**BUFFER_ATTRS, **({"ram_style": "block"} if self.block_ram
+                                                  else {})})
             m.submodules[f"bank{b}"] = mem
             wr, rd = mem.write_port(), mem.read_port()
             m.d.comb += [wr.addr.eq(wr_row), wr.data.eq(wr_data[b]), wr.en.eq(wr_en[b]),
                          rd.addr.eq(rd_row), rd.en.eq(self.rd_en)]
             if self.registered:
-                held = Signal.like(rd.data, name=f"bank{b}_data")
+                # reset-less: a reset would put a LUT between the block RAM and the register
+                held = Signal.like(rd.data, name=f"bank{b}_data", reset_less=True)
                 m.d.sync += held.eq(rd.data)
                 datas.append(held)
             else:

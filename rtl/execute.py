@@ -110,8 +110,12 @@ class ExecuteUnit(wiring.Component):
         # Reads in flight: issued (BRAM read), then registered (BRAM data -> fabric register).
         inflight, inflight_last = Signal(READ_LATENCY), Signal(READ_LATENCY)
         inflight_sub = [Signal.like(sub, name=f"inflight_sub{i}") for i in range(READ_LATENCY)]
-        pending = sum(inflight[i] for i in range(READ_LATENCY))
-        issue = running & (feed.level + pending < FEED_DEPTH - 1)
+        # Reads the FIFO still has room for, FEED_DEPTH - 1 - (its level + reads in flight), kept
+        # as a counter: a compare of that sum was the 4x4 accelerator's critical path.
+        credits = Signal(range(FEED_DEPTH), init=FEED_DEPTH - 1)
+        issue = running & (credits != 0)
+        popped = feed.r_en & feed.r_rdy
+        m.d.sync += credits.eq(credits - issue + popped)
         with m.If(self.start):
             m.d.sync += [running.eq(1), g_left.eq(self.groups - 1), j_left.eq(self.col_panels - 1),
                          i_left.eq(self.row_panels - 1), sub.eq(0),
@@ -143,9 +147,10 @@ class ExecuteUnit(wiring.Component):
                      inflight_last.eq(Cat(last_group, inflight_last[:-1])),
                      inflight_sub[0].eq(sub),
                      *(inflight_sub[i].eq(inflight_sub[i - 1]) for i in range(1, READ_LATENCY))]
-        # The buffers' outputs go straight into registers (rtl.banked_memory.READ_LATENCY).
-        act_data = Signal.like(self.act_rd_data, name="act_rd_reg")
-        weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg")
+        # The buffers' outputs go straight into registers (rtl.banked_memory.READ_LATENCY),
+        # reset-less: a reset would put a LUT between the block RAM and the register.
+        act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
+        weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
         m.d.sync += [act_data.eq(self.act_rd_data), weight_data.eq(self.weight_rd_data)]
         m.d.comb += [feed.w_en.eq(inflight[-1]),
                      feed.w_data.eq(Cat(act_data, weight_data, inflight_last[-1],
@@ -224,7 +229,10 @@ class ExecuteUnit(wiring.Component):
         spaced = (r != 0) | (spacing == 0)
         take = active & array.result.valid & spaced
         last_row = r == rows - 1
-        m.d.comb += array.result.ready.eq(take & last_row)
+        # ready does not wait for valid (the array joins them): a path from the output queue's
+        # valid out to this unit and back to every queue slot's read enable was the 4x4
+        # accelerator's critical path
+        m.d.comb += array.result.ready.eq(active & spaced & last_row)
         with m.If(take & (r == 0)):
             m.d.sync += spacing.eq(self.tile_cycles - 1)
         with m.Elif(spacing != 0):
@@ -316,6 +324,7 @@ class ExecuteUnit(wiring.Component):
                     with m.Case(i):
                         m.d.sync += collect[i].eq(row)
         left = Signal(range(self.tile_cycles + 1))
+        writing = Signal()   # left != 0, kept in a register: it gates the load unit's ACT writes
         wq = Signal(range(self.tile_cycles + 1))
         base, tile_off = Signal(ADDR_BITS), Signal(range(group))
         with m.If(last):
@@ -324,9 +333,9 @@ class ExecuteUnit(wiring.Component):
             with m.Switch(off):
                 for o in chain_offsets(cols, group):
                     with m.Case(o):
-                        m.d.sync += left.eq(chain_words(cols, group, o))
-        with m.Elif(left != 0):
-            m.d.sync += [left.eq(left - 1), wq.eq(wq + 1)]
+                        m.d.sync += [left.eq(chain_words(cols, group, o)), writing.eq(1)]
+        with m.Elif(writing):
+            m.d.sync += [left.eq(left - 1), wq.eq(wq + 1), writing.eq(left != 1)]
         lanes = rows * group
         data, enable = Signal(lanes * aw), Signal(lanes)
         with m.Switch(tile_off):
@@ -346,8 +355,8 @@ class ExecuteUnit(wiring.Component):
                                             parts.append(Const(0, aw))
                                 m.d.comb += [data.eq(Cat(*parts)), enable.eq(mask)]
         m.d.comb += [self.act_wr_addr.eq(base + wq), self.act_wr_data.eq(data),
-                     self.act_wr_en.eq(Mux(left != 0, enable, 0)), self.act_wr_busy.eq(left != 0)]
-        return left != 0
+                     self.act_wr_en.eq(Mux(writing, enable, 0)), self.act_wr_busy.eq(writing)]
+        return writing
 
 
 def chain_offsets(cols, group):

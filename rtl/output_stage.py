@@ -75,16 +75,21 @@ class OutputStage(wiring.Component):
         p = Signal(signed(self.p_bits))
         m.d.sync += p.eq((high_out << SPLIT) + low_out)
         valid, tag = delay(m, valid, 4, "valid5"), delay(m, tag, 4, "tag5")
-        shift, x = delay(m, shift, 4, "shift5"), delay(m, x, 4, "x5")
+        x = delay(m, x, 4, "x5")
         # 6: t = 2p >> shift: its low act_width + 2 bits, and whether t fits in them (no bit of
-        # 2p at or above shift + act_width + 1 differs from the sign)
+        # 2p at or above shift + act_width + 1 differs from the sign: that mask is registered
+        # beside p, so the adder and shifter that form it are off this stage's path)
         low_bits = self.act_width + 2
         doubled = Cat(Const(0, 1), p).as_signed()
         sign = p[self.p_bits - 1]
         t_low = Signal(signed(low_bits))
         t_fits, t_neg = Signal(), Signal()
-        above = (Const((1 << len(doubled)) - 1, len(doubled)) << (shift + (low_bits - 1)))
-        kept = Cat(doubled[i] ^ sign for i in range(len(doubled))) & above[:len(doubled)]
+        shift = delay(m, shift, 3, "shift4")
+        above = Signal(len(doubled))
+        m.d.sync += above.eq(Const((1 << len(doubled)) - 1, len(doubled))
+                             << (shift + (low_bits - 1)))
+        shift = delay(m, shift, 1, "shift5")
+        kept = Cat(doubled[i] ^ sign for i in range(len(doubled))) & above
         m.d.sync += [t_low.eq((doubled >> shift)[:low_bits]), t_fits.eq(~kept.any()),
                      t_neg.eq(sign)]
         # 7: y = (t + 1) >> 1, saturated by t's sign where t did not fit

@@ -12,6 +12,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .banked_memory import BUFFER_ATTRS
+
 BLOCK_BITS = 16384     # data bits of one block RAM (DP16KD without its parity bits)
 WIDE_DEPTH = 2048      # the deepest geometry with 9 bits per block (2048 x 9)
 
@@ -26,8 +28,8 @@ def slice_bits(width, depth):
 
 class SlicedMemory(wiring.Component):
     """`width` x `depth` words; write `wr_data` at `wr_addr` when `wr_en`; `rd_data` is word
-    `rd_addr` of the cycle before (a write and a read of one word in one cycle read the old
-    word)."""
+    `rd_addr` of the cycle before (a write and a read of one word in one cycle read either word:
+    rtl.banked_memory.BUFFER_ATTRS)."""
 
     def __init__(self, width, depth):
         self.width, self.depth = width, depth
@@ -41,7 +43,7 @@ class SlicedMemory(wiring.Component):
         outputs = []
         for low in range(0, self.width, step):
             bits = min(step, self.width - low)
-            mem = Memory(shape=unsigned(bits), depth=self.depth, init=[])
+            mem = Memory(shape=unsigned(bits), depth=self.depth, init=[], attrs=BUFFER_ATTRS)
             m.submodules[f"slice{low // step}"] = mem
             wr, rd = mem.write_port(), mem.read_port()
             m.d.comb += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data[low:low + bits]),

@@ -1,6 +1,7 @@
 """rtl.sliced_memory.SlicedMemory against a plain list of words, in Amaranth's simulator: writes
 and reads at random addresses (a read sees the word of the cycle before; a write and a read of
-one word in one cycle read the old word), deep enough to be sliced and not."""
+one word in one cycle read either word: rtl.banked_memory.BUFFER_ATTRS), deep enough to be
+sliced and not."""
 import random
 
 import pytest
@@ -26,11 +27,11 @@ def test_reads_what_was_written_across_slices(width, depth, slices):
             ctx.set(dut.wr_data, word)
             ctx.set(dut.wr_en, write)
             ctx.set(dut.rd_addr, read)
-            want = model[read]
+            allowed = {model[read], word} if write and read == addr else {model[read]}
             await ctx.tick()
             if write:
                 model[addr] = word
-            assert ctx.get(dut.rd_data) == want, (read, addr)
+            assert ctx.get(dut.rd_data) in allowed, (read, addr)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
