@@ -110,13 +110,27 @@ def _dsp(spec):
     return entry["capacity"]["DSP"], entry["dsp_unit"]
 
 
+def stage_multipliers(config):
+    """The DSP multipliers of an accelerator's output stages (int kinds: rtl.output_stage's
+    MULTIPLIERS per array column; the other kinds' stages pass results through); 0 without an
+    [accelerator] table."""
+    if not config.accelerator or config.pe_kind != "int":
+        return 0
+    from ..rtl.output_stage import MULTIPLIERS
+    return config.cols * MULTIPLIERS
+
+
 def check_fit(config, board):
     spec = _spec(board)
     blocks, cell = _dsp(spec)
-    if config.multipliers > blocks:
+    stages = stage_multipliers(config)
+    needed = config.multipliers + stages
+    if needed > blocks:
+        detail = (f" ({config.multipliers} in the array, {stages} in the output stages)"
+                  if stages else "")
         raise BoardFitError(
             f"{config.name} ({config.rows}x{config.cols} {config.nm}) does not fit the {spec['title']}: "
-            f"it needs {config.multipliers} multipliers, the {spec['device']} has {blocks} DSP "
+            f"it needs {needed} multipliers{detail}, the {spec['device']} has {blocks} DSP "
             f"blocks ({cell})")
 
 

@@ -20,6 +20,7 @@ from .pipeline import delay
 
 LATENCY = 8
 SPLIT = 17   # x's bits in the unsigned partial product (an 18 x 18 signed multiplier's operand)
+MULTIPLIERS = 2   # DSP multipliers per stage: x * mult as two partial products
 
 
 def _fits(value, width):

@@ -114,6 +114,21 @@ def test_icebreaker_rejects_4x4(tmp_path, capsys):
     assert BOARDS == ("ulx3s", "icebreaker")
 
 
+def test_icebreaker_counts_the_output_stages_multipliers():
+    """A 2x2 2:4 accelerator: the array's 8 multipliers fill the UP5K, its two output stages
+    need 4 more; a 2x2 1:4 one (4 + 4) fits."""
+    table = {"name": "a", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+             "sparsity": {"nm": "2:4"},
+             "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
+                    "overflow": "wrap"},
+             "accelerator": {"stream_width": 32, "act_depth": 64, "weight_depth": 64,
+                             "param_depth": 16, "out_depth": 64}}
+    with pytest.raises(BoardFitError, match=r"needs 12 multipliers \(8 in the array, 4 in the "
+                                            r"output stages\), the iCE40UP5K has 8 DSP blocks"):
+        check_fit(parse_config(table, source="test"), "icebreaker")
+    check_fit(parse_config({**table, "sparsity": {"nm": "1:4"}}, source="test"), "icebreaker")
+
+
 def test_uart_divisor():
     assert divisor_for(25e6, 115200) == 217
     assert divisor_for(12e6, 115200) == 104
