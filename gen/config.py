@@ -9,7 +9,7 @@ File format
     [array]
     rows = 4                       # integer 1..64
     cols = 4                       # integer 1..64
-    dataflow = "output_stationary" # one of DATAFLOWS
+    dataflow = "output_stationary" # one of DATAFLOWS (see "Dataflows" below)
 
     [sparsity]
     nm = "2:4"                     # "N:M", M in {2, 4, 8, 16}, 1 <= N <= M; N == M means dense
@@ -37,6 +37,16 @@ The ``[accelerator]`` table (every key optional) makes the design's top level th
 (rtl.accelerator) around the array; it needs ``pe.kind`` in ACCELERATOR_PE_KINDS and
 ``pe.acc_width`` <= ``stream_width``; run-time patterns are chosen per GEMM command
 (rtl.isa ``pattern``).
+
+Dataflows
+---------
+``"output_stationary"``: a rows x cols systolic array; each PE owns one output and reduces one
+K-group of M per beat. ``"dot_product"``: cols reduction trees without systolic skew; each
+owns one output of a 1 x cols tile and reduces ``rows`` consecutive K-groups (rows*M
+activations, one row's, broadcast to every column) per beat through rows*N multipliers and an
+adder tree. Both have rows*cols*N multipliers. ``dot_product`` is implemented for the pe.kinds
+in DATAFLOW_PE_KINDS, without run-time patterns; with kind "mx" a beat's rows*M elements must
+lie in one scale block (``block_size`` a multiple of rows*M).
 
 Run-time patterns
 -----------------
@@ -123,6 +133,7 @@ __all__ = [
     "parse_config",
     "DEFAULT_EXAMPLE",
     "DATAFLOWS",
+    "DATAFLOW_PE_KINDS",
     "PE_KINDS",
     "PE_KIND_SCHEMAS",
     "PeKindSchema",
@@ -136,7 +147,9 @@ __all__ = [
 DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
 
 #: Allowed ``array.dataflow`` values (later dataflows add one entry each).
-DATAFLOWS: tuple[str, ...] = ("output_stationary",)
+DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product")
+#: PE kinds each dataflow other than "output_stationary" is implemented for.
+DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
@@ -456,6 +469,8 @@ def _validate(source: str, cfg: "Config") -> None:
                           f"run-time patterns are not implemented for pe.kind {cfg.pe_kind!r}",
                           f"false, or true with pe.kind {_choices(RUNTIME_PE_KINDS)}")
 
+    _validate_dataflow(source, cfg)
+
     clk = cfg.clock_mhz
     if isinstance(clk, bool) or not isinstance(clk, (int, float)):
         raise _fail(source, "synth.clock_mhz", f"expected a number, got {_toml_type(clk)}")
@@ -464,6 +479,26 @@ def _validate(source: str, cfg: "Config") -> None:
         raise _fail(source, "synth.clock_mhz", f"{clk!r} is out of range")
     if cfg.accelerator:
         _validate_accelerator(source, cfg)
+
+
+def _validate_dataflow(source: str, cfg: "Config") -> None:
+    """What a dataflow other than output-stationary is implemented for (DATAFLOW_PE_KINDS)."""
+    if cfg.dataflow == "output_stationary":
+        return
+    kinds = DATAFLOW_PE_KINDS[cfg.dataflow]
+    if cfg.pe_kind not in kinds:
+        raise ConfigError(source, "array.dataflow",
+                          f"{cfg.dataflow!r} is not implemented for pe.kind {cfg.pe_kind!r}",
+                          f"'output_stationary', or {cfg.dataflow!r} with pe.kind {_choices(kinds)}")
+    if cfg.runtime:
+        raise ConfigError(source, "array.dataflow",
+                          f"{cfg.dataflow!r} does not run run-time patterns",
+                          "'output_stationary' when sparsity.runtime = true")
+    span = cfg.rows * cfg.m
+    if cfg.pe_kind == "mx" and cfg.block_size % span:
+        raise ConfigError(source, "array.rows",
+                          f"a dot-product beat of rows*M = {span} elements crosses an MX block "
+                          f"of {cfg.block_size}", f"rows*M dividing pe.block_size ({cfg.block_size})")
 
 
 def _validate_accelerator(source: str, cfg: "Config") -> None:

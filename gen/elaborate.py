@@ -8,8 +8,8 @@ from amaranth.back import rtlil, verilog
 
 from ..rtl.accelerator import Accelerator
 from ..rtl.isa import AcceleratorShape
-from ..rtl.decoder import BitmapDecoder, NMDecoder, RuntimeNMDecoder
-from ..rtl.mac_array import SparseArray
+from ..rtl.decoder import BitmapDecoder, GroupedDecoder, NMDecoder, RuntimeNMDecoder
+from ..rtl.mac_array import DotProductArray, SparseArray
 from ..rtl.mac_fp import FpMac
 from ..rtl.mac_int import IntMac
 from ..rtl import mac_scalable
@@ -22,34 +22,47 @@ from ..rtl.pe import SparsePE
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
-# One MAC unit builder per implemented PE kind (config `pe.kind`; gen.config.PE_KIND_SCHEMAS).
+# One MAC unit builder per implemented PE kind (config `pe.kind`; gen.config.PE_KIND_SCHEMAS),
+# for N multipliers per beat of M activations.
 MAC_BUILDERS = {
-    "int": lambda c: IntMac(c.n, c.act_width, c.weight_width, c.acc_width, c.overflow),
-    "fp": lambda c: FpMac(c.n, c.act_format, c.weight_format, c.accumulate),
-    "scalable": lambda c: ScalableMac(c.n, c.acc_width, c.overflow),
-    "mpgemm": lambda c: MpgemmMac(c.n, c.m, c.act_format, c.weight_format, c.group_size,
-                                  c.out_width),
-    "bitserial": lambda c: BitserialMac(c.n, c.act_width, c.weight_width, c.acc_width,
-                                        c.overflow),
-    "posit": lambda c: PositMac(c.n, c.format),
-    "mx": lambda c: MxMac(c.n, c.m, c.format, c.block_size),
+    "int": lambda c, n, m: IntMac(n, c.act_width, c.weight_width, c.acc_width, c.overflow),
+    "fp": lambda c, n, m: FpMac(n, c.act_format, c.weight_format, c.accumulate),
+    "scalable": lambda c, n, m: ScalableMac(n, c.acc_width, c.overflow),
+    "mpgemm": lambda c, n, m: MpgemmMac(n, m, c.act_format, c.weight_format, c.group_size,
+                                        c.out_width),
+    "bitserial": lambda c, n, m: BitserialMac(n, c.act_width, c.weight_width, c.acc_width,
+                                              c.overflow),
+    "posit": lambda c, n, m: PositMac(n, c.format),
+    "mx": lambda c, n, m: MxMac(n, m, c.format, c.block_size),
 }
 
 # One decoder per metadata encoding (config `sparsity.encoding`).
 DECODERS = {"index": NMDecoder, "bitmap": BitmapDecoder}
 
 
+def beat_groups(config):
+    """K-groups of M one PE reduces per beat: the dot-product array's `rows`, else 1."""
+    return config.rows if config.dataflow == "dot_product" else 1
+
+
 def make_mac(config):
-    """A fresh MAC unit of the config's PE kind."""
-    return MAC_BUILDERS[config.pe_kind](config)
+    """A fresh MAC unit of the config's PE kind, with a multiplier per kept weight of a beat
+    (N per K-group, `beat_groups` groups)."""
+    groups = beat_groups(config)
+    return MAC_BUILDERS[config.pe_kind](config, config.n * groups, config.m * groups)
 
 
 def make_decoder(config, mac):
     """A fresh decoder of the config's encoding for the activation elements of `mac` (the
-    run-time pattern decoder when `sparsity.runtime` is set)."""
+    run-time pattern decoder when `sparsity.runtime` is set; `beat_groups` of them side by
+    side when a beat holds several groups)."""
     act_shape = mac.signature.members["a"].shape.elem_shape
     if config.runtime:
         return RuntimeNMDecoder(config.n, config.m, act_shape)
+    groups = beat_groups(config)
+    if groups > 1:
+        return GroupedDecoder(groups, lambda: DECODERS[config.encoding](config.n, config.m,
+                                                                         act_shape))
     return DECODERS[config.encoding](config.n, config.m, act_shape)
 
 
@@ -121,8 +134,8 @@ def mac_parameters(config, mac) -> dict:
 def build(config, block="array"):
     """The Amaranth component for `block` of the design described by `config`."""
     if block == "array":
-        return SparseArray(config.rows, config.cols, lambda: make_pe(config),
-                           name=config.name)
+        array_class = DotProductArray if config.dataflow == "dot_product" else SparseArray
+        return array_class(config.rows, config.cols, lambda: make_pe(config), name=config.name)
     if block == "accelerator":
         if not config.accelerator:
             raise ValueError("block: 'accelerator' needs an [accelerator] table in the config")

@@ -50,7 +50,13 @@ def _ceil(a, b):
 # Bit-level packing: words (ints) <-> bit matrices <-> fixed-width lanes.
 
 def _words_to_lanes(words, lanes, width, signed=True):
-    """(len(words), lanes) int64 array of `width`-bit lanes (lane 0 at the LSB) of each word."""
+    """(len(words), lanes) int64 array of `width`-bit lanes (lane 0 at the LSB) of each word;
+    lanes wider than 62 bits (a dot-product design's WEIGHT columns) come as Python ints
+    (object array), unsigned."""
+    if width > 62:
+        mask = (1 << width) - 1
+        return np.array([[(int(w) >> (i * width)) & mask for i in range(lanes)] for w in words],
+                        dtype=object).reshape(len(words), lanes)
     nbytes = _ceil(lanes * width, 8) or 1
     mask = (1 << (nbytes * 8)) - 1
     raw = b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in words)
@@ -141,15 +147,16 @@ def act_from_image(words, m_rows, k, shape):
 
 
 def _metadata_lanes(indices, shape):
-    """(groups, N or 1 lanes, cols) metadata of compressed `indices` (G*N, cols), with the lane
-    width: indices as they are, or the bitmap word per group."""
-    groups = indices.shape[0] // shape.n
-    grouped = indices.reshape(groups, shape.n, -1)
+    """(beats, N*beat_groups or 1 lanes, cols) metadata of compressed `indices` (G*N, cols),
+    with the lane width: indices as they are (group-relative), or the bitmap word per beat (group
+    b's bits at b*M)."""
+    beats = indices.shape[0] // shape.beat_n
+    grouped = indices.reshape(beats, shape.beat_n, -1)
     if shape.encoding == "bitmap":
-        bitmap = np.zeros((groups, 1, grouped.shape[2]), dtype=np.int64)
-        for j in range(shape.n):
-            bitmap[:, 0] |= np.int64(1) << grouped[:, j]
-        return bitmap, shape.m
+        bitmap = np.zeros((beats, 1, grouped.shape[2]), dtype=np.int64)
+        for j in range(shape.beat_n):
+            bitmap[:, 0] |= np.int64(1) << (grouped[:, j] + j // shape.n * shape.m)
+        return bitmap, shape.beat_m
     return grouped, (shape.m - 1).bit_length()
 
 
@@ -161,22 +168,22 @@ def weight_image(values, indices, shape, pattern=0, scales=None):
     "mx": `scales` (k/block_size x n) E8M0 codes, each column's after its metadata."""
     values = np.asarray(values, dtype=np.int64)
     rows, n_cols = values.shape
-    if rows % shape.n:
-        raise ValueError(f"weight_image: {rows} value rows is not a multiple of N = {shape.n}")
+    if rows % shape.beat_n:
+        raise ValueError(f"weight_image: {rows} value rows is not a multiple of N = {shape.beat_n}")
     _check_fits(values, shape.weight_width, "weight_image", _signed(shape))
-    groups, panels = rows // shape.n, _ceil(n_cols, shape.cols)
+    groups, panels = rows // shape.beat_n, _ceil(n_cols, shape.cols)   # one word per beat
     width = panels * shape.cols
     v = np.zeros((rows, width), dtype=np.int64)
     v[:, :n_cols] = values
     per_group = shape.patterns[pattern][0]
-    idx = np.tile(np.arange(shape.n, dtype=np.int64)[:, None] % per_group, (groups, width))
+    idx = np.tile(np.arange(shape.beat_n, dtype=np.int64)[:, None] % per_group, (groups, width))
     if not shape.dense:
         idx[:, :n_cols] = np.asarray(indices, dtype=np.int64)
     sides = np.zeros((groups, width), dtype=np.int64)
     if shape.side_bits:
-        k = groups * shape.m
+        k = groups * shape.span()
         sides[:, :n_cols] = np.repeat(_scales(scales, (k // shape.block_size, n_cols)),
-                                      shape.block_size // shape.m, axis=0)
+                                      shape.block_size // shape.span(), axis=0)
     side_shift = shape.column_bits - shape.side_bits
     words = []
     for p in range(panels):
@@ -192,16 +199,16 @@ def weight_image(values, indices, shape, pattern=0, scales=None):
 
 
 def _column_words(values, indices, shape):
-    """Per group and column, the column's bits (values, then metadata) as ints."""
-    groups = values.shape[0] // shape.n
-    vg = values.reshape(groups, shape.n, -1).transpose(0, 2, 1)  # (G, C, N)
-    parts = [_lanes_to_words(vg.reshape(-1, shape.n), shape.weight_width)]
+    """Per beat and column, the column's bits (values, then metadata) as ints."""
+    groups = values.shape[0] // shape.beat_n
+    vg = values.reshape(groups, shape.beat_n, -1).transpose(0, 2, 1)  # (G, C, N)
+    parts = [_lanes_to_words(vg.reshape(-1, shape.beat_n), shape.weight_width)]
     shifts = [0]
     if not shape.dense:
         meta, bits = _metadata_lanes(indices, shape)
         mg = meta.transpose(0, 2, 1)  # (G, C, lanes)
         parts.append(_lanes_to_words(mg.reshape(-1, mg.shape[2]), bits))
-        shifts.append(shape.n * shape.weight_width)
+        shifts.append(shape.beat_n * shape.weight_width)
     flat = [sum(part[i] << shift for part, shift in zip(parts, shifts))
             for i in range(vg.shape[0] * vg.shape[1])]
     return [flat[g * vg.shape[1]:(g + 1) * vg.shape[1]] for g in range(groups)]
@@ -211,7 +218,9 @@ def weights_from_image(words, k, n_cols, shape, pattern=0):
     """Inverse of weight_image for k and the padded width ceil(n/C)*C: (values, positions)
     (k/S*N, padded cols) each (S = shape.span(pattern)); positions are the decoded metadata
     (bitmap: the set bits in order, padded with 0 when fewer than N, the first N when more;
-    dense: 0..N-1; run-time: the stored group-relative indices)."""
+    dense: 0..N-1; run-time: the stored group-relative indices). With several K-groups per beat
+    (beat_groups), (values, positions) have N*beat_groups rows per beat and positions count from
+    the beat's first element; `meta` keeps the stored metadata (indices group-relative)."""
     groups = k // shape.span(pattern)
     panels = _ceil(n_cols, shape.cols)
     cols = panels * shape.cols
@@ -219,33 +228,37 @@ def weights_from_image(words, k, n_cols, shape, pattern=0):
     column_lanes = column_lanes.reshape(panels, groups, shape.cols).transpose(1, 0, 2)
     column_lanes = column_lanes.reshape(groups, cols)  # one column's bits per (group, col)
     flat = [int(x) for x in column_lanes.reshape(-1)]
-    vals = _words_to_lanes(flat, shape.n, shape.weight_width, _signed(shape))
-    vals = vals.reshape(groups, cols, shape.n)
+    lanes, n, m = shape.beat_n, shape.n, shape.m
+    vals = _words_to_lanes(flat, lanes, shape.weight_width, _signed(shape))
+    vals = vals.reshape(groups, cols, lanes)
+    first = np.arange(lanes) // n * m   # each lane's group's first element in the beat
     if shape.dense:
-        pos = np.broadcast_to(np.arange(shape.n), vals.shape).copy()
+        pos = np.broadcast_to(np.arange(lanes), vals.shape).copy()
         meta = None
     else:
-        shifted = [x >> (shape.n * shape.weight_width) for x in flat]
+        shifted = [x >> (lanes * shape.weight_width) for x in flat]
         if shape.encoding == "bitmap":
             meta = np.array(shifted, dtype=np.int64).reshape(groups, cols)
             pos = np.zeros_like(vals)
             for g in range(groups):
                 for c in range(cols):
-                    kept = [i for i in range(shape.m) if meta[g, c] >> i & 1][:shape.n]
-                    pos[g, c, :len(kept)] = kept
+                    for b in range(shape.beat_groups):
+                        kept = [i for i in range(m) if meta[g, c] >> (b * m + i) & 1][:n]
+                        pos[g, c, b * n:b * n + len(kept)] = kept
+            pos += first
         else:
-            bits = (shape.m - 1).bit_length()
-            pos = _words_to_lanes(shifted, shape.n, bits, signed=False).reshape(groups, cols, shape.n)
-            meta = pos
-    return vals.transpose(0, 2, 1).reshape(groups * shape.n, cols), \
-        pos.transpose(0, 2, 1).reshape(groups * shape.n, cols), meta
+            bits = (m - 1).bit_length()
+            meta = _words_to_lanes(shifted, lanes, bits, signed=False).reshape(groups, cols, lanes)
+            pos = meta + (0 if shape.runtime else first)
+    return vals.transpose(0, 2, 1).reshape(groups * lanes, cols), \
+        pos.transpose(0, 2, 1).reshape(groups * lanes, cols), meta
 
 
 def weight_sides(words, k, n_cols, shape):
-    """Per beat and padded column, the WEIGHT words' side values (mx scales): (k/M, cols)."""
-    groups, panels = k // shape.m, _ceil(n_cols, shape.cols)
+    """Per beat and padded column, the WEIGHT words' side values (mx scales): (k/span, cols)."""
+    groups, panels = k // shape.span(), _ceil(n_cols, shape.cols)
     column_lanes = _words_to_lanes(words, shape.cols, shape.column_bits, signed=False)
-    sides = column_lanes >> (shape.column_bits - shape.side_bits)
+    sides = (column_lanes >> (shape.column_bits - shape.side_bits)).astype(np.int64)
     return sides.reshape(panels, groups, shape.cols).transpose(1, 0, 2).reshape(groups, -1)
 
 
@@ -404,18 +417,18 @@ class Executor:
             self.status.bad_groups += bad * row_panels  # counted each time a column panel streams
         self.status.array_beats += row_panels * col_panels * beats
         acc = np.zeros((row_panels * s.rows, cols), dtype=np.int64)
-        vg = values.reshape(beats, s.n, -1)
+        vg = values.reshape(beats, s.beat_n, -1)
         if s.runtime:  # lane i reads block i of the beat's activation window at its index
             pattern = s.patterns[pid]
             pg = window_positions(positions, pattern, s.n, s.m).reshape(beats, s.n, -1)
         else:
-            pg = positions.reshape(beats, s.n, -1)
+            pg = positions.reshape(beats, s.beat_n, -1)
         for p in range(row_panels):
             rows = slice(p * s.rows, (p + 1) * s.rows)
             if s.runtime:
                 source = act_windows(a[rows], pattern, s.n, s.m)   # (R, beats, N*Mmax)
             else:
-                source = a[rows].reshape(s.rows, beats, s.m)
+                source = a[rows].reshape(s.rows, beats, s.beat_m)
             kept = source[:, np.arange(beats)[:, None, None], pg]  # (R, beats, N, cols)
             if s.kind in ("fp", "mx"):  # per output: its beats' N kept (act, weight) code pairs
                 pairs_a = kept.transpose(0, 3, 1, 2)                  # (R, cols, beats, N)
@@ -428,8 +441,8 @@ class Executor:
                     a_side = act_sides(words, s).T[:, None, :]         # (R, 1, beats)
                     w_side = weight_sides(wts, f["k"], cols, s).T[None, :, :]  # (1, cols, beats)
                     a_side, w_side = np.broadcast_arrays(a_side, w_side)
-                    bits, flags = mx_mac(s.act_format, pairs_a, pairs_w, a_side, w_side, s.m,
-                                         s.fp_lanes)
+                    bits, flags = mx_mac(s.act_format, pairs_a, pairs_w, a_side, w_side,
+                                         s.beat_m, s.fp_lanes)
                 acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
             else:
                 sums = np.einsum("rgjc,gjc->grc", kept, vg)
@@ -447,10 +460,12 @@ class Executor:
             beats = positions.shape[0] // s.n
             ids = np.full((beats, positions.shape[1]), pid, dtype=np.int64)
             return int(runtime_bad_groups(ids, positions, s.n, s.m).sum())
-        if s.encoding == "bitmap":
-            popcount = np.vectorize(lambda x: bin(int(x)).count("1"))(meta)
+        if s.encoding == "bitmap":   # per K-group: its M bits of the beat's bitmap
+            groups = [(meta >> (b * s.m)) & ((1 << s.m) - 1) for b in range(s.beat_groups)]
+            popcount = np.vectorize(lambda x: bin(int(x)).count("1"))(np.stack(groups))
             return int((popcount != s.n).sum())
-        bad = (meta >= s.m).any(axis=2) | (np.diff(meta, axis=2) <= 0).any(axis=2)
+        meta = meta.reshape(*meta.shape[:2], s.beat_groups, s.n)   # per K-group: its N indices
+        bad = (meta >= s.m).any(axis=3) | (np.diff(meta, axis=3) <= 0).any(axis=3)
         return int(bad.sum())
 
     def _gemm(self, f):

@@ -2,14 +2,15 @@
 
 Two metadata encodings (SPEC §1): `NMDecoder` reads N indices, `BitmapDecoder` an M-bit bitmap.
 `RuntimeNMDecoder` runs every pattern of a run-time design (dual mode), chosen per beat by a
-pattern id next to the indices.
+pattern id next to the indices. `GroupedDecoder` puts several fixed-pattern decoders side by
+side for a beat of several consecutive groups (the dot-product dataflow's PEs).
 All are combinational (latency 0): callers register their outputs. A decoder's ports: `group`
 (the M activations of one beat), its metadata inputs (`metadata_ports`: `indices` or `bitmap`;
 none when dense), `operands` (N) and `malformed`; the PE shell builds the weight stream's
 metadata fields from `metadata_ports`, so a new decoder brings its own encoding. A decoder whose
 beat holds several groups also has `bad_groups` (how many of them are malformed).
 """
-from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -215,4 +216,47 @@ class RuntimeNMDecoder(wiring.Component):
             with m.Default():
                 m.d.comb += self.bad_groups.eq(1)
         m.d.comb += self.malformed.eq(self.bad_groups != 0)
+        return m
+
+
+class GroupedDecoder(wiring.Component):
+    """`groups` decoders of one fixed pattern (`make_decoder()`: an NMDecoder or BitmapDecoder)
+    side by side: a beat of `groups` consecutive groups of M activations. Each metadata port is
+    the decoders' ports concatenated (group 0 first: N*groups group-relative indices, or a
+    groups*M-bit bitmap whose bit g*M + i keeps element i of group g); operand g*N + j is
+    decoder g's operand j. `bad_groups` counts the beat's malformed groups, `malformed` is
+    set when there is one. Combinational, like the decoders it holds."""
+
+    def __init__(self, groups, make_decoder):
+        self.decoders = [make_decoder() for _ in range(groups)]
+        inner = self.decoders[0]
+        self.groups, self.dense = groups, inner.dense
+        self.n, self.m = inner.n * groups, inner.m * groups
+        self.group_n, self.group_m = inner.n, inner.m
+        ports = {"group": In(data.ArrayLayout(inner.group.shape().elem_shape, self.m)),
+                 "operands": Out(data.ArrayLayout(inner.operands.shape().elem_shape, self.n)),
+                 "malformed": Out(1), "bad_groups": Out(range(groups + 1))}
+        for name, shape in metadata_ports(inner).items():
+            ports[name] = In(data.ArrayLayout(shape.elem_shape, shape.length * groups)
+                             if isinstance(shape, data.ArrayLayout)
+                             else unsigned(Shape.cast(shape).width * groups))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        elems = Value.cast(self.group)
+        width = len(elems) // self.m
+        bad = []
+        for g, decoder in enumerate(self.decoders):
+            m.submodules[f"group{g}"] = decoder
+            span = self.group_m * width
+            m.d.comb += Value.cast(decoder.group).eq(elems[g * span:(g + 1) * span])
+            for name in metadata_ports(decoder):
+                field = Value.cast(getattr(decoder, name))
+                m.d.comb += field.eq(Value.cast(getattr(self, name))[g * len(field):(g + 1) * len(field)])
+            operands = Value.cast(decoder.operands)
+            out = Value.cast(self.operands)
+            m.d.comb += out[g * len(operands):(g + 1) * len(operands)].eq(operands)
+            bad.append(decoder.malformed)
+        m.d.comb += [self.bad_groups.eq(sum(bad)), self.malformed.eq(self.bad_groups != 0)]
         return m

@@ -214,26 +214,32 @@ class AcceleratorShape:
     fp_lanes: int | None = None       # fp32 accumulation / mx: interleaved FP32 partial sums
     fp_acc_bits: int | None = None    # fp exact accumulation: accumulator bits (rtl.mac_fp)
     block_size: int | None = None     # mx: K elements per E8M0 scale (k is a multiple of it)
+    beat_groups: int = 1     # K-groups of M per array beat and column (dot-product: its rows)
 
     @classmethod
     def from_config(cls, config):
-        """From a gen.config.Config with an [accelerator] table."""
-        common = (config.rows, config.cols, config.n, config.m, config.encoding)
+        """From a gen.config.Config with an [accelerator] table. A dot-product array computes
+        1 x cols tiles (`rows` 1) from beats of config.rows K-groups (`beat_groups`)."""
+        dot = config.dataflow == "dot_product"
+        common = (1 if dot else config.rows, config.cols, config.n, config.m, config.encoding)
+        groups = {"beat_groups": config.rows} if dot else {}
         depths = (config.stream_width, config.act_depth, config.weight_depth, config.param_depth,
                   config.out_depth, bool(config.runtime))
         if config.pe_kind == "fp":
             from .mac_fp import FpMac
-            mac = FpMac(config.n, config.act_format, config.weight_format, config.accumulate)
+            mac = FpMac(config.n * config.rows if dot else config.n, config.act_format,
+                        config.weight_format, config.accumulate)
             return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
                        *depths, "fp", config.act_format, config.weight_format,
-                       config.accumulate, mac.lanes, mac.acc_bits)
+                       config.accumulate, mac.lanes, mac.acc_bits, **groups)
         if config.pe_kind == "mx":
             from .mac_mx import mx_lanes
+            beat_m = config.m * config.rows if dot else config.m
             return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
-                       *depths, "mx", config.format, config.format, None, mx_lanes(config.m),
-                       None, config.block_size)
+                       *depths, "mx", config.format, config.format, None, mx_lanes(beat_m),
+                       None, config.block_size, **groups)
         return cls(*common, config.act_width, config.weight_width, config.acc_width,
-                   config.overflow, *depths)
+                   config.overflow, *depths, **groups)
 
     @property
     def dense(self):
@@ -253,15 +259,25 @@ class AcceleratorShape:
 
     @property
     def k_group(self):
-        """K elements per row of one ACT word (a GEMM's k is a multiple of it): M, or on a
-        run-time design the widest beat span N*Mmax (the array's activation window), so every
-        pattern's beats cut whole out of ACT words."""
-        return self.n * self.m if self.runtime else self.m
+        """K elements per row of one ACT word (a GEMM's k is a multiple of it): a beat's M *
+        beat_groups, or on a run-time design the widest beat span N*Mmax (the array's
+        activation window), so every pattern's beats cut whole out of ACT words."""
+        return self.n * self.m if self.runtime else self.beat_m
 
     def span(self, pattern=0):
         """K elements one array beat of pattern id `pattern` covers (one WEIGHT word per column
-        panel): M, or N*M'/N' on a run-time design."""
-        return beat_span(self.patterns[pattern], self.n) if self.runtime else self.m
+        panel): M * beat_groups, or N*M'/N' on a run-time design."""
+        return beat_span(self.patterns[pattern], self.n) if self.runtime else self.beat_m
+
+    @property
+    def beat_n(self):
+        """Weight values per column and beat (multipliers per PE): N * beat_groups."""
+        return self.n * self.beat_groups
+
+    @property
+    def beat_m(self):
+        """Activations per row and beat of a fixed design: M * beat_groups."""
+        return self.m * self.beat_groups
 
     @property
     def metadata_bits(self):
@@ -273,7 +289,8 @@ class AcceleratorShape:
             return 0
         if self.runtime:
             return self.n * runtime_index_bits(self.m)
-        return self.m if self.encoding == "bitmap" else self.n * (self.m - 1).bit_length()
+        return self.beat_groups * (self.m if self.encoding == "bitmap"
+                                   else self.n * (self.m - 1).bit_length())
 
     @property
     def side_bits(self):
@@ -283,8 +300,9 @@ class AcceleratorShape:
 
     @property
     def column_bits(self):
-        """Bits of one column in a WEIGHT word: N values, the metadata, the side value."""
-        return self.n * self.weight_width + self.metadata_bits + self.side_bits
+        """Bits of one column in a WEIGHT word: N * beat_groups values, the metadata (each
+        group's in turn), the side value."""
+        return self.beat_n * self.weight_width + self.metadata_bits + self.side_bits
 
     @property
     def act_data_bits(self):

@@ -96,7 +96,7 @@ class SparseArray(wiring.Component):
         self.pe = make_pe()
         pe = self.pe
         self.n, self.m = pe.n, pe.m
-        self.latency = (rows - 1) + (cols - 1) + pe.latency + 1
+        self.latency = self.entry_delay() + pe.latency + 1
         self.result_depth = (result_queue_depth(rows, cols, self.latency) if result_depth is None
                              else result_depth)
         self.result_slot = ResultSlot(len(Value.cast(pe.result)), self.result_depth)
@@ -142,17 +142,7 @@ class SparseArray(wiring.Component):
                 m.submodules[f"result_slot_{r}_{c}"] = _instance(slot_module, self.result_slot,
                                                                  slots[r][c])
 
-        # Skewed entry at the edges (the neighbour-to-neighbour forwarding is in the port sharing).
-        for r in range(rows):
-            m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
-            if self.pe.act_side_layout is not None:
-                side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
-                m.d.comb += pes[r][0].act_side.eq(side)
-        for c in range(cols):
-            weight = delay(m, self.weight.payload[c], c, f"weight_skew{c}_", reset_less=True)
-            valid = delay(m, beat, c, f"valid_skew{c}_", reset_less=False)
-            last = delay(m, self.act.payload.last, c, f"last_skew{c}_", reset_less=False)
-            m.d.comb += [pes[0][c].weight.eq(weight), pes[0][c].valid.eq(valid), pes[0][c].last.eq(last)]
+        self._enter(m, beat)
 
         # Output queue: one small FIFO beside each PE (its ResultSlot). A PE's result goes in
         # when the PE publishes it (or, if its FIFO is full, as soon as it has room: the admission
@@ -171,6 +161,25 @@ class SparseArray(wiring.Component):
 
         self._count_malformed(m)
         return m
+
+    def entry_delay(self):
+        """Cycles from a beat's entry to the input ports of the last PE it reaches (the skew)."""
+        return (self.rows - 1) + (self.cols - 1)
+
+    def _enter(self, m, beat):
+        """Drive the edge PEs' inputs from the joined beat: skewed entry, row r after r cycles,
+        column c after c (the neighbour-to-neighbour forwarding is in the port sharing)."""
+        pes = self.pes
+        for r in range(self.rows):
+            m.d.comb += pes[r][0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True))
+            if self.pe.act_side_layout is not None:
+                side = delay(m, self.act.payload.side[r], r, f"act_side_skew{r}_", reset_less=True)
+                m.d.comb += pes[r][0].act_side.eq(side)
+        for c in range(self.cols):
+            weight = delay(m, self.weight.payload[c], c, f"weight_skew{c}_", reset_less=True)
+            valid = delay(m, beat, c, f"valid_skew{c}_", reset_less=False)
+            last = delay(m, self.act.payload.last, c, f"last_skew{c}_", reset_less=False)
+            m.d.comb += [pes[0][c].weight.eq(weight), pes[0][c].valid.eq(valid), pes[0][c].last.eq(last)]
 
     def _share_neighbour_ports(self):
         """Ports that carry the same value share one signal: a PE's `act` (`act_side`) is its
@@ -219,3 +228,49 @@ def _instance(module, component, ports):
         connections[f"{direction}_{'__'.join(map(str, path))}"] = Value.cast(value)
     return Instance(module, i_clk=ClockSignal(), i_rst=ResetSignal(allow_reset_less=True),
                     **connections)
+
+
+class DotProductArray(SparseArray):
+    """The dot-product (reduction tree) dataflow: `cols` PEs side by side, each owning one output
+    of a 1 x cols tile. A beat is one activation row's `groups` consecutive K-groups
+    (`groups`*M activations, broadcast to every PE, no skew) and, per column, those groups'
+    compressed weights; each PE (`make_pe()`: the kind's MAC unit of `groups`*N multipliers and
+    its adder tree behind a rtl.decoder.GroupedDecoder) reduces the whole beat per cycle. Streams,
+    result queue, flags and counters are the SparseArray's with R = 1 (`bad_groups` counts
+    every malformed group of a beat). Latency from the `last` beat to `result.valid`: the PE
+    pipeline + 2 (`latency`)."""
+
+    def __init__(self, groups, cols, make_pe, result_depth=None, name="array"):
+        self.groups = groups
+        super().__init__(1, cols, make_pe, result_depth, name)
+
+    def entry_delay(self):
+        return 1   # one register stage, no skew
+
+    def _enter(self, m, beat):
+        """Every PE gets the beat in the same cycle: one register stage (the PEs' own input
+        registers follow), the activations shared by all."""
+        row = self.pes[0]
+        act = delay(m, self.act.payload.data[0], 1, "act_in", reset_less=True)
+        m.d.comb += row[0].act.eq(act)
+        if self.pe.act_side_layout is not None:
+            side = delay(m, self.act.payload.side[0], 1, "act_side_in", reset_less=True)
+            m.d.comb += row[0].act_side.eq(side)
+        valid = delay(m, beat, 1, "valid_in", reset_less=False)
+        last = delay(m, self.act.payload.last, 1, "last_in", reset_less=False)
+        for c, pe in enumerate(row):
+            weight = delay(m, self.weight.payload[c], 1, f"weight_in{c}_", reset_less=True)
+            m.d.comb += [pe.weight.eq(weight), pe.valid.eq(valid), pe.last.eq(last)]
+
+    def _share_neighbour_ports(self):
+        """Every PE's `act` (`act_side`) is one signal; a slot's `result` and `result_valid` are
+        its PE's, every slot's `take` one signal."""
+        row, slots = self.pes[0], self.slots[0]
+        side = self.pe.act_side_layout is not None
+        for c, pe in enumerate(row):
+            if c > 0:
+                pe.act = row[0].act
+                if side:
+                    pe.act_side = row[0].act_side
+            slot = slots[c]
+            slot.result, slot.result_valid, slot.take = pe.result, pe.result_valid, slots[0].take

@@ -23,19 +23,23 @@ def metadata_fields(weight_element_layout):
             if name in weight_element_layout["fields"]]
 
 
-def column_payload(ops, g, c, n, metadata):
-    """The weight payload of column `c` for beat (K-group) `g`: values, metadata, side."""
-    group = slice(g * n, (g + 1) * n)
-    column = {"values": ops.values[group, c]}
+def column_payload(ops, g, c, n, metadata, m=None, groups=1):
+    """The weight payload of column `c` for beat `g` of `groups` K-groups of M (N values each):
+    values, metadata (each group's bitmap at bit group*M), side (the beat's first group's)."""
+    lanes = slice(g * groups * n, (g + 1) * groups * n)
+    column = {"values": ops.values[lanes, c]}
     if "indices" in metadata:
-        column["indices"] = ops.indices[group, c]
+        column["indices"] = ops.indices[lanes, c]
     if "bitmap" in metadata:
-        flip = 0 if ops.bitmap_flip is None else int(ops.bitmap_flip[g, c])
-        column["bitmap"] = bitmap_of(ops.indices[group, c]) ^ flip
+        column["bitmap"] = 0
+        for i, group in enumerate(range(g * groups, (g + 1) * groups)):
+            flip = 0 if ops.bitmap_flip is None else int(ops.bitmap_flip[group, c])
+            bitmap = bitmap_of(ops.indices[group * n:(group + 1) * n, c]) ^ flip
+            column["bitmap"] |= bitmap << (i * m if groups > 1 else 0)
     if "pattern" in metadata:
         column["pattern"] = ops.pattern_ids[g, c]
     if ops.w_side is not None:
-        column["side"] = ops.w_side[g, c]
+        column["side"] = ops.w_side[g * groups, c]
     return column
 
 
@@ -44,10 +48,12 @@ class ArrayModel:
 
     def __init__(self, info):
         p = info["parameters"]
-        self.rows, self.cols, self.n, self.m = p["rows"], p["cols"], p["n"], p["m"]
+        self.rows, self.cols, self.n, self.m = p.get("tile_rows", p["rows"]), p["cols"], p["n"], p["m"]
+        self.groups = p.get("beat_groups", 1)   # K-groups per beat (dot-product: rows)
         self.dense = p["dense"]
         self.runtime = bool(p.get("runtime"))
-        self.window = p["window"] if self.runtime else self.m  # activations per row and beat
+        # activations per row and beat
+        self.window = p["window"] if self.runtime else self.m * self.groups
         self.kind = kind_model(info)
         interfaces = info["interfaces"]
         self.act_layout = interfaces["act"]["payload"]
@@ -113,9 +119,31 @@ class ArrayModel:
         injected, columns spoiled)."""
         return sweep_runtime(rng, ops, self.n, self.m, self.cols)
 
+    def whole_beats(self, ops):
+        """`ops` with K padded to whole beats (a dot-product beat spans several K-groups; the
+        corner tiles are built one K-group per beat): zero activations and weights, indices
+        0..N-1, the scales of the last group repeated. Pads nothing on other designs."""
+        k = ops.a.shape[1]
+        short = -k % self.window if not self.runtime else 0
+        if not short:
+            return ops
+        groups, cols = short // self.m, ops.values.shape[1]
+        pad = {"a": np.pad(ops.a, ((0, 0), (0, short))),
+               "values": np.pad(ops.values, ((0, groups * self.n), (0, 0))),
+               "indices": np.concatenate([ops.indices, np.tile(np.arange(self.n)[:, None],
+                                                               (groups, cols))])}
+        if ops.a_side is not None:
+            pad["a_side"] = np.pad(ops.a_side, ((0, 0), (0, groups)), mode="edge")
+        if ops.w_side is not None:
+            pad["w_side"] = np.pad(ops.w_side, ((0, groups), (0, 0)), mode="edge")
+        if ops.bitmap_flip is not None:
+            pad["bitmap_flip"] = np.pad(ops.bitmap_flip, ((0, groups), (0, 0)))
+        return dataclasses.replace(ops, **pad)
+
     def beats(self, ops):
         """Input beats (act, weight) for every output tile, row tiles outer, column tiles inner."""
-        groups = ops.a.shape[1] // self.m
+        ops = self.whole_beats(ops)
+        groups = ops.a.shape[1] // self.window
         if self.runtime:  # windows of N*Mmax activations, one beat = N/N' groups of M'
             windows = act_windows(ops.a, parse_runtime_pattern(ops.pattern, self.n, self.m),
                                   self.n, self.m)
@@ -124,11 +152,11 @@ class ArrayModel:
             for j in range(0, ops.values.shape[1], self.cols):
                 for g in range(groups):
                     data = (windows[i:i + self.rows, g] if self.runtime
-                            else ops.a[i:i + self.rows, g * self.m:(g + 1) * self.m])
+                            else ops.a[i:i + self.rows, g * self.window:(g + 1) * self.window])
                     act = {"data": data, "last": int(g == groups - 1)}
                     if ops.a_side is not None:
-                        act["side"] = ops.a_side[i:i + self.rows, g]
-                    cols = [column_payload(ops, g, c, self.n, self.metadata)
+                        act["side"] = ops.a_side[i:i + self.rows, g * self.groups]
+                    cols = [column_payload(ops, g, c, self.n, self.metadata, self.m, self.groups)
                             for c in range(j, j + self.cols)]
                     yield pack(self.act_layout, act), pack(self.weight_layout, cols)
 

@@ -164,7 +164,8 @@ async def fp_tiles(dut, info, log):
         named.append(("the mid-tile bound tile", kind.bound_tile(model.rows, model.cols)))
     flag = False
     for what, segments in named:
-        want, overflowed = kind.golden(joined(segments))
+        want, overflowed = kind.golden(joined([(model.whole_beats(ops), count)
+                                               for ops, count in segments]))
         flag |= overflowed
         got = await stream_tile(dut, model, segments, what)
         assert np.array_equal(got, want), (f"{what} differs\ngot\n{[[hex(v) for v in r] for r in got]}\n"

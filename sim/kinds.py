@@ -11,6 +11,7 @@ tb_array and tb_pe use only this interface, so a new PE kind adds one class here
 """
 import dataclasses
 import functools
+import math
 
 import numpy as np
 
@@ -421,7 +422,8 @@ class FpKind:
     def golden(self, ops):
         """Per output (i, j): the tile of beats g = 0..K/M-1, lanes l = 0..N-1 with the pair
         (a[i, g*M + indices[g*N+l, j]], values[g*N+l, j])."""
-        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
+        acts, weights = (beats_of(x, self.beat_groups)
+                         for x in kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m))
         bits, flags = fp_mac(self.fa, acts, self.fb, weights, self.accumulate, self.lanes,
                              self.acc_bits)
         return bits.astype(np.int64), bool(flags.any())
@@ -754,7 +756,10 @@ class MxKind:
         a_side = np.asarray(ops.a_side, dtype=np.int64)[:, None, :]      # (rows, 1, G)
         w_side = np.asarray(ops.w_side, dtype=np.int64).T[None, :, :]    # (1, cols, G)
         a_side, w_side = np.broadcast_arrays(a_side, w_side)
-        bits, flags = mx_mac(self.format, acts, weights, a_side, w_side, self.m, self.lanes)
+        step = self.beat_groups   # a beat's groups share one block's scales
+        acts, weights = beats_of(acts, step), beats_of(weights, step)
+        bits, flags = mx_mac(self.format, acts, weights, a_side[..., ::step], w_side[..., ::step],
+                             self.m * step, self.lanes)
         return bits.astype(np.int64), bool(flags.any())
 
 
@@ -797,8 +802,28 @@ class ScalableKind:
 KINDS = {"int": IntKind, "fp": FpKind, "scalable": ScalableKind, "mpgemm": MpgemmKind, "bitserial": BitserialKind, "posit": PositKind, "mx": MxKind}
 
 
+def beats_of(pairs, groups):
+    """(..., G, N) per-group operands as (..., G/groups, groups*N): a beat of `groups`
+    consecutive groups (the dot-product array's PEs), group 0's lanes first."""
+    if groups == 1:
+        return pairs
+    lead, count, n = pairs.shape[:-2], pairs.shape[-2], pairs.shape[-1]
+    return pairs.reshape(*lead, count // groups, groups * n)
+
+
 def kind_model(info):
-    """The model of the manifest's PE kind (RuntimeIntKind for a run-time int design)."""
+    """The model of the manifest's PE kind (RuntimeIntKind for a run-time int design), with
+    `beat_groups` (K-groups per beat: the golden sums a beat's products in one tree) and
+    `k_multiple` a multiple of a beat's span."""
+    model = _kind_model(info)
+    p = info["parameters"]
+    model.beat_groups = p.get("beat_groups", 1)
+    if not p.get("runtime"):
+        model.k_multiple = math.lcm(model.k_multiple, p["m"] * model.beat_groups)
+    return model
+
+
+def _kind_model(info):
     kind = info["parameters"]["pe_kind"]
     if kind not in KINDS:
         raise ValueError(f"no simulation model for PE kind {kind!r}; allowed: {', '.join(KINDS)}")

@@ -102,7 +102,7 @@ async def gemm_regression(dut):
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
     result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
     monitors = [StreamMonitor(dut, name, dut.clk) for name in ("act", "weight", "result")]
-    bad_count = CounterWatch(dut.bad_groups, model.cols * model.n)  # bad groups per beat at most
+    bad_count = CounterWatch(dut.bad_groups, model.cols * model.n * model.groups)  # per beat at most
 
     expected_overflow = overflow_undefined = False
     expected_bad = 0

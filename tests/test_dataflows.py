@@ -1,0 +1,149 @@
+"""Dataflows other than output-stationary (gen.config DATAFLOWS). The dot-product array
+(rtl.mac_array.DotProductArray: per column one PE reducing `rows` K-groups per beat through an
+adder tree, activations broadcast, no skew) passes the array regression (sim.tb_array: random
+GEMMs under random stalls, the corner tiles, malformed metadata counted) for the int, fp and mx
+kinds, and drives the accelerator (same commands, golden executor and cycle model) bit-exactly."""
+import numpy as np
+import pytest
+
+from nmforge.gen.config import ConfigError, parse_config
+from nmforge.golden import accel as G
+from nmforge.golden.gemm import sparse_gemm_int
+from nmforge.golden.nm import malformed_groups
+from nmforge.rtl import isa
+
+from conftest import assert_passed
+from test_accel import layer, loads, runner
+
+INT8 = {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"}
+FP8 = {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3", "accumulate": "exact"}
+MXFP4 = {"kind": "mx", "format": "mxfp4", "block_size": 32}
+
+
+def dot_config(name, nm="2:4", rows=4, cols=3, encoding="index", pe=INT8, accelerator=None):
+    table = {"name": name, "array": {"rows": rows, "cols": cols, "dataflow": "dot_product"},
+             "sparsity": {"nm": nm, "encoding": encoding}, "pe": pe}
+    if accelerator:
+        table["accelerator"] = accelerator
+    return parse_config(table, source="test")
+
+
+ARRAYS = {   # name: (config keywords, regression options)
+    "int-2:4": ({"nm": "2:4"}, {}),
+    "int-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "encoding": "bitmap"},
+                                 {"corners": 0, "corrupt": 6}),
+    "int-1:4-malformed": ({"nm": "1:4", "rows": 4}, {"corners": 0, "corrupt": 5}),
+    "fp8": ({"rows": 2, "cols": 2, "pe": FP8}, {}),
+    "mxfp4": ({"rows": 4, "cols": 2, "pe": MXFP4}, {}),
+    "int-dense": ({"nm": "4:4"}, {}),
+    "int-2:4-malformed": ({"nm": "2:4", "rows": 8, "cols": 2}, {"corners": 0, "corrupt": 8}),
+}
+SLOW_ARRAYS = {"int-1:4-malformed", "int-dense", "int-2:4-malformed"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_ARRAYS
+                                  else c for c in ARRAYS])
+def test_dot_product_array_regression(simulate, case):
+    """Random GEMMs (K a multiple of rows*M) under random stalls, bit-exact; with corners: the
+    overflow tile, each PE's overflow, the fp rounding/special tiles, reset mid-run and the
+    bad-group count-up, each one K-group per beat padded to whole beats with zeros."""
+    keywords, options = ARRAYS[case]
+    config = dot_config("dot_" + case.replace("-", "_").replace(":", ""), **keywords)
+    result, generated = simulate(config, "array", seed=5, gemms=4, stall=0.3, **options)
+    assert_passed(result)
+    p = generated.info["parameters"]
+    assert (p["tile_rows"], p["beat_groups"]) == (1, config.rows)
+    assert p["multipliers"] == config.rows * config.cols * config.n
+    groups = config.rows
+    values = generated.info["interfaces"]["weight"]["payload"]["element"]["fields"]["values"]
+    assert values["layout"]["length"] == groups * config.n  # one tree of rows*N multipliers
+
+
+def test_dot_product_array_has_no_skew():
+    """Latency from the last beat to the result: the PE pipeline + 2 (no R-1 + C-1 skew)."""
+    from nmforge.gen.elaborate import build
+    dot = build(dot_config("dotlat", rows=8, cols=8))
+    os_ = build(parse_config({"name": "oslat", "array": {"rows": 8, "cols": 8,
+                                                         "dataflow": "output_stationary"},
+                              "sparsity": {"nm": "2:4"}, "pe": INT8}, source="test"))
+    assert dot.latency == dot.pe.latency + 2
+    assert os_.latency == 7 + 7 + os_.pe.latency + 1
+
+
+@pytest.mark.parametrize("table,field", [
+    ({"pe": {"kind": "posit", "format": "posit8_0"}}, "array.dataflow"),
+    ({"runtime": True}, "array.dataflow"),
+    ({"pe": MXFP4, "rows": 16}, "array.rows"),
+])
+def test_dot_product_config_limits_are_one_line(table, field):
+    pe = table.get("pe", INT8)
+    spec = {"name": "x", "array": {"rows": table.get("rows", 4), "cols": 4,
+                                   "dataflow": "dot_product"},
+            "sparsity": {"nm": "2:4" if not table.get("runtime") else "4:8",
+                         "runtime": table.get("runtime", False)}, "pe": pe}
+    with pytest.raises(ConfigError) as error:
+        parse_config(spec, source="test")
+    assert error.value.field == field and "\n" not in str(error.value)
+
+
+DEPTHS = {"stream_width": 32, "act_depth": 256, "weight_depth": 256, "param_depth": 64,
+          "out_depth": 512}
+
+
+@pytest.fixture(scope="module")
+def dot_accelerator(sim_cache):
+    """A 4x4 dot-product 2:4 accelerator (1 x 4 tiles, 16 K per beat)."""
+    return runner(dot_config("dacc44", rows=4, cols=4, accelerator=DEPTHS), sim_cache / "dacc44")
+
+
+def test_dot_product_accelerator_runs_the_same_commands(dot_accelerator):
+    """The accelerator's command set on a dot-product array: a GEMM larger than the array
+    (odd m, n), a requantized ReLU layer chained in ACT into a second GEMM, malformed metadata
+    counted per K-group and row, then the same GEMM with good weights; under stalls, bit-exact
+    against the golden executor, which the test checks against golden.gemm itself."""
+    run = dot_accelerator
+    shape = run.shape
+    assert (shape.rows, shape.beat_groups, shape.k_group) == (1, 4, 16)
+    rng = np.random.default_rng(21)
+    m, k, n1, n2 = 5, 64, 16, 7
+    a, v1, i1, p1 = layer(rng, shape, m, k, n1)
+    _, v2, i2, p2 = layer(rng, shape, m, n1, n2)
+    bad = i1.copy()
+    bad[0, 0] = bad[1, 0]              # group 0, column 0: equal indices
+    bad[6, 3], bad[7, 3] = 3, 0        # group 3, column 3: decreasing
+    commands, data = loads(shape, a, (v1, i1), p1)
+    more, more_data = loads(shape, None, (v2, i2), p2, weight_addr=64, param_addr=16)
+    broken, broken_data = loads(shape, None, (v1, bad), None, weight_addr=128)
+    commands += more + broken + [
+        isa.gemm(0, 128, 0, 200, m, k, n1, raw=True, wait=True),
+        isa.gemm(0, 0, 0, 100, m, k, n1, relu=True, to_act=True, wait=True),
+        isa.gemm(100, 64, 16, 0, m, n1, n2, wait=True),
+        isa.store(0, m * n2, wait=True),
+        isa.gemm(0, 0, 0, 0, m, k, n1, raw=True, wait=True),
+        isa.store(0, m * n1, wide=True, wait=True)]
+    assert G.hazards(commands, shape) == []
+    expected, _ = run(commands, data + more_data + broken_data, stall=0.3, seed=3)
+    status = expected["status"]
+    assert not status["cmd_error"] and status["meta_error"] == 1
+    assert status["bad_groups"] == int(malformed_groups(bad, shape.n, shape.m).sum()) * m == 10
+    h = G.requantize(sparse_gemm_int(a, v1, i1, shape.n, shape.m, 32, "wrap")[0], *p1, 8, 32,
+                     relu=True)
+    want2 = G.requantize(sparse_gemm_int(h, v2, i2, shape.n, shape.m, 32, "wrap")[0], *p2, 8, 32)
+    got2 = G.unpack_store(expected["packets"][0], m * n2, 8, 32).reshape(m, n2)
+    assert np.array_equal(got2, want2)
+    want1 = sparse_gemm_int(a, v1, i1, shape.n, shape.m, 32, "wrap")[0] + p1[0]
+    got1 = G.unpack_store(expected["packets"][1], m * n1, 32, 32).reshape(m, n1)
+    assert np.array_equal(got1, want1)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 128, 8), (6, 32, 8)])
+def test_dot_product_cycle_model_within_5_percent(dot_accelerator, m, k, n):
+    """No stalls: a matrix-vector product (array-bound) and a short-K GEMM (drain-bound)."""
+    run = dot_accelerator
+    rng = np.random.default_rng(m * k)
+    a, values, indices, params = layer(rng, run.shape, m, k, n)
+    commands, data = loads(run.shape, a, (values, indices), params)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True), isa.store(0, m * n, wait=True)]
+    _, measured = run(commands, data, stall=0)
+    predicted = run.predict(commands)["cycles"]
+    assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
