@@ -33,12 +33,12 @@ from .pipeline import delay
 BAD_GROUP_COUNTER_WIDTH = 32
 
 
-def result_queue_depth(rows, cols, latency):
-    """Output queue depth (tiles) that lets tiles of R+C-1 beats or more stream without a stall
-    when the consumer is always ready: a tile stays outstanding for `latency` cycles after its
-    `last` beat, so latency // (R+C-1) tiles overlap, and the PEs' result registers hold one
-    more."""
-    return max(1, latency // (rows + cols - 1))
+def result_queue_depth(tile_beats, latency):
+    """Output queue depth (tiles) that lets tiles of `tile_beats` beats or more stream without a
+    stall when the consumer is always ready: a tile stays outstanding for `latency` cycles after
+    its `last` beat, so latency // tile_beats tiles overlap, and the PEs' result registers hold
+    one more."""
+    return max(1, latency // tile_beats)
 
 
 def act_layout(rows, group, side=None):
@@ -97,7 +97,8 @@ class SparseArray(wiring.Component):
         pe = self.pe
         self.n, self.m = pe.n, pe.m
         self.latency = self.entry_delay() + pe.latency + 1
-        self.result_depth = (result_queue_depth(rows, cols, self.latency) if result_depth is None
+        self.result_depth = (result_queue_depth(self.streaming_tile_beats(), self.latency)
+                             if result_depth is None
                              else result_depth)
         self.result_slot = ResultSlot(len(Value.cast(pe.result)), self.result_depth)
         self.shared_modules = {f"{name}.pe": pe, f"{name}.result_slot": self.result_slot}
@@ -165,6 +166,11 @@ class SparseArray(wiring.Component):
     def entry_delay(self):
         """Cycles from a beat's entry to the input ports of the last PE it reaches (the skew)."""
         return (self.rows - 1) + (self.cols - 1)
+
+    def streaming_tile_beats(self):
+        """The shortest tiles the default output queue streams without a stall: R+C-1 beats (a
+        queue slot per PE: deeper would cost R*C times over)."""
+        return self.rows + self.cols - 1
 
     def _enter(self, m, beat):
         """Drive the edge PEs' inputs from the joined beat: skewed entry, row r after r cycles,
@@ -246,6 +252,10 @@ class DotProductArray(SparseArray):
 
     def entry_delay(self):
         return 1   # one register stage, no skew
+
+    def streaming_tile_beats(self):
+        """One: C queue slots only, so even one-beat tiles (K = rows*M) stream."""
+        return 1
 
     def _enter(self, m, beat):
         """Every PE gets the beat in the same cycle: one register stage (the PEs' own input
