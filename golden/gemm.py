@@ -56,11 +56,13 @@ def gemm_int(a, w, m, acc_width, overflow):
     return _accumulate(group_sums, acc_width, overflow)
 
 
-def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow):
+def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow, beat_groups=1):
     """C = A @ W from W's compressed N:M form, gathering the kept activations by index.
 
     Validates the metadata first (MetadataError); returns (c, overflowed), equal to `gemm_int` on
-    the decompressed weights.
+    the decompressed weights. `beat_groups` > 1 (a dot-product array): the accumulator takes
+    the exact sum of that many consecutive groups at a time (saturation and the overflow flag
+    apply per beat, not per group).
     """
     n, m = check_pattern(n, m)
     validate_indices(indices, n, m)
@@ -72,6 +74,9 @@ def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow):
     a_groups = a.reshape(a.shape[0], groups, m)
     kept = a_groups[:, np.arange(groups)[:, None, None], positions]  # (rows, G, N, cols)
     group_sums = np.einsum("rgjc,gjc->grc", kept, value_groups)
+    if beat_groups > 1:
+        group_sums = group_sums.reshape(groups // beat_groups, beat_groups,
+                                        *group_sums.shape[1:]).sum(axis=1)
     return _accumulate(group_sums, acc_width, overflow)
 
 

@@ -89,7 +89,7 @@ class IntKind:
 
     def golden(self, ops):
         return sparse_gemm_int(ops.a, ops.values, ops.indices, self.n, self.m, self.acc_width,
-                               self.overflow)
+                               self.overflow, self.beat_groups)
 
     def overflow_alone(self, rows, cols, r, c):
         """(ops, beats): a one-beat GEMM in which PE (r, c) alone gets a nonzero beat sum, the

@@ -36,6 +36,8 @@ ARRAYS = {   # name: (config keywords, regression options)
     "fp8": ({"rows": 2, "cols": 2, "pe": FP8}, {}),
     "mxfp4": ({"rows": 4, "cols": 2, "pe": MXFP4}, {}),
     "int-dense": ({"nm": "4:4"}, {}),
+    "int-16bit-saturate": ({"nm": "2:4", "rows": 2, "pe": {**INT8, "acc_width": 16,
+                                                           "overflow": "saturate"}}, {}),
     "int-2:4-malformed": ({"nm": "2:4", "rows": 8, "cols": 2}, {"corners": 0, "corrupt": 8}),
 }
 SLOW_ARRAYS = {"int-1:4-malformed", "int-dense", "int-2:4-malformed"}
@@ -57,6 +59,24 @@ def test_dot_product_array_regression(simulate, case):
     groups = config.rows
     values = generated.info["interfaces"]["weight"]["payload"]["element"]["fields"]["values"]
     assert values["layout"]["length"] == groups * config.n  # one tree of rows*N multipliers
+
+
+def test_dot_product_saturates_per_beat(simulate, tmp_path):
+    """A beat's groups are summed exactly in the tree, then saturated once: group 0 alone
+    passes the 16-bit range (2 x -128 x -128 = 32768), group 1 brings it back (-32512), so the
+    beat's result is 256 (per-group saturation would give 255); the golden (sim.kinds with
+    beat_groups) must say the same as the RTL."""
+    config = dot_config("dot_sat16", rows=2, cols=1, pe={**INT8, "acc_width": 16,
+                                                        "overflow": "saturate"})
+    a = np.full((1, 8), -128)
+    values = np.array([[-128], [-128], [127], [127]])
+    indices = np.array([[0], [1], [0], [1]])
+    np.savez(tmp_path / "gemm.npz", a=a, values=values, indices=indices, c=np.array([[256]]))
+    result, _ = simulate(config, "array", gemm_file=tmp_path / "gemm.npz", corners=0, stall=0)
+    assert_passed(result)
+    from nmforge.golden.gemm import sparse_gemm_int
+    assert sparse_gemm_int(a, values, indices, 2, 4, 16, "saturate", beat_groups=2)[0][0, 0] == 256
+    assert sparse_gemm_int(a, values, indices, 2, 4, 16, "saturate")[0][0, 0] == 255
 
 
 def test_dot_product_array_has_no_skew():
