@@ -44,7 +44,10 @@ Dataflows
 K-group of M per beat. ``"dot_product"``: cols reduction trees without systolic skew; each
 owns one output of a 1 x cols tile and reduces ``rows`` consecutive K-groups (rows*M
 activations, one row's, broadcast to every column) per beat through rows*N multipliers and an
-adder tree. Both have rows*cols*N multipliers. ``dot_product`` is implemented for the pe.kinds
+adder tree. ``"weight_stationary"``: a rows x cols systolic array; PE (r, c) holds K-group r
+of a K-block of rows*M for output column c (a tile loaded while the one before computes);
+activations stream through the rows, partial sums flow down the columns. All have
+rows*cols*N multipliers. Dataflows other than output-stationary are implemented for the pe.kinds
 in DATAFLOW_PE_KINDS, without run-time patterns; with kind "mx" a beat's rows*M elements must
 lie in one scale block (``block_size`` a multiple of rows*M).
 
@@ -147,9 +150,10 @@ __all__ = [
 DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
 
 #: Allowed ``array.dataflow`` values (later dataflows add one entry each).
-DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product")
+DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_stationary")
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
-DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx")}
+DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx"),
+                                                 "weight_stationary": ("int",)}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.

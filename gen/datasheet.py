@@ -13,6 +13,8 @@ import pathlib
 import markdown
 import wavedrom
 
+from .semantics import DATAFLOW_TIMING
+
 # Rules in the order a reader needs them; a rule not listed here follows in the manifest's order.
 RULE_ORDER = ("addition order", "addition order and lanes", "blocks and scale sampling", "rounding",
               "NaN", "infinity", "zero sign", "overflow and saturation", "overflow flag",
@@ -105,12 +107,11 @@ def datasheet_markdown(manifest, diagrams: dict[str, str]) -> str:
     for iface, entry in manifest["interfaces"].items():
         lines += [f"### `{iface}` ({entry['kind']}, {entry['direction']})", ""]
         lines += _payload_table(entry) + [""]
+    latency_from, throughput, _ = DATAFLOW_TIMING[p["dataflow"]]
     lines += ["## Latency and throughput", "",
-              f"- latency: {manifest['latency_cycles']} cycles from the transfer of a tile's `last` "
-              f"beat to `result.valid`" + (f" (MAC unit alone: {pe['mac_latency']})" if pe else ""),
-              "- throughput: one act beat and one weight beat per cycle; tiles are pipelined back to "
-              "back and finished tiles wait in an output queue, so tiles of at least R+C-1 beats "
-              "stream without a stall while the consumer keeps up", "",
+              f"- latency: {manifest['latency_cycles']} cycles from {latency_from}"
+              + (f" (MAC unit alone: {pe['mac_latency']})" if pe else ""),
+              f"- throughput: {throughput}", "",
               "## Reset", "", f"- clock `{manifest['clock']['port']}`, reset {manifest['clock']['reset']}; "
               f"minimum reset: {manifest['clock'].get('reset_cycles_min', 1)} cycle(s)", "",
               "## Timing diagrams", ""]

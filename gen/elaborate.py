@@ -5,6 +5,7 @@ design's top level) and, for block-level regressions, one PE, one N:M decoder an
 (the PE kind's multiply-accumulate unit alone, without the systolic shell and decoder).
 """
 from amaranth.back import rtlil, verilog
+from amaranth.utils import ceil_log2
 
 from ..rtl.accelerator import Accelerator
 from ..rtl.isa import AcceleratorShape
@@ -19,6 +20,7 @@ from ..rtl.mac_mx import MxMac
 from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
+from ..rtl.ws_array import StationaryPE, WeightStationaryArray
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -43,6 +45,15 @@ DECODERS = {"index": NMDecoder, "bitmap": BitmapDecoder}
 def beat_groups(config):
     """K-groups of M one PE reduces per beat: the dot-product array's `rows`, else 1."""
     return config.rows if config.dataflow == "dot_product" else 1
+
+
+def make_stationary_pe(config):
+    """A weight-stationary PE: the int MAC unit, wide enough that one beat's sum is exact,
+    behind the encoding's decoder; the config's accumulator width and policy on the partial
+    sums."""
+    exact = config.act_width + config.weight_width + ceil_log2(config.n) + 1
+    mac = IntMac(config.n, config.act_width, config.weight_width, exact, "wrap")
+    return StationaryPE(mac, make_decoder(config, mac), config.acc_width, config.overflow)
 
 
 def make_mac(config):
@@ -134,6 +145,9 @@ def mac_parameters(config, mac) -> dict:
 def build(config, block="array"):
     """The Amaranth component for `block` of the design described by `config`."""
     if block == "array":
+        if config.dataflow == "weight_stationary":
+            return WeightStationaryArray(config.rows, config.cols,
+                                         lambda: make_stationary_pe(config), name=config.name)
         array_class = DotProductArray if config.dataflow == "dot_product" else SparseArray
         return array_class(config.rows, config.cols, lambda: make_pe(config), name=config.name)
     if block == "accelerator":
@@ -141,7 +155,7 @@ def build(config, block="array"):
             raise ValueError("block: 'accelerator' needs an [accelerator] table in the config")
         return Accelerator(AcceleratorShape.from_config(config), build(config, "array"))
     if block == "pe":
-        return make_pe(config)
+        return make_stationary_pe(config) if config.dataflow == "weight_stationary" else make_pe(config)
     if block == "decoder":
         mac = make_mac(config)
         mac._MustUse__silence = True  # built only for its activation shape (Amaranth's opt-out)

@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from .. import __version__
 from ..golden.nm import (beat_span, pattern_id_bits, pattern_name, runtime_index_bits,
                          runtime_patterns, runtime_window)
-from .elaborate import beat_groups, find_mac, mac_parameters
+from .elaborate import find_mac, mac_parameters
 from .semantics import RESET_CYCLES_MIN, runtime_pattern_table, semantics
 
 PORT_DECLARATION = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+);", re.M)
@@ -100,7 +100,7 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
 
     `parameters` holds the array geometry (`tile_rows` x cols outputs per tile, `beat_groups`
     K-groups per PE and beat: rows x cols and 1 output-stationary, 1 x cols and rows
-    dot-product), the metadata encoding (`encoding`: "index" or
+    dot-product and weight-stationary), the metadata encoding (`encoding`: "index" or
     "bitmap"), whether patterns are chosen at run time (`runtime`; then also
     `runtime_parameters`), the PE kind with that
     kind's config keys (int: act_width, weight_width, acc_width, overflow; fp: act_format,
@@ -115,8 +115,8 @@ def build_manifest(config, block, component, module, verilog_text) -> dict:
     parameters = {
         "rows": config.rows, "cols": config.cols, "n": config.n, "m": config.m,
         "nm": config.nm, "dense": config.dense, "dataflow": config.dataflow,
-        "tile_rows": 1 if config.dataflow == "dot_product" else config.rows,
-        "beat_groups": beat_groups(config),
+        "tile_rows": config.rows if config.dataflow == "output_stationary" else 1,
+        "beat_groups": 1 if config.dataflow == "output_stationary" else config.rows,
         "encoding": config.encoding, "runtime": config.runtime,
         "pe_kind": config.pe_kind, **config.pe_params,
         "act_bits": config.act_bits, "weight_bits": config.weight_bits,

@@ -12,8 +12,35 @@ from ..golden.nm import beat_span, pattern_name, runtime_patterns
 
 RESET_CYCLES_MIN = 1
 
+# Per array.dataflow: (what `latency_cycles` is measured from, the throughput rule, how
+# `bad_groups` counts), as the datasheet states them.
+DATAFLOW_TIMING = {
+    "output_stationary": (
+        "the transfer of a tile's `last` beat to `result.valid`",
+        "one act beat and one weight beat per cycle; tiles are pipelined back to back and finished "
+        "tiles wait in an output queue, so tiles of at least R+C-1 beats stream without a stall "
+        "while the consumer keeps up",
+        "as the top row's decoders see them (once per row tile that streams the group)"),
+    "dot_product": (
+        "the transfer of a tile's `last` beat to `result.valid`",
+        "one act beat (one activation row's `rows` K-groups, broadcast to every column) and one "
+        "weight beat (per column the same K-groups' compressed weights) per cycle; 1 x C tiles are "
+        "pipelined back to back into an output queue as deep as the latency, so tiles of one beat "
+        "stream without a stall while the consumer keeps up",
+        "one per malformed K-group of a beat (once per tile row that streams it)"),
+    "weight_stationary": (
+        "the transfer of an act beat to its C partial sums at `result`",
+        "one act beat (one activation row's K-block of `rows` K-groups, with the C partial sums it "
+        "adds to) per cycle; a weight tile (rows K-groups x C columns) loads in one weight transfer "
+        "into shadow registers while the tile before computes and is taken into use by the next "
+        "`first` beat, after which the next tile can load R+C-1 cycles later; results wait in an "
+        "output FIFO of latency + 1 beats, so a ready consumer never stalls the array",
+        "one per malformed K-group of a tile, each time a `first` beat takes the tile into use"),
+}
+
 
 def _common(config, pe) -> dict:
+    counting = DATAFLOW_TIMING[config.dataflow][2]
     return {
         "reset": (f"`rst` is synchronous and active high: hold it high for at least "
                   f"{RESET_CYCLES_MIN} rising edge of `clk` (every register that has a reset value "
@@ -23,8 +50,8 @@ def _common(config, pe) -> dict:
                   f"tile in flight."),
         "flags": ("`overflow` (a PE's arithmetic overflowed, or a PE saw malformed data such as an "
                   "MX `last` in mid-block) and `meta_error` (malformed sparsity metadata) are sticky "
-                  "until reset; `bad_groups` counts malformed (column, K-group) metadata groups as the "
-                  "top row's decoders see them. A malformed group is never silently computed as valid."),
+                  f"until reset; `bad_groups` counts malformed (column, K-group) metadata groups "
+                  f"{counting}. A malformed group is never silently computed as valid."),
         "pruned positions": ("only the N kept (activation, weight) pairs of each group are multiplied: "
                              "an activation at a pruned position (even a NaN or inf one) does not reach "
                              "the result."),
@@ -32,14 +59,22 @@ def _common(config, pe) -> dict:
 
 
 def _int(config, pe) -> dict:
-    width = pe["acc_width"]
+    width = config.acc_width   # the PE's MAC may be wider (weight-stationary: the group sum)
+    groups = config.rows if config.dataflow == "dot_product" else 1
     step = ("beat (N/N' groups of the beat's pattern: `beat_span` K-elements)" if config.runtime
+            else f"beat ({groups} K-groups of M = {config.m})" if groups > 1
             else f"beat (one K-group of M = {config.m})")
     policy = ("wraps (two's complement) to" if pe["overflow"] == "wrap" else "saturates (clamps) to")
+    order = (f"per {step}, the N = {config.n * groups} products are summed exactly; then "
+             f"acc = policy(acc + beat sum), beats in K order, from acc = 0 at the start "
+             f"of each tile (`golden.gemm`" + (", beat_groups" if groups > 1 else "") + ").")
+    if config.dataflow == "weight_stationary":
+        order = (f"per K-group of M = {config.m}, the N = {config.n} products are summed exactly; "
+                 f"then psum = policy(psum + group sum), down the column in K order (PE row r "
+                 f"holds group r of the K-block), starting from the act beat's `psum` (the same "
+                 f"sequence as `golden.gemm` when `psum` carries the K-blocks before).")
     return {
-        "addition order": (f"per {step}, the N = {config.n} products are summed exactly; then "
-                           f"acc = policy(acc + beat sum), beats in K order, from acc = 0 at the start "
-                           f"of each tile (`golden.gemm`)."),
+        "addition order": order,
         "overflow and saturation": (
             f"the policy `{pe['overflow']}` {policy} {width} signed bits after every beat, step by step "
             f"in K order"

@@ -219,6 +219,15 @@ class RuntimeNMDecoder(wiring.Component):
         return m
 
 
+def grouped_metadata(decoder, groups):
+    """{name: shape} of `groups` beats' worth of `decoder`'s metadata side by side (group 0
+    first): N*groups indices, or a groups*M-bit bitmap."""
+    return {name: (data.ArrayLayout(shape.elem_shape, shape.length * groups)
+                   if isinstance(shape, data.ArrayLayout)
+                   else unsigned(Shape.cast(shape).width * groups))
+            for name, shape in metadata_ports(decoder).items()}
+
+
 class GroupedDecoder(wiring.Component):
     """`groups` decoders of one fixed pattern (`make_decoder()`: an NMDecoder or BitmapDecoder)
     side by side: a beat of `groups` consecutive groups of M activations. Each metadata port is
@@ -236,10 +245,7 @@ class GroupedDecoder(wiring.Component):
         ports = {"group": In(data.ArrayLayout(inner.group.shape().elem_shape, self.m)),
                  "operands": Out(data.ArrayLayout(inner.operands.shape().elem_shape, self.n)),
                  "malformed": Out(1), "bad_groups": Out(range(groups + 1))}
-        for name, shape in metadata_ports(inner).items():
-            ports[name] = In(data.ArrayLayout(shape.elem_shape, shape.length * groups)
-                             if isinstance(shape, data.ArrayLayout)
-                             else unsigned(Shape.cast(shape).width * groups))
+        ports |= {name: In(shape) for name, shape in grouped_metadata(inner, groups).items()}
         super().__init__(ports)
 
     def elaborate(self, platform):

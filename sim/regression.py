@@ -12,6 +12,8 @@ MAC_TESTBENCHES = {"fp": "nmforge.sim.tb_mac_fp", "posit": "nmforge.sim.tb_mac_p
 
 def testbench_for(manifest: dict) -> str:
     """The cocotb module that verifies the block a manifest describes."""
+    if manifest["block"] == "array" and manifest["parameters"]["dataflow"] == "weight_stationary":
+        return "nmforge.sim.tb_ws_array"
     if manifest["block"] != "mac":
         return TESTBENCHES[manifest["block"]]
     kind = manifest["parameters"]["pe_kind"]

@@ -1,4 +1,5 @@
-"""Dataflows other than output-stationary (gen.config DATAFLOWS). The dot-product array
+"""Dataflows other than output-stationary (gen.config DATAFLOWS). The weight-stationary array
+(rtl.ws_array) passes its own regression (sim.tb_ws_array) for the int kind. The dot-product array
 (rtl.mac_array.DotProductArray: per column one PE reducing `rows` K-groups per beat through an
 adder tree, activations broadcast, no skew) passes the array regression (sim.tb_array: random
 GEMMs under random stalls, the corner tiles, malformed metadata counted) for the int, fp and mx
@@ -88,6 +89,40 @@ def test_dot_product_array_has_no_skew():
                               "sparsity": {"nm": "2:4"}, "pe": INT8}, source="test"))
     assert dot.latency == dot.pe.latency + 2
     assert os_.latency == 7 + 7 + os_.pe.latency + 1
+
+
+def ws_config(name, nm="2:4", rows=4, cols=3, encoding="index", acc_width=32, overflow="wrap"):
+    return parse_config({"name": name,
+                         "array": {"rows": rows, "cols": cols, "dataflow": "weight_stationary"},
+                         "sparsity": {"nm": nm, "encoding": encoding},
+                         "pe": {**INT8, "acc_width": acc_width, "overflow": overflow}},
+                        source="test")
+
+
+WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
+    "int-2:4": ({"nm": "2:4", "rows": 4, "cols": 4}, 0),
+    "int-2:4-16bit-saturate": ({"nm": "2:4", "acc_width": 16, "overflow": "saturate"}, 0),
+    "int-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "encoding": "bitmap"}, 5),
+    "int-2:4-malformed": ({"nm": "2:4", "rows": 4, "cols": 3}, 6),
+    "int-1:4": ({"nm": "1:4", "rows": 2, "cols": 4}, 0),
+    "int-dense-20bit-saturate": ({"nm": "4:4", "rows": 3, "cols": 2, "acc_width": 20,
+                                  "overflow": "saturate"}, 0),
+}
+SLOW_WS = {"int-1:4", "int-dense-20bit-saturate"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_WS
+                                  else c for c in WS_ARRAYS])
+def test_weight_stationary_array_regression(simulate, case):
+    """sim.tb_ws_array: weight tiles double-buffered under random stalls, partial sums from a
+    random start over the whole accumulator range, every result beat bit-exact against the
+    group-by-group running sum; malformed groups counted once per tile use."""
+    keywords, corrupt = WS_ARRAYS[case]
+    config = ws_config("ws_" + case.replace("-", "_").replace(":", ""), **keywords)
+    result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
+    assert_passed(result)
+    assert generated.info["latency_cycles"] == config.rows + config.cols + \
+        generated.info["pe"]["mac_latency"] + 2
 
 
 @pytest.mark.parametrize("table,field", [

@@ -1,0 +1,210 @@
+"""R x C weight-stationary systolic array: PE (r, c) holds the compressed weights of K-group r of a
+K-block for output column c; activations stream through the rows, partial sums flow down the
+columns.
+
+Streams (amaranth.lib.stream, valid/ready):
+  weight in : one weight tile per transfer: per column, the R K-groups of one K-block (N*R values,
+              then each group's metadata in turn: rtl.decoder.grouped_metadata, the dot-product
+              array's weight beat); PE (r, c) takes group r of column c into its shadow register.
+              Taken when the shadow registers are free: the tile before has been taken into use
+              by every PE (R+C-1 cycles after its first beat), so the next tile loads while the
+              current one computes.
+  act    in : one activation row's K-block: `data[r]` the M activations of group r; `psum[c]` the
+              partial sum the beat adds to for column c (the sums of the K-blocks before); `first`
+              = the beat starts using the last loaded tile (it waits until a tile is loaded).
+  result out: per beat, psum[c] + the N kept products of PE (0, c), then of PE (1, c), ... added
+              group by group in K order under the overflow policy (so wrap and saturate give what
+              the output-stationary array's accumulator gives for the same K order).
+One beat per cycle. Activations enter row r after r cycles and move right one PE per cycle; each
+column's psum enters its top PE when that PE's products are ready and moves down one PE per
+cycle; the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
+beats (admission keeps that many beats outstanding, so a ready consumer never stalls the array).
+`overflow` and `meta_error` are sticky until reset; `bad_groups` counts the malformed metadata
+groups of every tile each time a tile is taken into use (its `first` beat).
+Latency: `latency` cycles from a beat's transfer to its result at `result`.
+"""
+from amaranth import Cat, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .decoder import grouped_metadata, metadata_ports
+from .mac_array import BAD_GROUP_COUNTER_WIDTH
+from .pe import weight_layout
+from .pipeline import delay
+
+
+def tile_column_layout(pe, groups):
+    """One column of a weight tile: N*groups values, then the groups' metadata fields."""
+    return data.StructLayout({"values": data.ArrayLayout(pe.weight_shape, pe.n * groups),
+                              **grouped_metadata(pe.decoder, groups)})
+
+
+class StationaryPE(wiring.Component):
+    """One weight-stationary PE: `load` writes `weight` (N values + the decoder's metadata) into
+    the shadow register; a valid beat with `first` moves the shadow into the active register as
+    it enters. Per valid beat: psum_out = psum + the MAC unit's exact sum of the N kept products
+    (the kind's MAC, e.g. rtl.mac_int.IntMac, wide enough that one beat's sum is exact, every
+    beat `last`), on `acc_width` bits with the overflow policy; `overflow` pulses when that sum
+    leaves the range. `act`/`valid`/`first` are forwarded right, registered (`*_out`).
+    `malformed`: the active weights' metadata is malformed, on a `first` beat at the decoder.
+    Timing: `psum` must arrive `psum_lag` cycles after the beat at `act`; `psum_out` follows
+    one cycle later."""
+
+    def __init__(self, mac, decoder, acc_width, overflow):
+        self.mac, self.decoder = mac, decoder
+        self.n, self.m = decoder.n, decoder.m
+        self.acc_width, self.saturate = acc_width, overflow == "saturate"
+        mac_ports = mac.signature.members
+        self.act_shape = mac_ports["a"].shape.elem_shape
+        self.weight_shape = mac_ports["w"].shape.elem_shape
+        self.psum_lag = 2 + mac.latency   # input register, decoded operands, the MAC
+        self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder))
+        group = decoder.signature.members["group"].shape
+        super().__init__({
+            "act": In(group), "valid": In(1), "first": In(1),
+            "act_out": Out(group), "valid_out": Out(1), "first_out": Out(1),
+            "load": In(1), "weight": In(self.weight_layout),
+            "psum": In(signed(acc_width)), "psum_out": Out(signed(acc_width)),
+            "overflow": Out(1), "malformed": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.decoder = decoder = self.decoder
+        m.submodules.mac = mac = self.mac
+        shadow = Signal(self.weight_layout)
+        active = Signal(self.weight_layout)
+        with m.If(self.load):
+            m.d.sync += shadow.eq(self.weight)
+        with m.If(self.valid & self.first):
+            m.d.sync += active.eq(shadow)
+        m.d.comb += self.act_out.eq(delay(m, self.act, 1, "act", reset_less=True))
+        m.d.sync += [self.valid_out.eq(self.valid), self.first_out.eq(self.valid & self.first)]
+        m.d.comb += decoder.group.eq(self.act_out)
+        for name in metadata_ports(decoder):
+            m.d.comb += getattr(decoder, name).eq(getattr(active, name))
+        m.d.comb += self.malformed.eq(decoder.malformed & self.first_out)
+
+        valid = delay(m, self.valid_out, 1, "valid", reset_less=False)
+        m.d.comb += [mac.a.eq(delay(m, decoder.operands, 1, "operands", reset_less=True)),
+                     mac.w.eq(delay(m, active.values, 1, "weights", reset_less=True)),
+                     mac.valid.eq(valid), mac.last.eq(valid)]
+
+        width = self.acc_width
+        exact = Signal(signed(max(width, len(mac.result)) + 1))
+        m.d.comb += exact.eq(self.psum + mac.result)
+        top = exact[width - 1:]
+        out_of_range = ~(top.all() | ~top.any())
+        total = exact[:width]
+        if self.saturate:
+            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
+        m.d.sync += [self.psum_out.eq(total),
+                     self.overflow.eq(mac.result_valid & out_of_range)]
+        return m
+
+
+class WeightStationaryArray(wiring.Component):
+    """The generated top level for `array.dataflow = "weight_stationary"` (module docstring).
+    `make_pe()` builds one StationaryPE; `pes[r][c]` are the PEs."""
+
+    def __init__(self, rows, cols, make_pe, name="array"):
+        self.rows, self.cols = rows, cols
+        self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
+        pe = self.pe = self.pes[0][0]
+        self.n, self.m = pe.n, pe.m
+        self.latency = rows + cols + pe.psum_lag
+        self.result_depth = self.latency + 1    # beats the output FIFO holds
+        group = pe.signature.members["act"].shape
+        psums = data.ArrayLayout(signed(pe.acc_width), cols)
+        self.tile_layout = data.ArrayLayout(tile_column_layout(pe, rows), cols)
+        super().__init__({
+            "act": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(group, rows), "psum": psums, "first": 1}))),
+            "weight": In(stream.Signature(self.tile_layout)),
+            "result": Out(stream.Signature(psums)),
+            "overflow": Out(1),
+            "meta_error": Out(1),
+            "bad_groups": Out(BAD_GROUP_COUNTER_WIDTH),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, pes = self.rows, self.cols, self.pes
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # Weight tiles: into every shadow register, once the tile before is in use everywhere.
+        shadow_full = Signal()
+        settling = Signal(range(rows + cols))   # cycles until the last PE has its tile in use
+        take_tile = self.weight.valid & self.weight.ready
+        m.d.comb += self.weight.ready.eq(~shadow_full & (settling == 0))
+        for r in range(rows):
+            for c in range(cols):
+                column = self.weight.payload[c]
+                slot = pes[r][c].weight
+                m.d.comb += [pes[r][c].load.eq(take_tile),
+                             Value.cast(slot.values).eq(_slice(column.values, r, rows))]
+                for name in metadata_ports(pes[r][c].decoder):
+                    m.d.comb += Value.cast(getattr(slot, name)).eq(
+                        _slice(getattr(column, name), r, rows))
+
+        # Activation beats: admitted while the output FIFO has room for every outstanding one.
+        m.submodules.out = out = fifo.SyncFIFO(width=len(self.result.payload.as_value()),
+                                               depth=self.result_depth)
+        outstanding = Signal(range(self.result_depth + 1))
+        first = self.act.payload.first
+        m.d.comb += self.act.ready.eq((outstanding < self.result_depth) & (~first | shadow_full))
+        beat = self.act.valid & self.act.ready
+        taken = self.result.valid & self.result.ready
+        m.d.sync += outstanding.eq(outstanding + beat - taken)
+        with m.If(beat & first):
+            m.d.sync += [shadow_full.eq(0), settling.eq(rows + cols - 2)]
+        with m.Elif(take_tile):
+            m.d.sync += shadow_full.eq(1)
+        with m.If(~(beat & first) & (settling != 0)):
+            m.d.sync += settling.eq(settling - 1)
+
+        # Skewed entry: row r after r cycles, moving right; psum into each column's top PE.
+        for r in range(rows):
+            row = pes[r]
+            m.d.comb += [row[0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True)),
+                         row[0].valid.eq(delay(m, beat, r, f"valid_skew{r}_", reset_less=False)),
+                         row[0].first.eq(delay(m, beat & first, r, f"first_skew{r}_", reset_less=False))]
+            for c in range(1, cols):
+                m.d.comb += [row[c].act.eq(row[c - 1].act_out), row[c].valid.eq(row[c - 1].valid_out),
+                             row[c].first.eq(row[c - 1].first_out)]
+        lag = self.pe.psum_lag
+        for c in range(cols):
+            m.d.comb += pes[0][c].psum.eq(delay(m, self.act.payload.psum[c], c + lag,
+                                                f"psum_in{c}_", reset_less=True))
+            for r in range(1, rows):
+                m.d.comb += pes[r][c].psum.eq(pes[r - 1][c].psum_out)
+
+        # The bottom row's sums, re-aligned (column c leaves c cycles after column 0).
+        sums = [delay(m, pes[-1][c].psum_out, cols - 1 - c, f"deskew{c}_", reset_less=True)
+                for c in range(cols)]
+        written = delay(m, beat, rows + cols - 1 + lag, "result_valid", reset_less=False)
+        m.d.comb += [out.w_data.eq(Cat(*sums)), out.w_en.eq(written),
+                     self.result.payload.eq(out.r_data), self.result.valid.eq(out.r_rdy),
+                     out.r_en.eq(self.result.ready)]
+
+        # Flags: sticky overflow; malformed groups counted as each PE takes a tile into use.
+        row_overflow = Signal(rows)
+        m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
+        with m.If(row_overflow.any()):
+            m.d.sync += self.overflow.eq(1)
+        bad = Signal(rows * cols)
+        m.d.sync += bad.eq(Cat(pe.malformed for row in pes for pe in row))
+        with m.If(bad.any()):
+            m.d.sync += [self.meta_error.eq(1),
+                         self.bad_groups.eq(self.bad_groups + sum(bad[i] for i in range(len(bad))))]
+        return m
+
+
+def _slice(field, index, count):
+    """Part `index` of `count` equal parts of a field's bits."""
+    bits = Value.cast(field)
+    width = len(bits) // count
+    return bits[index * width:(index + 1) * width]

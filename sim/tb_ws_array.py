@@ -1,0 +1,136 @@
+"""Regression of a weight-stationary array (rtl.ws_array; `array.dataflow = "weight_stationary"`).
+
+NMFORGE_GEMMS random GEMMs (sim.kinds operands, every other one at the extremes) of up to two
+column panels and K a multiple of the K-block (R*M), under random stalls on all three streams
+(NMFORGE_STALL): per column panel and K-block one weight tile, then every activation row's beat,
+the first one marked `first`. Each beat's `psum` is the running partial sum golden gives for
+that row (the first K-block's: random over the whole accumulator range, so saturation and wrap
+happen), and each result beat is checked bit for bit against golden's running sum after the
+K-block's groups, added one group at a time in K order under the overflow policy
+(golden.gemm.POLICIES) with the sticky `overflow` flag. NMFORGE_CORRUPT malformed (group,
+column) metadata groups per GEMM (sim.array_model.corrupt_groups / corrupt_bitmaps): the columns
+they spoil go unchecked, `meta_error` must rise and `bad_groups` count each one once per tile
+use. Every wait has a watchdog (harness.watchdog_bound)."""
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles
+
+from ..golden.gemm import POLICIES
+from ..golden.ints import int_range
+from .array_model import bitmap_of, corrupt_bitmaps, corrupt_groups
+from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
+from .kinds import kind_model
+from .payload import pack, unpack
+from .streams import StreamSink, StreamSource, random_pauses
+
+
+def group_sums(ops, n, m):
+    """Exact per-group sums (G, rows, cols) of a GEMM's kept products."""
+    groups = ops.values.shape[0] // n
+    a = ops.a.reshape(ops.a.shape[0], groups, m)
+    kept = a[:, np.arange(groups)[:, None, None], ops.indices.reshape(groups, n, -1)]
+    return np.einsum("rgjc,gjc->grc", kept, ops.values.reshape(groups, n, -1))
+
+
+def tile(ops, kb, cols, rows, n, m, bitmap):
+    """Weight tile of K-block `kb` for GEMM columns `cols`: per column, the block's R groups."""
+    lanes = slice(kb * rows * n, (kb + 1) * rows * n)
+    out = []
+    for c in cols:
+        column = {"values": ops.values[lanes, c]}
+        if bitmap:
+            column["bitmap"] = 0
+            for b in range(rows):
+                g = kb * rows + b
+                flip = 0 if ops.bitmap_flip is None else int(ops.bitmap_flip[g, c])
+                column["bitmap"] |= (bitmap_of(ops.indices[g * n:(g + 1) * n, c]) ^ flip) << (b * m)
+        else:
+            column["indices"] = ops.indices[lanes, c]
+        out.append(column)
+    return out
+
+
+@cocotb.test()
+async def ws_regression(dut):
+    info = manifest()
+    p = info["parameters"]
+    rows, cols, n, m = p["rows"], p["cols"], p["n"], p["m"]
+    kind = kind_model(info)
+    acc_width, policy = p["acc_width"], POLICIES[p["overflow"]]
+    lo, hi = int_range(acc_width)
+    interfaces = info["interfaces"]
+    act_layout, weight_layout = interfaces["act"]["payload"], interfaces["weight"]["payload"]
+    result_layout = interfaces["result"]["payload"]
+    metadata = weight_layout["element"]["fields"]
+    bitmap = "bitmap" in metadata
+    latency = info["latency_cycles"]
+    rng, prng = rngs()
+    stall = env_float("NMFORGE_STALL", 0.3)
+    corrupt = env_int("NMFORGE_CORRUPT", 0)
+
+    await start(dut)
+    act = StreamSource(dut, "act", dut.clk, random_pauses(prng, stall))
+    weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
+    result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
+    expected_overflow, overflow_undefined, expected_bad = False, False, 0
+    block = rows * m
+    for number in range(env_int("NMFORGE_GEMMS", 3)):
+        mdim = int(rng.integers(1, 2 * rows + 1))
+        k = block * int(rng.integers(1, 4))
+        panels = int(rng.integers(1, 3))
+        ops = kind.random_gemm(rng, (mdim, k, panels * cols), extreme=number % 2 == 1)
+        spoiled = set()
+        if corrupt and not p["dense"]:
+            if bitmap:
+                bad, ops.bitmap_flip = corrupt_bitmaps(rng, ops.indices, n, m, corrupt, cols)
+            else:
+                bad, ops.indices = corrupt_groups(rng, ops.indices, n, m, corrupt,
+                                                  ("repeat", "descend") if n >= 2 else (), cols)
+            expected_bad += len(bad)        # each tile is taken into use once per GEMM
+            spoiled = {c for _, c in bad}
+            overflow_undefined |= bool(spoiled)   # sums of malformed groups are unspecified
+        sums = group_sums(ops, n, m) if not spoiled else None
+        if spoiled:   # golden on the well-formed columns only; spoiled ones are not checked
+            keep = [c for c in range(ops.values.shape[1]) if c not in spoiled]
+            sums = np.zeros((k // m, mdim, ops.values.shape[1]), dtype=np.int64)
+            if keep:
+                kept_ops = type(ops)(ops.a, ops.values[:, keep], ops.indices[:, keep])
+                sums[:, :, keep] = group_sums(kept_ops, n, m)
+        running = rng.integers(lo, hi + 1, (mdim, ops.values.shape[1]))
+        expected = []
+        for j in range(panels):
+            span = range(j * cols, (j + 1) * cols)
+            for kb in range(k // block):
+                weight.send_nowait(pack(weight_layout, tile(ops, kb, span, rows, n, m, bitmap)))
+                before = running[:, j * cols:(j + 1) * cols].copy()
+                after = before.copy()
+                for g in range(kb * rows, (kb + 1) * rows):
+                    exact = after + sums[g][:, j * cols:(j + 1) * cols]
+                    overflowed = (exact < lo) | (exact > hi)
+                    expected_overflow |= bool(overflowed[:, [c for c in range(cols)
+                                                             if j * cols + c not in spoiled]].any())
+                    after = policy(exact, acc_width)
+                running[:, j * cols:(j + 1) * cols] = after
+                for i in range(mdim):
+                    data = ops.a[i, kb * block:(kb + 1) * block].reshape(rows, m)
+                    act.send_nowait(pack(act_layout, {"data": data, "psum": before[i],
+                                                      "first": int(i == 0)}))
+                    expected.append((j, kb, i, after[i]))
+        bound = watchdog_bound(latency, rows + cols, stall)
+        await result.wait_beats(len(expected), bound, f"GEMM {number}'s {len(expected)} beats")
+        for j, kb, i, want in expected:
+            got = np.array(unpack(result_layout, result.queue.popleft()))
+            keep = [c for c in range(cols) if j * cols + c not in spoiled]
+            assert np.array_equal(got[keep], want[keep]), (
+                f"GEMM {number} {mdim}x{k}x{panels * cols}: column panel {j}, K-block {kb}, "
+                f"row {i}: got {got.tolist()}, want {want.tolist()}")
+        await ClockCycles(dut.clk, 4)
+        assert overflow_undefined or int(dut.overflow.value) == int(expected_overflow), \
+            f"overflow flag {int(dut.overflow.value)} after GEMM {number}, golden says {expected_overflow}"
+        assert int(dut.bad_groups.value) == expected_bad, \
+            f"bad_groups {int(dut.bad_groups.value)} after GEMM {number}, injected {expected_bad}"
+        assert int(dut.meta_error.value) == int(expected_bad > 0)
+        dut._log.info(f"GEMM {number}: {mdim}x{k}x{panels * cols}, {len(expected)} beats "
+                      f"{kind.describe()}{f', {len(spoiled)} spoiled columns' if spoiled else ''}: ok")
+    await ClockCycles(dut.clk, 2 * latency + 8)
+    assert result.count() == 0, f"{result.count()} result beats more than were sent arrived"
