@@ -36,7 +36,7 @@ from nmforge.sim.accel_program import write_program
 from nmforge.sim.regression import run_regression
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-DATAFLOWS = ("output_stationary", "dot_product")
+DATAFLOWS = ("output_stationary", "dot_product", "weight_stationary")
 SHAPES = {"matrix-vector": (1, 1024, 64), "tall-skinny": (1024, 256, 8),
           "long K": (8, 4096, 8), "square": (256, 256, 256)}
 PEAK = 8 * 8 * 4   # R x C x M dense-equivalent MACs per cycle

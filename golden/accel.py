@@ -414,7 +414,7 @@ class Executor:
         bad = self._malformed(positions, meta, pid)
         if bad:
             self.status.meta_error = True
-            self.status.bad_groups += bad * row_panels  # counted each time a column panel streams
+            self.status.bad_groups += bad * s.weight_passes(f["m"])  # each time they stream
         self.status.array_beats += row_panels * col_panels * beats
         acc = np.zeros((row_panels * s.rows, cols), dtype=np.int64)
         vg = values.reshape(beats, s.beat_n, -1)
@@ -444,8 +444,10 @@ class Executor:
                     bits, flags = mx_mac(s.act_format, pairs_a, pairs_w, a_side, w_side,
                                          s.beat_m, s.fp_lanes)
                 acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
-            else:
-                sums = np.einsum("rgjc,gjc->grc", kept, vg)
+            else:   # exact sums of `step` K-groups, then the accumulator's policy
+                step = s.beat_n // (s.n * s.saturation_groups)   # updates per beat
+                split = kept.reshape(s.rows, beats * step, -1, cols)
+                sums = np.einsum("rgjc,gjc->grc", split, vg.reshape(beats * step, -1, cols))
                 acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)
             self.status.overflow |= overflowed
         return acc

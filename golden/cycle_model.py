@@ -64,6 +64,72 @@ def gemm_cycles(shape, row_panels, col_panels, groups, array_latency, result_dep
     return drained[-1] + DRAIN_TAIL
 
 
+def gemm_cycles_ws(shape, rows, col_panels, groups, array_latency, result_depth=None):
+    """Cycles from a GEMM's start until the weight-stationary execute unit (rtl.execute_ws) is
+    free: a cycle-stepped replay of its rules. One read slot per cycle in the order block,
+    column panel, K-block (a weight tile, then the block's rows), each slot waiting for room in
+    its FIFO and a row also for fewer beats in flight than its block has rows (unless the GEMM
+    has one K-block); reads reach the FIFO READ_LATENCY cycles later; the array takes a tile
+    into its shadow registers when they are free (R+C-1 cycles after the tile before went into
+    use), a row beat whenever the FIFO has one (a `first` beat only with a tile loaded), and
+    returns its sums `array_latency` cycles later, every one taken at once."""
+    from ..rtl.banked_memory import READ_LATENCY
+    from ..rtl.execute_ws import ACT_FIFO_DEPTH, WEIGHT_FIFO_DEPTH
+    block, settle = shape.acc_rows, shape.beat_groups + shape.cols - 2
+    slots = []
+    for first_row in range(0, rows, block):
+        height = min(block, rows - first_row)
+        for _ in range(col_panels):
+            for _ in range(groups):
+                slots.append((True, False, height))
+                slots += [(False, i == 0, height) for i in range(height)]
+    weights, acts = [], []            # FIFO entries: the cycle each can be read
+    w_credits, a_credits = WEIGHT_FIFO_DEPTH, ACT_FIFO_DEPTH
+    pending = 0
+    returns = {}                      # cycle -> results returned then
+    shadow_full, settling = False, 0
+    next_slot, taken, last_return = 0, 0, 0
+    cycle = 1                         # the unit's first slot: the cycle after its start
+    results = sum(1 for tile, _, _ in slots if not tile)
+    while taken < results:
+        w_pop = a_pop = 0
+        if next_slot < len(slots):
+            tile, first, height = slots[next_slot]
+            if tile and w_credits:
+                weights.append(cycle + READ_LATENCY + 1)
+                w_credits -= 1
+                next_slot += 1
+            elif not tile and a_credits and (groups == 1 or pending < height):
+                acts.append((cycle + READ_LATENCY + 1, first))
+                a_credits -= 1
+                pending += 1
+                next_slot += 1
+        beat_first = False
+        if weights and weights[0] <= cycle and not shadow_full and settling == 0:
+            weights.pop(0)
+            w_pop, shadow_full = 1, True
+            load_now = True
+        else:
+            load_now = False
+        if acts and acts[0][0] <= cycle and (not acts[0][1] or (shadow_full and not load_now)):
+            _, beat_first = acts.pop(0)
+            a_pop = 1
+            returns[cycle + array_latency] = returns.get(cycle + array_latency, 0) + 1
+        done = returns.pop(cycle, 0)
+        if done:
+            taken += done
+            pending -= done
+            last_return = cycle
+        w_credits += w_pop
+        a_credits += a_pop
+        if beat_first:
+            shadow_full, settling = False, settle
+        elif settling:
+            settling -= 1
+        cycle += 1
+    return last_return + DRAIN_TAIL
+
+
 def predict(shape, commands, array_latency, result_depth):
     """Per-command timing and the totals of a program: {"cycles": from taking the first command
     until every unit is idle, "array_beats", "utilization" (array beats / cycles), "commands":
@@ -96,7 +162,8 @@ def predict(shape, commands, array_latency, result_depth):
             rp, cp = _ceil(f["m"], shape.rows), _ceil(f["n"], shape.cols)
             groups = f["k"] // shape.span(f["pattern"])
             beats = rp * cp * groups
-            end = start + gemm_cycles(shape, rp, cp, groups, array_latency, result_depth)
+            cycles_of = gemm_cycles_ws if shape.dataflow == "weight_stationary" else gemm_cycles
+            end = start + cycles_of(shape, rp, cp, groups, array_latency, result_depth)
         elif opcode == Opcode.STORE:
             f = fields["store"]
             end = start + shape.store_stream_words(f["count"], f["wide"]) + STORE_TAIL

@@ -32,6 +32,7 @@ from .accel_io import LoadUnit, StoreUnit
 from .axis import axis_signature
 from .banked_memory import BUFFER_ATTRS, BankedMemory
 from .execute import ExecuteUnit
+from .execute_ws import WsExecuteUnit
 from .isa import COMMAND_BITS, SIZE_BITS, Buffer, Command, Error, Opcode, Requant
 from .mac_array import BAD_GROUP_COUNTER_WIDTH
 from .sliced_memory import SlicedMemory
@@ -90,7 +91,8 @@ class Accelerator(wiring.Component):
         s, array = self.shape, self.array
         m.submodules.array = array
         act_bits, weight_bits = s.act_word_bits, s.weight_word_bits
-        pattern_bits = s.cols * array.pe.weight_layout.size - weight_bits  # run-time: ids per column
+        beat_bits = array.signature.members["weight"].signature.members["payload"].shape.size
+        pattern_bits = beat_bits - weight_bits  # run-time: ids per column
         assert pattern_bits == (s.cols * (len(s.patterns)).bit_length() if s.runtime else 0), \
             "weight word != array weight beat"
 
@@ -110,7 +112,8 @@ class Accelerator(wiring.Component):
         m.submodules.out_mem = out_mem = BankedMemory(s.acc_width, s.out_depth,
                                                       write_lanes=s.cols, read_lanes=store.lanes,
                                                       registered=True)
-        m.submodules.execute = execute = ExecuteUnit(array, s)
+        unit = WsExecuteUnit if s.dataflow == "weight_stationary" else ExecuteUnit
+        m.submodules.execute = execute = unit(array, s)
         wiring.connect(m, wiring.flipped(self.s_axis_data), load.data)
         wiring.connect(m, store.data, wiring.flipped(self.m_axis_data))
 

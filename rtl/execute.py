@@ -44,7 +44,7 @@ class ExecuteUnit(wiring.Component):
     def __init__(self, array, shape):
         self.array, self.shape = array, shape
         k_group = shape.k_group
-        self.rows, self.cols, self.k_group = array.rows, array.cols, k_group
+        self.rows, self.cols, self.k_group = shape.rows, array.cols, k_group   # tile rows
         self.act_width, self.acc_width = shape.act_width, shape.acc_width
         self.act_bits, self.weight_bits = shape.act_word_bits, shape.weight_word_bits
         act_bits, acc_width, weight_bits = self.act_bits, self.acc_width, self.weight_bits
@@ -207,6 +207,15 @@ class ExecuteUnit(wiring.Component):
                          lane.pattern.eq(pattern)]
 
     def _drain(self, m, op):
+        """The array's result rows in the walk's order, through the output stages into OUT or
+        (chained) ACT; returns whether the drain is busy."""
+        return self._drain_stages(m, op, self._drain_walk(m, op))
+
+    def _drain_walk(self, m, op):
+        """Which result row the drain takes when (`take`, the row's values `row`) and where it
+        goes: its tile's row `r`, the tile's row_base / col_base, the OUT word of the row's
+        first element `row_addr`, the chained ACT word `panel_base + chain_word` and lane
+        `chain_off`; `active` while rows of this GEMM are still to come."""
         array, rows, cols, group = self.array, self.rows, self.cols, self.k_group
         active = Signal()      # tiles of this GEMM still to come out of the array
         ti_left, tj_left = Signal(SIZE_BITS), Signal(SIZE_BITS)   # row / column panels left
@@ -257,12 +266,21 @@ class ExecuteUnit(wiring.Component):
                                  tile_row_addr.eq(row_addr + op["n"])]
                     with m.If(ti_left == 0):
                         m.d.sync += active.eq(0)
+        return {"active": active, "take": take, "r": r, "row": array.result.payload[r],
+                "row_base": row_base, "col_base": col_base, "panel_base": panel_base,
+                "chain_word": chain_word, "chain_off": chain_off, "row_addr": row_addr}
+
+    def _drain_stages(self, m, op, walk):
+        array, rows, cols, group = self.array, self.rows, self.cols, self.k_group
+        take, r, col_base = walk["take"], walk["r"], walk["col_base"]
         # The tile's C PARAM words are read with its first row; the read data holds after.
         m.d.comb += [self.param_rd_addr.eq(op["param_addr"] + col_base),
                      self.param_rd_en.eq(take & (r == 0))]
 
         # Stage A: the row, its coordinates (the PARAM row arrives now).
-        result_shape = array.result.payload.shape().elem_shape.elem_shape
+        row_base, panel_base, row_addr = walk["row_base"], walk["panel_base"], walk["row_addr"]
+        chain_word, chain_off = walk["chain_word"], walk["chain_off"]
+        result_shape = walk["row"].shape().elem_shape
         acc_a = [Signal(result_shape, name=f"acc_a{c}") for c in range(cols)]
         valid_a, row_a, r_a = Signal(), Signal(SIZE_BITS + 1), Signal(range(rows))
         col_a, word_a, off_a = Signal(SIZE_BITS + 1), Signal(ADDR_BITS), Signal(range(group))
@@ -270,7 +288,7 @@ class ExecuteUnit(wiring.Component):
         m.d.sync += [valid_a.eq(take), row_a.eq(row_base + r), r_a.eq(r), col_a.eq(col_base),
                      word_a.eq(panel_base + chain_word), off_a.eq(chain_off),
                      addr_a.eq(row_addr + col_base)]
-        m.d.sync += [acc_a[c].eq(array.result.payload[r][c]) for c in range(cols)]
+        m.d.sync += [acc_a[c].eq(walk["row"][c]) for c in range(cols)]
         # Stage B: the OUT address, which lanes are inside m x n, the output stages' inputs.
         out_addr, valid_b = Signal(ADDR_BITS), Signal()
         r_b, word_b, off_b = Signal.like(r_a), Signal.like(word_a), Signal.like(off_a)
@@ -308,7 +326,7 @@ class ExecuteUnit(wiring.Component):
         writing = self._chain_writer(m, op, y_valid, ys, keeps, y_r, y_word, y_off)
         pipe = Signal(STAGE_LATENCY)   # valid_b through the output stages
         m.d.sync += pipe.eq(Cat(valid_b, pipe[:-1]))
-        return active | valid_a | valid_b | pipe.any() | writing
+        return walk["active"] | valid_a | valid_b | pipe.any() | writing
 
     def _chain_writer(self, m, op, valid, ys, keeps, r, word, off):
         """`to_act`: collects a tile's requantized rows (zero outside m x n); after its last row

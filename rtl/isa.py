@@ -188,6 +188,9 @@ class Requant(data.Struct):
 assert Command.as_shape().size == COMMAND_BITS
 
 
+WS_ACC_ROWS = 128   # weight-stationary: rows of partial sums the execute unit keeps per block
+
+
 @dataclass(frozen=True)
 class AcceleratorShape:
     """The facts of one generated accelerator that commands, memory images and the cycle model
@@ -215,14 +218,19 @@ class AcceleratorShape:
     fp_acc_bits: int | None = None    # fp exact accumulation: accumulator bits (rtl.mac_fp)
     block_size: int | None = None     # mx: K elements per E8M0 scale (k is a multiple of it)
     beat_groups: int = 1     # K-groups of M per array beat and column (dot-product: its rows)
+    dataflow: str = "output_stationary"   # config array.dataflow
+    acc_rows: int = 0        # weight-stationary: GEMM rows per block (its accumulator's depth)
 
     @classmethod
     def from_config(cls, config):
-        """From a gen.config.Config with an [accelerator] table. A dot-product array computes
-        1 x cols tiles (`rows` 1) from beats of config.rows K-groups (`beat_groups`)."""
-        dot = config.dataflow == "dot_product"
+        """From a gen.config.Config with an [accelerator] table. Dot-product and
+        weight-stationary arrays compute 1 x cols tiles (`rows` 1) from beats of config.rows
+        K-groups (`beat_groups`): one activation row's K-block per beat."""
+        dot = config.dataflow != "output_stationary"
         common = (1 if dot else config.rows, config.cols, config.n, config.m, config.encoding)
-        groups = {"beat_groups": config.rows} if dot else {}
+        groups = {"beat_groups": config.rows, "dataflow": config.dataflow} if dot else {}
+        if config.dataflow == "weight_stationary":
+            groups["acc_rows"] = WS_ACC_ROWS
         depths = (config.stream_width, config.act_depth, config.weight_depth, config.param_depth,
                   config.out_depth, bool(config.runtime))
         if config.pe_kind == "fp":
@@ -244,6 +252,17 @@ class AcceleratorShape:
     @property
     def dense(self):
         return self.n == self.m and not self.runtime
+
+    def weight_passes(self, m):
+        """How often a GEMM of m rows streams each weight group through the array: once per row
+        panel, or on a weight-stationary array once per block of acc_rows rows."""
+        return _ceil(m, self.acc_rows) if self.acc_rows else _ceil(m, self.rows)
+
+    @property
+    def saturation_groups(self):
+        """K-groups summed exactly before each accumulator update: a dot-product PE's beat;
+        output- and weight-stationary arrays update per K-group."""
+        return self.beat_groups if self.dataflow == "dot_product" else 1
 
     @property
     def param_align(self):

@@ -107,7 +107,7 @@ def test_derived_properties():
 
 
 def test_allowed_sets_are_tuples():
-    assert DATAFLOWS == ("output_stationary", "dot_product")
+    assert DATAFLOWS == ("output_stationary", "dot_product", "weight_stationary")
     assert PE_KINDS == ("int", "fp", "scalable", "mpgemm", "mx", "bitserial", "posit")
     assert OVERFLOW_MODES == ("wrap", "saturate")
 

@@ -145,16 +145,22 @@ DEPTHS = {"stream_width": 32, "act_depth": 256, "weight_depth": 256, "param_dept
           "out_depth": 512}
 
 
-@pytest.fixture(scope="module")
-def dot_accelerator(sim_cache):
-    """A 4x4 dot-product 2:4 accelerator (1 x 4 tiles, 16 K per beat)."""
-    return runner(dot_config("dacc44", rows=4, cols=4, accelerator=DEPTHS), sim_cache / "dacc44")
+@pytest.fixture(scope="module", params=["dot_product", "weight_stationary"])
+def dot_accelerator(sim_cache, request):
+    """A 4x4 2:4 accelerator of each dataflow whose beat is one row's 4 K-groups (1 x 4 tiles,
+    16 K per beat): dot-product, weight-stationary."""
+    config = dot_config(f"acc44_{request.param}", rows=4, cols=4, accelerator=DEPTHS)
+    config = parse_config({**config.to_dict(), "array": {"rows": 4, "cols": 4,
+                                                         "dataflow": request.param}},
+                          source="test")
+    return runner(config, sim_cache / config.name)
 
 
 def test_dot_product_accelerator_runs_the_same_commands(dot_accelerator):
-    """The accelerator's command set on a dot-product array: a GEMM larger than the array
-    (odd m, n), a requantized ReLU layer chained in ACT into a second GEMM, malformed metadata
-    counted per K-group and row, then the same GEMM with good weights; under stalls, bit-exact
+    """The accelerator's command set on a dot-product / weight-stationary array: a GEMM larger
+    than the array (odd m, n), a requantized ReLU layer chained in ACT into a second GEMM,
+    malformed metadata counted per K-group and each time it streams (per row; per block of
+    rows on weight-stationary), then the same GEMM with good weights; under stalls, bit-exact
     against the golden executor, which the test checks against golden.gemm itself."""
     run = dot_accelerator
     shape = run.shape
@@ -180,7 +186,8 @@ def test_dot_product_accelerator_runs_the_same_commands(dot_accelerator):
     expected, _ = run(commands, data + more_data + broken_data, stall=0.3, seed=3)
     status = expected["status"]
     assert not status["cmd_error"] and status["meta_error"] == 1
-    assert status["bad_groups"] == int(malformed_groups(bad, shape.n, shape.m).sum()) * m == 10
+    passes = 1 if shape.dataflow == "weight_stationary" else m   # m = 5 rows: one block
+    assert status["bad_groups"] == int(malformed_groups(bad, shape.n, shape.m).sum()) * passes
     h = G.requantize(sparse_gemm_int(a, v1, i1, shape.n, shape.m, 32, "wrap")[0], *p1, 8, 32,
                      relu=True)
     want2 = G.requantize(sparse_gemm_int(h, v2, i2, shape.n, shape.m, 32, "wrap")[0], *p2, 8, 32)
@@ -191,9 +198,10 @@ def test_dot_product_accelerator_runs_the_same_commands(dot_accelerator):
     assert np.array_equal(got1, want1)
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 128, 8), (6, 32, 8)])
+@pytest.mark.parametrize("m,k,n", [(1, 128, 8), (6, 32, 8), (40, 64, 8)])
 def test_dot_product_cycle_model_within_5_percent(dot_accelerator, m, k, n):
-    """No stalls: a matrix-vector product (array-bound) and a short-K GEMM (drain-bound)."""
+    """No stalls: a matrix-vector product, a short-K GEMM, and (weight-stationary) a block
+    of rows longer than the array's round trip."""
     run = dot_accelerator
     rng = np.random.default_rng(m * k)
     a, values, indices, params = layer(rng, run.shape, m, k, n)
@@ -202,3 +210,27 @@ def test_dot_product_cycle_model_within_5_percent(dot_accelerator, m, k, n):
     _, measured = run(commands, data, stall=0)
     predicted = run.predict(commands)["cycles"]
     assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
+
+
+def test_sweep_takes_the_dataflow_as_a_grid_axis(tmp_path):
+    """`nmforge sweep`: array.dataflow x sparsity.nm expands to one valid design per point; a
+    dataflow a kind does not have is that point's one-line error, not the sweep's."""
+    from nmforge.fpga.sweep_spec import load_sweep
+    spec = tmp_path / "dataflows.toml"
+    spec.write_text('[base]\nname = "df"\n[base.array]\nrows = 2\ncols = 2\n'
+                    'dataflow = "output_stationary"\n[base.sparsity]\nnm = "2:4"\n'
+                    '[base.pe]\nkind = "int"\nact_width = 8\nweight_width = 8\nacc_width = 32\n'
+                    'overflow = "wrap"\n[grid]\n"array.dataflow" = ["output_stationary", '
+                    '"dot_product", "weight_stationary"]\n"sparsity.nm" = ["2:4", "1:4"]\n')
+    points = load_sweep(spec).points
+    assert len(points) == 6 and all(p.config is not None for p in points)
+    assert {p.config.dataflow for p in points} == {"output_stationary", "dot_product",
+                                                   "weight_stationary"}
+    assert "dataflow=weight_stationary" in {part for p in points for part in p.label.split()}
+    spec.write_text(spec.read_text().replace('kind = "int"\nact_width = 8\nweight_width = 8\n'
+                                             'acc_width = 32\noverflow = "wrap"',
+                                             'kind = "posit"\nformat = "posit8_0"'))
+    points = load_sweep(spec).points
+    failed = [p for p in points if p.config is None]
+    assert len(failed) == 4 and all("array.dataflow" in p.error and "\n" not in p.error
+                                    for p in failed)

@@ -1,0 +1,203 @@
+"""The execute unit (rtl.isa GEMM) for the weight-stationary array (rtl.ws_array): the same
+operands, buffers, output stages and chained writes as rtl.execute.ExecuteUnit, another walk.
+
+The GEMM's rows go in blocks of up to `shape.acc_rows`; per block, per column panel j, per K-block
+kb (one WEIGHT word: the C columns' R K-groups, the dot-product layout) the feeder reads the
+weight tile, then every row's ACT word of that K-block (row i's words are act_addr + i*k/G + kb)
+and the row's partial sums from the accumulator memory (zero for kb = 0); the array adds the
+K-block and returns each row's C sums in order: back into the accumulator, or for the last
+K-block into the drain (1 x C tiles in the order block, column panel, row). A row of K-block
+kb+1 is read only after its sums of kb are back: beats in flight stay below the block's rows
+(a block shorter than the array's round trip waits for it at every K-block).
+"""
+from amaranth import Cat, Mux, Signal, unsigned
+from amaranth.lib import fifo
+from amaranth.lib.memory import Memory
+
+from .banked_memory import BUFFER_ATTRS, READ_LATENCY
+from .execute import ExecuteUnit
+from .isa import ADDR_BITS, SIZE_BITS
+
+WEIGHT_FIFO_DEPTH = 4
+ACT_FIFO_DEPTH = 8
+
+
+class WsExecuteUnit(ExecuteUnit):
+    """ExecuteUnit's ports and drain stages; `_feeder` and `_drain_walk` for the
+    weight-stationary array (module docstring)."""
+
+    def __init__(self, array, shape):
+        super().__init__(array, shape)
+        self.block = shape.acc_rows
+
+    def _feeder(self, m, op):
+        array, shape, cols = self.array, self.shape, self.cols
+        acc_bits = cols * self.acc_width
+        m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(acc_bits), depth=self.block,
+                                                init=[], attrs=BUFFER_ATTRS)
+        self._acc_wr = acc_mem.write_port()
+        acc_rd = acc_mem.read_port()
+
+        running, tile_next = Signal(), Signal()   # tile_next: the next slot reads a weight tile
+        rows_left = Signal(SIZE_BITS)     # GEMM rows after the current block
+        block_last = Signal(range(self.block))   # rows in the current block - 1
+        i, j_left, kb = Signal(range(self.block)), Signal(SIZE_BITS), Signal(SIZE_BITS)
+        weight_ptr, act_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS)
+        kb_base, block_base = Signal(ADDR_BITS), Signal(ADDR_BITS)   # row 0's word of kb / kb 0
+        pending = Signal(range(self.block + READ_LATENCY + ACT_FIFO_DEPTH + 64))
+        m.submodules.weights = weights = fifo.SyncFIFO(width=self.weight_bits,
+                                                       depth=WEIGHT_FIFO_DEPTH)
+        m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + 1,
+                                                 depth=ACT_FIFO_DEPTH)
+        w_credits = Signal(range(WEIGHT_FIFO_DEPTH + 1), init=WEIGHT_FIFO_DEPTH)
+        a_credits = Signal(range(ACT_FIFO_DEPTH + 1), init=ACT_FIFO_DEPTH)
+
+        def block_rows_last(left):
+            return Mux(left > self.block, self.block - 1, left - 1)
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), tile_next.eq(1), i.eq(0), kb.eq(0),
+                         j_left.eq(self.col_panels - 1),
+                         rows_left.eq(Mux(self.row_panels > self.block,
+                                          self.row_panels - self.block, 0)),
+                         block_last.eq(block_rows_last(self.row_panels)),
+                         weight_ptr.eq(self.weight_addr), act_ptr.eq(self.act_addr),
+                         kb_base.eq(self.act_addr), block_base.eq(self.act_addr)]
+        single = op["groups_last"] == 0      # one K-block: no partial sums to wait for
+        issue_tile = running & tile_next & (w_credits != 0)
+        issue_row = running & ~tile_next & (a_credits != 0) & \
+            (single | (pending <= block_last))
+        returned = array.result.valid & array.result.ready
+        m.d.sync += [w_credits.eq(w_credits - issue_tile + (weights.r_en & weights.r_rdy)),
+                     a_credits.eq(a_credits - issue_row + (acts.r_en & acts.r_rdy)),
+                     pending.eq(pending + issue_row - returned)]
+        with m.If(issue_tile):
+            m.d.sync += [tile_next.eq(0), weight_ptr.eq(weight_ptr + 1)]
+        last_row, last_kb = i == block_last, kb == op["groups_last"]
+        with m.If(issue_row):
+            m.d.sync += [i.eq(i + 1), act_ptr.eq(act_ptr + op["act_groups"])]
+            with m.If(last_row):
+                m.d.sync += [i.eq(0), tile_next.eq(1)]
+                with m.If(~last_kb):        # next K-block of the same column panel
+                    m.d.sync += [kb.eq(kb + 1), kb_base.eq(kb_base + 1), act_ptr.eq(kb_base + 1)]
+                with m.Elif(j_left != 0):   # next column panel: K-block 0 of the block again
+                    m.d.sync += [kb.eq(0), j_left.eq(j_left - 1), kb_base.eq(block_base),
+                                 act_ptr.eq(block_base)]
+                with m.Else():              # next block of rows: after this row's last word
+                    after = act_ptr + 1
+                    m.d.sync += [kb.eq(0), j_left.eq(op["col_last"]), kb_base.eq(after),
+                                 block_base.eq(after), act_ptr.eq(after),
+                                 weight_ptr.eq(op["weight_addr"]),
+                                 rows_left.eq(Mux(rows_left > self.block,
+                                                  rows_left - self.block, 0)),
+                                 block_last.eq(block_rows_last(rows_left))]
+                    with m.If(rows_left == 0):
+                        m.d.sync += running.eq(0)
+
+        # Reads: ACT and the partial sums for a row slot, WEIGHT for a tile slot; their data is
+        # registered out of the block RAM (READ_LATENCY), then queued for the array.
+        m.d.comb += [self.act_rd_addr.eq(act_ptr), self.weight_rd_addr.eq(weight_ptr),
+                     acc_rd.addr.eq(i)]
+        tile_in = delay_bits(m, issue_tile, READ_LATENCY, "tile_inflight")
+        row_in = delay_bits(m, issue_row, READ_LATENCY, "row_inflight")
+        first_in = delay_bits(m, issue_row & (i == 0), READ_LATENCY, "first_inflight")
+        zero_in = delay_bits(m, issue_row & (kb == 0), READ_LATENCY, "zero_inflight")
+        act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
+        weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
+        psum_data = Signal(acc_bits, name="psum_rd_reg", reset_less=True)
+        m.d.sync += [act_data.eq(self.act_rd_data), weight_data.eq(self.weight_rd_data),
+                     psum_data.eq(acc_rd.data)]
+        m.d.comb += [weights.w_en.eq(tile_in[-1]), weights.w_data.eq(weight_data),
+                     acts.w_en.eq(row_in[-1]),
+                     acts.w_data.eq(Cat(act_data, Mux(zero_in[-1], 0, psum_data), first_in[-1]))]
+
+        # FIFOs -> array.
+        psum_at = self.act_bits
+        m.d.comb += [array.weight.payload.eq(weights.r_data), array.weight.valid.eq(weights.r_rdy),
+                     weights.r_en.eq(array.weight.ready),
+                     array.act.payload.data.eq(acts.r_data[:shape.act_data_bits]),
+                     array.act.payload.psum.eq(acts.r_data[psum_at:psum_at + acc_bits]),
+                     array.act.payload.first.eq(acts.r_data[-1]),
+                     array.act.valid.eq(acts.r_rdy), acts.r_en.eq(array.act.ready),
+                     self.beat.eq(array.act.valid & array.act.ready)]
+        return running | tile_in.any() | row_in.any() | weights.r_rdy | acts.r_rdy
+
+    def _drain_walk(self, m, op):
+        """Every result row of the array, in issue order (block, column panel, K-block, row):
+        back into the accumulator memory, or for the last K-block to the output stages as the
+        1 x C tile (block_first + i, j)."""
+        array, cols, group = self.array, self.cols, self.k_group
+        active = Signal()
+        i, kb, j_left = Signal(range(self.block)), Signal(SIZE_BITS), Signal(SIZE_BITS)
+        rows_left, block_last = Signal(SIZE_BITS), Signal(range(self.block))
+        row_base = Signal(SIZE_BITS + 1)           # the row's index in the GEMM
+        col_base = Signal(SIZE_BITS + 1)           # j * C
+        row_addr, panel_base = Signal(ADDR_BITS), Signal(ADDR_BITS)   # dst + row*n, + row*dpw
+        block_row, block_addr, block_panel = Signal(SIZE_BITS + 1), Signal(ADDR_BITS), Signal(ADDR_BITS)
+        chain_word, chain_off = Signal(ADDR_BITS), Signal(range(group))
+
+        def block_rows_last(left):
+            return Mux(left > self.block, self.block - 1, left - 1)
+
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), i.eq(0), kb.eq(0), j_left.eq(self.col_panels - 1),
+                         rows_left.eq(Mux(self.row_panels > self.block,
+                                          self.row_panels - self.block, 0)),
+                         block_last.eq(block_rows_last(self.row_panels)),
+                         row_base.eq(0), col_base.eq(0), row_addr.eq(self.dst_addr),
+                         panel_base.eq(self.dst_addr), block_row.eq(0),
+                         block_addr.eq(self.dst_addr), block_panel.eq(self.dst_addr),
+                         chain_word.eq(0), chain_off.eq(0)]
+        last_kb = kb == op["groups_last"]
+        # Tiles into the drain at least tile_cycles apart (the chained writer's words per tile).
+        spacing = Signal(range(self.tile_cycles + 1))
+        m.d.comb += array.result.ready.eq(active & (~last_kb | (spacing == 0)))
+        returned = array.result.valid & array.result.ready
+        take = returned & last_kb
+        with m.If(take):
+            m.d.sync += spacing.eq(self.tile_cycles - 1)
+        with m.Elif(spacing != 0):
+            m.d.sync += spacing.eq(spacing - 1)
+        m.d.comb += [self._acc_wr.addr.eq(i), self._acc_wr.data.eq(array.result.payload),
+                     self._acc_wr.en.eq(returned & ~last_kb)]
+
+        last_row = i == block_last
+        with m.If(returned):
+            m.d.sync += i.eq(Mux(last_row, 0, i + 1))
+            with m.If(last_row & ~last_kb):
+                m.d.sync += kb.eq(kb + 1)
+        with m.If(take):
+            m.d.sync += [row_base.eq(row_base + 1), row_addr.eq(row_addr + op["n"]),
+                         panel_base.eq(panel_base + op["dst_panel_words"])]
+            with m.If(last_row):
+                m.d.sync += kb.eq(0)
+                with m.If(j_left != 0):     # the block's rows again, next column panel
+                    wrap = chain_off + cols % group >= group
+                    m.d.sync += [j_left.eq(j_left - 1), col_base.eq(col_base + cols),
+                                 row_base.eq(block_row), row_addr.eq(block_addr),
+                                 panel_base.eq(block_panel),
+                                 chain_word.eq(chain_word + cols // group + wrap),
+                                 chain_off.eq(Mux(wrap, chain_off + cols % group - group,
+                                                  chain_off + cols % group))]
+                with m.Else():              # the next block
+                    m.d.sync += [j_left.eq(op["col_last"]), col_base.eq(0), chain_word.eq(0),
+                                 chain_off.eq(0), block_row.eq(row_base + 1),
+                                 block_addr.eq(row_addr + op["n"]),
+                                 block_panel.eq(panel_base + op["dst_panel_words"]),
+                                 rows_left.eq(Mux(rows_left > self.block,
+                                                  rows_left - self.block, 0)),
+                                 block_last.eq(block_rows_last(rows_left))]
+                    with m.If(rows_left == 0):
+                        m.d.sync += active.eq(0)
+        r = Signal(range(1))
+        return {"active": active, "take": take, "r": r, "row": array.result.payload,
+                "row_base": row_base, "col_base": col_base, "panel_base": panel_base,
+                "chain_word": chain_word, "chain_off": chain_off, "row_addr": row_addr}
+
+
+def delay_bits(m, value, cycles, name):
+    """`value` (1 bit) through a shift register of `cycles` stages; bit cycles-1 is the delayed
+    value, `.any()` says one is in flight."""
+    bits = Signal(cycles, name=name)
+    m.d.sync += bits.eq(Cat(value, bits[:-1]))
+    return bits
