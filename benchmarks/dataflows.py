@@ -1,6 +1,6 @@
-"""Dataflows compared inside the accelerator: the 8x8 INT8 2:4 array output-stationary and
-dot-product (same 128 multipliers, peak 256 dense-equivalent MACs/cycle), on GEMM shapes that
-favour each: batch-1 matrix-vector, tall-skinny, long K, square.
+"""Dataflows compared inside the accelerator: the 8x8 INT8 2:4 array output-stationary,
+dot-product and weight-stationary (same 128 multipliers, peak 256 dense-equivalent MACs/cycle),
+on GEMM shapes that favour each: batch-1 matrix-vector, tall-skinny, long K, square.
 
     python benchmarks/dataflows.py [--shapes 1x1024x64,256x256x256] [--no-sim]
         [--synth-report DATAFLOW=PATH ...]
@@ -11,8 +11,9 @@ golden.gemm) and the cycle model predicts it; `gemm_cycles` is the GEMM command 
 model: its start to its unit free), `gemm_macs_per_cycle` the dense-equivalent MACs per cycle
 of that command, `program_cycles` the whole program from Verilator. `--synth-report` adds the
 ECP5 figures of `nmforge synth CONFIG --target ecp5` of each dataflow's design (e.g.
-output_stationary=out/n88/synth-ecp5 dot_product=out/dot88/synth-ecp5 for
-examples/models/accel_nm24_int8_8x8.toml and accel_dot24_int8_8x8.toml).
+output_stationary=out/n88/synth-ecp5 dot_product=out/dot88/synth-ecp5
+weight_stationary=out/ws88/synth-ecp5 for examples/models/accel_nm24_int8_8x8.toml,
+accel_dot24_int8_8x8.toml and accel_ws24_int8_8x8.toml).
 Prints a table, writes benchmarks/results/dataflows.json.
 """
 import argparse
@@ -170,16 +171,19 @@ def main(argv=None):
               f"{r['fraction_of_peak']:>7.1%} {r.get('program_cycles', '-'):>9} "
               f"{(format(r['model_error'], '.2%') if 'model_error' in r else '-'):>9}")
     by = {(r["dataflow"], r["shape"]): r for r in rows}
-    ratios = {label: by[("dot_product", label)]["gemm_macs_per_cycle"]
-              / by[("output_stationary", label)]["gemm_macs_per_cycle"] for label in shapes}
-    print("\ndot-product / output-stationary MACs per cycle: "
-          + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in ratios.items()))
+    ratios = {name: {label: by[(name, label)]["gemm_macs_per_cycle"]
+                     / by[("output_stationary", label)]["gemm_macs_per_cycle"] for label in shapes}
+              for name in DATAFLOWS[1:]}
+    for name, of_shape in ratios.items():
+        print(f"\n{name} / output_stationary MACs per cycle: "
+              + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in of_shape.items()), end="")
+    print()
     for name, s in synth.items():
         print(f"{name}: {s['LUT4']} LUT4, {s['FF']} FF, {s['DSP']} DSP, {s['BRAM']} BRAM, "
               f"{s['fmax_mhz']:.2f} MHz{' (timing met)' if s['timing_met'] else ''}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "dataflows.json"
-    out.write_text(json.dumps({"rows": rows, "dot_over_os": ratios, "synth": synth,
+    out.write_text(json.dumps({"rows": rows, "over_output_stationary": ratios, "synth": synth,
                                "peak_dense_eq_macs_per_cycle": PEAK}, indent=1))
     print(f"wrote {out}")
 

@@ -44,7 +44,10 @@ class WsExecuteUnit(ExecuteUnit):
         i, j_left, kb = Signal(range(self.block)), Signal(SIZE_BITS), Signal(SIZE_BITS)
         weight_ptr, act_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS)
         kb_base, block_base = Signal(ADDR_BITS), Signal(ADDR_BITS)   # row 0's word of kb / kb 0
-        pending = Signal(range(self.block + READ_LATENCY + ACT_FIFO_DEPTH + 64))
+        # rows read and not yet back: below the block's rows, or (one K-block) whatever the
+        # reads in flight, the FIFO and the array's output FIFO hold
+        pending = Signal(range(max(self.block, READ_LATENCY + ACT_FIFO_DEPTH
+                                   + array.result_depth) + 1))
         m.submodules.weights = weights = fifo.SyncFIFO(width=self.weight_bits,
                                                        depth=WEIGHT_FIFO_DEPTH)
         m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + 1,
