@@ -20,7 +20,9 @@ column's psum enters its top PE when that PE's products are ready and moves down
 cycle; the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
 beats (admission keeps that many beats outstanding, so a ready consumer never stalls the array).
 `overflow` and `meta_error` are sticky until reset; `bad_groups` counts the malformed metadata
-groups of every tile each time a tile is taken into use (its `first` beat).
+groups of every tile each time a tile is taken into use (its `first` beat). With run-time
+patterns (rtl.decoder.RuntimeNMDecoder in every PE) PE row r holds beat r of the K-block (its N
+values, indices and pattern id) and `data[r]` is that beat's activation window.
 Latency: `latency` cycles from a beat's transfer to its result at `result`.
 """
 from amaranth import Cat, Module, Mux, Signal, Value, signed
@@ -46,7 +48,8 @@ class StationaryPE(wiring.Component):
     (the kind's MAC, e.g. rtl.mac_int.IntMac, wide enough that one beat's sum is exact, every
     beat `last`), on `acc_width` bits with the overflow policy; `overflow` pulses when that sum
     leaves the range. `act`/`valid`/`first` are forwarded right, registered (`*_out`).
-    `malformed`: the active weights' metadata is malformed, on a `first` beat at the decoder.
+    `malformed`: the active weights' metadata is malformed, on a `first` beat at the decoder
+    (`bad_groups`: how many groups, for decoders whose beat holds several).
     Timing: `psum` must arrive `psum_lag` cycles after the beat at `act`; `psum_out` follows
     one cycle later."""
 
@@ -66,6 +69,8 @@ class StationaryPE(wiring.Component):
             "load": In(1), "weight": In(self.weight_layout),
             "psum": In(signed(acc_width)), "psum_out": Out(signed(acc_width)),
             "overflow": Out(1), "malformed": Out(1),
+            **({"bad_groups": Out(decoder.signature.members["bad_groups"].shape)}
+               if "bad_groups" in decoder.signature.members else {}),
         })
 
     def elaborate(self, platform):
@@ -84,6 +89,8 @@ class StationaryPE(wiring.Component):
         for name in metadata_ports(decoder):
             m.d.comb += getattr(decoder, name).eq(getattr(active, name))
         m.d.comb += self.malformed.eq(decoder.malformed & self.first_out)
+        if "bad_groups" in decoder.signature.members:
+            m.d.comb += self.bad_groups.eq(Mux(self.first_out, decoder.bad_groups, 0))
 
         valid = delay(m, self.valid_out, 1, "valid", reset_less=False)
         m.d.comb += [mac.a.eq(delay(m, decoder.operands, 1, "operands", reset_less=True)),
@@ -195,11 +202,17 @@ class WeightStationaryArray(wiring.Component):
         m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
         with m.If(row_overflow.any()):
             m.d.sync += self.overflow.eq(1)
-        bad = Signal(rows * cols)
-        m.d.sync += bad.eq(Cat(pe.malformed for row in pes for pe in row))
+        every = [pe for row in pes for pe in row]
+        if "bad_groups" in self.pe.signature.members:   # several groups per beat (run-time)
+            counts = [Signal.like(pe.bad_groups, name=f"bad_groups_{i}") for i, pe in enumerate(every)]
+            m.d.sync += [count.eq(pe.bad_groups) for count, pe in zip(counts, every)]
+            bad = Cat(count != 0 for count in counts)
+        else:
+            bad = Signal(rows * cols)
+            m.d.sync += bad.eq(Cat(pe.malformed for pe in every))
+            counts = [bad[i] for i in range(len(bad))]
         with m.If(bad.any()):
-            m.d.sync += [self.meta_error.eq(1),
-                         self.bad_groups.eq(self.bad_groups + sum(bad[i] for i in range(len(bad))))]
+            m.d.sync += [self.meta_error.eq(1), self.bad_groups.eq(self.bad_groups + sum(counts))]
         return m
 
 

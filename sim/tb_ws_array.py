@@ -7,7 +7,9 @@ the first one marked `first`. Each beat's `psum` is the running partial sum gold
 that row (the first K-block's: random over the whole accumulator range, so saturation and wrap
 happen), and each result beat is checked bit for bit against golden's running sum after the
 K-block's groups, added one group at a time in K order under the overflow policy
-(golden.gemm.POLICIES) with the sticky `overflow` flag. NMFORGE_CORRUPT malformed (group,
+(golden.gemm.POLICIES) with the sticky `overflow` flag. Run-time designs: one GEMM per pattern
+of the table (at least), PE row r holding beat r of the K-block and `data[r]` its activation
+window (golden.nm.act_windows), the running sum updated per beat. NMFORGE_CORRUPT malformed (group,
 column) metadata groups per GEMM (sim.array_model.corrupt_groups / corrupt_bitmaps): the columns
 they spoil go unchecked, `meta_error` must rise and `bad_groups` count each one once per tile
 use. Every wait has a watchdog (harness.watchdog_bound)."""
@@ -17,7 +19,8 @@ from cocotb.triggers import ClockCycles
 
 from ..golden.gemm import POLICIES
 from ..golden.ints import int_range
-from .array_model import bitmap_of, corrupt_bitmaps, corrupt_groups
+from ..golden.nm import act_windows, beat_span, parse_runtime_pattern, window_positions
+from .array_model import bitmap_of, column_subset, corrupt_bitmaps, corrupt_groups, corrupt_runtime
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import kind_model
 from .payload import pack, unpack
@@ -32,13 +35,29 @@ def group_sums(ops, n, m):
     return np.einsum("rgjc,gjc->grc", kept, ops.values.reshape(groups, n, -1))
 
 
-def tile(ops, kb, cols, rows, n, m, bitmap):
-    """Weight tile of K-block `kb` for GEMM columns `cols`: per column, the block's R groups."""
+def beat_sums(ops, n, mmax):
+    """Run-time designs: exact per-beat sums (B, rows, cols) of the N lanes, each reading its
+    block of the beat's activation window (golden.nm.act_windows / window_positions)."""
+    pattern = parse_runtime_pattern(ops.pattern, n, mmax)
+    windows = act_windows(ops.a, pattern, n, mmax)                       # (rows, B, N*Mmax)
+    beats = windows.shape[1]
+    pos = window_positions(ops.indices, pattern, n, mmax).reshape(beats, n, -1)
+    kept = windows[:, np.arange(beats)[:, None, None], pos]               # (rows, B, N, cols)
+    return np.einsum("rbjc,bjc->brc", kept, ops.values.reshape(beats, n, -1))
+
+
+def tile(ops, kb, cols, rows, n, m, bitmap, id_bits=0):
+    """Weight tile of K-block `kb` for GEMM columns `cols`: per column, the block's R groups
+    (run-time: R beats, with each beat's pattern id at bit r*id_bits)."""
     lanes = slice(kb * rows * n, (kb + 1) * rows * n)
     out = []
     for c in cols:
         column = {"values": ops.values[lanes, c]}
-        if bitmap:
+        if ops.pattern_ids is not None:
+            column["indices"] = ops.indices[lanes, c]
+            column["pattern"] = sum(int(ops.pattern_ids[kb * rows + r, c]) << (r * id_bits)
+                                    for r in range(rows))
+        elif bitmap:
             column["bitmap"] = 0
             for b in range(rows):
                 g = kb * rows + b
@@ -73,35 +92,49 @@ async def ws_regression(dut):
     weight = StreamSource(dut, "weight", dut.clk, random_pauses(prng, stall))
     result = StreamSink(dut, "result", dut.clk, random_pauses(prng, stall))
     expected_overflow, overflow_undefined, expected_bad = False, False, 0
-    block = rows * m
-    for number in range(env_int("NMFORGE_GEMMS", 3)):
+    runtime = bool(p.get("runtime"))
+    id_bits = p.get("pattern_bits", 0)
+    gemms = env_int("NMFORGE_GEMMS", 3)
+    if runtime:   # every pattern of the table at least once
+        gemms = max(gemms, len(kind.names))
+    for number in range(gemms):
+        if runtime:
+            kind.next_pattern()
+        span = beat_span(kind.pattern, n) if runtime else m   # K per PE row and beat
+        block = rows * span
         mdim = int(rng.integers(1, 2 * rows + 1))
         k = block * int(rng.integers(1, 4))
         panels = int(rng.integers(1, 3))
         ops = kind.random_gemm(rng, (mdim, k, panels * cols), extreme=number % 2 == 1)
         spoiled = set()
         if corrupt and not p["dense"]:
-            if bitmap:
+            if runtime:
+                injected, spoiled = corrupt_runtime(rng, ops, n, m, corrupt, cols)
+            elif bitmap:
                 bad, ops.bitmap_flip = corrupt_bitmaps(rng, ops.indices, n, m, corrupt, cols)
             else:
                 bad, ops.indices = corrupt_groups(rng, ops.indices, n, m, corrupt,
                                                   ("repeat", "descend") if n >= 2 else (), cols)
-            expected_bad += len(bad)        # each tile is taken into use once per GEMM
-            spoiled = {c for _, c in bad}
+            if not runtime:
+                injected, spoiled = len(bad), {c for _, c in bad}
+            expected_bad += injected        # each tile is taken into use once per GEMM
             overflow_undefined |= bool(spoiled)   # sums of malformed groups are unspecified
-        sums = group_sums(ops, n, m) if not spoiled else None
-        if spoiled:   # golden on the well-formed columns only; spoiled ones are not checked
-            keep = [c for c in range(ops.values.shape[1]) if c not in spoiled]
-            sums = np.zeros((k // m, mdim, ops.values.shape[1]), dtype=np.int64)
-            if keep:
-                kept_ops = type(ops)(ops.a, ops.values[:, keep], ops.indices[:, keep])
-                sums[:, :, keep] = group_sums(kept_ops, n, m)
+        # golden on the well-formed columns only; spoiled ones are not checked
+        keep = [c for c in range(ops.values.shape[1]) if c not in spoiled]
+        steps = k // (span if runtime else m)      # accumulator updates per row
+        sums = np.zeros((steps, mdim, ops.values.shape[1]), dtype=np.int64)
+        if runtime:
+            windows = act_windows(ops.a, parse_runtime_pattern(ops.pattern, n, m), n, m)
+        if keep:
+            kept = column_subset(ops, keep)
+            sums[:, :, keep] = beat_sums(kept, n, m) if runtime else group_sums(kept, n, m)
         running = rng.integers(lo, hi + 1, (mdim, ops.values.shape[1]))
         expected = []
         for j in range(panels):
-            span = range(j * cols, (j + 1) * cols)
+            span_cols = range(j * cols, (j + 1) * cols)
             for kb in range(k // block):
-                weight.send_nowait(pack(weight_layout, tile(ops, kb, span, rows, n, m, bitmap)))
+                weight.send_nowait(pack(weight_layout, tile(ops, kb, span_cols, rows, n, m,
+                                                            bitmap, id_bits)))
                 before = running[:, j * cols:(j + 1) * cols].copy()
                 after = before.copy()
                 for g in range(kb * rows, (kb + 1) * rows):
@@ -112,7 +145,8 @@ async def ws_regression(dut):
                     after = policy(exact, acc_width)
                 running[:, j * cols:(j + 1) * cols] = after
                 for i in range(mdim):
-                    data = ops.a[i, kb * block:(kb + 1) * block].reshape(rows, m)
+                    data = (windows[i, kb * rows:(kb + 1) * rows] if runtime
+                            else ops.a[i, kb * block:(kb + 1) * block].reshape(rows, m))
                     act.send_nowait(pack(act_layout, {"data": data, "psum": before[i],
                                                       "first": int(i == 0)}))
                     expected.append((j, kb, i, after[i]))

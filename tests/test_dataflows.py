@@ -91,10 +91,11 @@ def test_dot_product_array_has_no_skew():
     assert os_.latency == 7 + 7 + os_.pe.latency + 1
 
 
-def ws_config(name, nm="2:4", rows=4, cols=3, encoding="index", acc_width=32, overflow="wrap"):
+def ws_config(name, nm="2:4", rows=4, cols=3, encoding="index", acc_width=32, overflow="wrap",
+              runtime=False):
     return parse_config({"name": name,
                          "array": {"rows": rows, "cols": cols, "dataflow": "weight_stationary"},
-                         "sparsity": {"nm": nm, "encoding": encoding},
+                         "sparsity": {"nm": nm, "encoding": encoding, "runtime": runtime},
                          "pe": {**INT8, "acc_width": acc_width, "overflow": overflow}},
                         source="test")
 
@@ -105,6 +106,7 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "int-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "encoding": "bitmap"}, 5),
     "int-2:4-malformed": ({"nm": "2:4", "rows": 4, "cols": 3}, 6),
     "int-1:4": ({"nm": "1:4", "rows": 2, "cols": 4}, 0),
+    "int-runtime-4:8-malformed": ({"nm": "4:8", "rows": 2, "cols": 3, "runtime": True}, 5),
     "int-dense-20bit-saturate": ({"nm": "4:4", "rows": 3, "cols": 2, "acc_width": 20,
                                   "overflow": "saturate"}, 0),
 }
@@ -116,7 +118,8 @@ SLOW_WS = {"int-1:4", "int-dense-20bit-saturate"}
 def test_weight_stationary_array_regression(simulate, case):
     """sim.tb_ws_array: weight tiles double-buffered under random stalls, partial sums from a
     random start over the whole accumulator range, every result beat bit-exact against the
-    group-by-group running sum; malformed groups counted once per tile use."""
+    group-by-group running sum; malformed groups counted once per tile use. Run-time 4:8: one
+    GEMM per pattern of the table (PE row r holds beat r of the K-block)."""
     keywords, corrupt = WS_ARRAYS[case]
     config = ws_config("ws_" + case.replace("-", "_").replace(":", ""), **keywords)
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
@@ -128,14 +131,18 @@ def test_weight_stationary_array_regression(simulate, case):
 @pytest.mark.parametrize("table,field", [
     ({"pe": {"kind": "posit", "format": "posit8_0"}}, "array.dataflow"),
     ({"runtime": True}, "array.dataflow"),
+    ({"runtime": True, "dataflow": "weight_stationary",
+      "accelerator": {"stream_width": 64}}, "array.dataflow"),
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
 ])
 def test_dot_product_config_limits_are_one_line(table, field):
     pe = table.get("pe", INT8)
     spec = {"name": "x", "array": {"rows": table.get("rows", 4), "cols": 4,
-                                   "dataflow": "dot_product"},
+                                   "dataflow": table.get("dataflow", "dot_product")},
             "sparsity": {"nm": "2:4" if not table.get("runtime") else "4:8",
                          "runtime": table.get("runtime", False)}, "pe": pe}
+    if "accelerator" in table:
+        spec["accelerator"] = table["accelerator"]
     with pytest.raises(ConfigError) as error:
         parse_config(spec, source="test")
     assert error.value.field == field and "\n" not in str(error.value)
