@@ -48,8 +48,7 @@ adder tree. ``"weight_stationary"``: a rows x cols systolic array; PE (r, c) hol
 of a K-block of rows*M for output column c (a tile loaded while the one before computes);
 activations stream through the rows, partial sums flow down the columns. All have
 rows*cols*N multipliers. Dataflows other than output-stationary are implemented for the pe.kinds
-in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too (not yet inside the
-accelerator); with kind "mx" a beat's rows*M elements must lie in one scale block
+in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's rows*M elements must lie in one scale block
 (``block_size`` a multiple of rows*M).
 
 Run-time patterns
@@ -152,7 +151,7 @@ DEFAULT_EXAMPLE = "examples/nm24_int8_4x4.toml"
 
 #: Allowed ``array.dataflow`` values (later dataflows add one entry each).
 DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_stationary")
-#: Dataflows besides "output_stationary" that run run-time patterns (array level).
+#: Dataflows besides "output_stationary" that run run-time patterns.
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx"),
@@ -497,12 +496,11 @@ def _validate_dataflow(source: str, cfg: "Config") -> None:
         raise ConfigError(source, "array.dataflow",
                           f"{cfg.dataflow!r} is not implemented for pe.kind {cfg.pe_kind!r}",
                           f"'output_stationary', or {cfg.dataflow!r} with pe.kind {_choices(kinds)}")
-    if cfg.runtime and (cfg.dataflow not in RUNTIME_DATAFLOWS or cfg.accelerator):
-        allowed = "'output_stationary', or 'weight_stationary' without an [accelerator] table"
+    if cfg.runtime and cfg.dataflow not in RUNTIME_DATAFLOWS:
         raise ConfigError(source, "array.dataflow",
-                          f"{cfg.dataflow!r} does not run run-time patterns"
-                          + (" inside the accelerator yet" if cfg.dataflow in RUNTIME_DATAFLOWS else ""),
-                          f"{allowed} when sparsity.runtime = true")
+                          f"{cfg.dataflow!r} does not run run-time patterns",
+                          f"'output_stationary', {_choices(RUNTIME_DATAFLOWS)} "
+                          "when sparsity.runtime = true")
     span = cfg.rows * cfg.m
     if cfg.pe_kind == "mx" and cfg.block_size % span:
         raise ConfigError(source, "array.rows",

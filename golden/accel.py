@@ -249,7 +249,7 @@ def weights_from_image(words, k, n_cols, shape, pattern=0):
         else:
             bits = (m - 1).bit_length()
             meta = _words_to_lanes(shifted, lanes, bits, signed=False).reshape(groups, cols, lanes)
-            pos = meta + (0 if shape.runtime else first)
+            pos = meta if shape.runtime else meta + first   # run-time: group-relative
     return vals.transpose(0, 2, 1).reshape(groups * lanes, cols), \
         pos.transpose(0, 2, 1).reshape(groups * lanes, cols), meta
 
@@ -417,11 +417,13 @@ class Executor:
             self.status.bad_groups += bad * s.weight_passes(f["m"])  # each time they stream
         self.status.array_beats += row_panels * col_panels * beats
         acc = np.zeros((row_panels * s.rows, cols), dtype=np.int64)
-        vg = values.reshape(beats, s.beat_n, -1)
-        if s.runtime:  # lane i reads block i of the beat's activation window at its index
-            pattern = s.patterns[pid]
+        if s.runtime:  # lane i reads block i of the beat's activation window at its index;
+            pattern = s.patterns[pid]   # an array beat of beat_groups PE rows: one beat each
+            beats *= s.beat_groups
+            vg = values.reshape(beats, s.n, -1)
             pg = window_positions(positions, pattern, s.n, s.m).reshape(beats, s.n, -1)
         else:
+            vg = values.reshape(beats, s.beat_n, -1)
             pg = positions.reshape(beats, s.beat_n, -1)
         for p in range(row_panels):
             rows = slice(p * s.rows, (p + 1) * s.rows)
@@ -445,7 +447,7 @@ class Executor:
                                          s.beat_m, s.fp_lanes)
                 acc[rows], overflowed = bits.astype(np.int64), bool(flags.any())
             else:   # exact sums of `step` K-groups, then the accumulator's policy
-                step = s.beat_n // (s.n * s.saturation_groups)   # updates per beat
+                step = 1 if s.runtime else s.beat_n // (s.n * s.saturation_groups)  # per beat
                 split = kept.reshape(s.rows, beats * step, -1, cols)
                 sums = np.einsum("rgjc,gjc->grc", split, vg.reshape(beats * step, -1, cols))
                 acc[rows], overflowed = _accumulate(sums, s.acc_width, s.overflow)

@@ -93,7 +93,8 @@ class Accelerator(wiring.Component):
         act_bits, weight_bits = s.act_word_bits, s.weight_word_bits
         beat_bits = array.signature.members["weight"].signature.members["payload"].shape.size
         pattern_bits = beat_bits - weight_bits  # run-time: ids per column
-        assert pattern_bits == (s.cols * (len(s.patterns)).bit_length() if s.runtime else 0), \
+        assert pattern_bits == (s.cols * s.beat_groups * (len(s.patterns)).bit_length()
+                                if s.runtime else 0), \
             "weight word != array weight beat"
 
         m.submodules.act_mem = act_mem = Memory(shape=unsigned(act_bits), depth=s.act_depth, init=[],

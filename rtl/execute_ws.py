@@ -10,13 +10,14 @@ K-block into the drain (1 x C tiles in the order block, column panel, row). A ro
 kb+1 is read only after its sums of kb are back: beats in flight stay below the block's rows
 (a block shorter than the array's round trip waits for it at every K-block).
 """
-from amaranth import Cat, Mux, Signal, unsigned
+from amaranth import Cat, Mux, Signal, Value, unsigned
 from amaranth.lib import fifo
 from amaranth.lib.memory import Memory
 
 from .banked_memory import BUFFER_ATTRS, READ_LATENCY
 from .execute import ExecuteUnit
 from .isa import ADDR_BITS, SIZE_BITS
+from .pipeline import delay
 
 WEIGHT_FIFO_DEPTH = 4
 ACT_FIFO_DEPTH = 8
@@ -48,9 +49,17 @@ class WsExecuteUnit(ExecuteUnit):
         # reads in flight, the FIFO and the array's output FIFO hold
         pending = Signal(range(max(self.block, READ_LATENCY + ACT_FIFO_DEPTH
                                    + array.result_depth) + 1))
+        # Run-time patterns: an ACT word holds several K-blocks of the GEMM's pattern; `sub`
+        # is the K-block's slice of it (0 on a fixed design).
+        subs = max(shape.k_group // shape.span(p) for p in range(len(shape.patterns)))
+        sub, sub_last = Signal(range(subs)), Signal(range(subs))
+        with m.Switch(op["pattern"]):
+            for pid in range(len(shape.patterns)):
+                with m.Case(pid):
+                    m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
         m.submodules.weights = weights = fifo.SyncFIFO(width=self.weight_bits,
                                                        depth=WEIGHT_FIFO_DEPTH)
-        m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + 1,
+        m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + 1 + len(sub),
                                                  depth=ACT_FIFO_DEPTH)
         w_credits = Signal(range(WEIGHT_FIFO_DEPTH + 1), init=WEIGHT_FIFO_DEPTH)
         a_credits = Signal(range(ACT_FIFO_DEPTH + 1), init=ACT_FIFO_DEPTH)
@@ -59,7 +68,7 @@ class WsExecuteUnit(ExecuteUnit):
             return Mux(left > self.block, self.block - 1, left - 1)
 
         with m.If(self.start):
-            m.d.sync += [running.eq(1), tile_next.eq(1), i.eq(0), kb.eq(0),
+            m.d.sync += [running.eq(1), tile_next.eq(1), i.eq(0), kb.eq(0), sub.eq(0),
                          j_left.eq(self.col_panels - 1),
                          rows_left.eq(Mux(self.row_panels > self.block,
                                           self.row_panels - self.block, 0)),
@@ -82,13 +91,17 @@ class WsExecuteUnit(ExecuteUnit):
             with m.If(last_row):
                 m.d.sync += [i.eq(0), tile_next.eq(1)]
                 with m.If(~last_kb):        # next K-block of the same column panel
-                    m.d.sync += [kb.eq(kb + 1), kb_base.eq(kb_base + 1), act_ptr.eq(kb_base + 1)]
+                    m.d.sync += kb.eq(kb + 1)
+                    with m.If(sub == sub_last):
+                        m.d.sync += [sub.eq(0), kb_base.eq(kb_base + 1), act_ptr.eq(kb_base + 1)]
+                    with m.Else():
+                        m.d.sync += [sub.eq(sub + 1), act_ptr.eq(kb_base)]
                 with m.Elif(j_left != 0):   # next column panel: K-block 0 of the block again
-                    m.d.sync += [kb.eq(0), j_left.eq(j_left - 1), kb_base.eq(block_base),
-                                 act_ptr.eq(block_base)]
+                    m.d.sync += [kb.eq(0), sub.eq(0), j_left.eq(j_left - 1),
+                                 kb_base.eq(block_base), act_ptr.eq(block_base)]
                 with m.Else():              # next block of rows: after this row's last word
                     after = act_ptr + 1
-                    m.d.sync += [kb.eq(0), j_left.eq(op["col_last"]), kb_base.eq(after),
+                    m.d.sync += [kb.eq(0), sub.eq(0), j_left.eq(op["col_last"]), kb_base.eq(after),
                                  block_base.eq(after), act_ptr.eq(after),
                                  weight_ptr.eq(op["weight_addr"]),
                                  rows_left.eq(Mux(rows_left > self.block,
@@ -105,6 +118,7 @@ class WsExecuteUnit(ExecuteUnit):
         row_in = delay_bits(m, issue_row, READ_LATENCY, "row_inflight")
         first_in = delay_bits(m, issue_row & (i == 0), READ_LATENCY, "first_inflight")
         zero_in = delay_bits(m, issue_row & (kb == 0), READ_LATENCY, "zero_inflight")
+        sub_in = delay(m, sub, READ_LATENCY, "sub_inflight", reset_less=True)
         act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
         weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
         psum_data = Signal(acc_bits, name="psum_rd_reg", reset_less=True)
@@ -112,18 +126,57 @@ class WsExecuteUnit(ExecuteUnit):
                      psum_data.eq(acc_rd.data)]
         m.d.comb += [weights.w_en.eq(tile_in[-1]), weights.w_data.eq(weight_data),
                      acts.w_en.eq(row_in[-1]),
-                     acts.w_data.eq(Cat(act_data, Mux(zero_in[-1], 0, psum_data), first_in[-1]))]
+                     acts.w_data.eq(Cat(act_data, Mux(zero_in[-1], 0, psum_data), first_in[-1],
+                                        sub_in))]
 
         # FIFOs -> array.
         psum_at = self.act_bits
-        m.d.comb += [array.weight.payload.eq(weights.r_data), array.weight.valid.eq(weights.r_rdy),
-                     weights.r_en.eq(array.weight.ready),
-                     array.act.payload.data.eq(acts.r_data[:shape.act_data_bits]),
-                     array.act.payload.psum.eq(acts.r_data[psum_at:psum_at + acc_bits]),
-                     array.act.payload.first.eq(acts.r_data[-1]),
+        first_at = psum_at + acc_bits
+        if shape.runtime:
+            self._runtime_tile(m, op["pattern"], acts.r_data[:self.act_bits], weights.r_data,
+                               acts.r_data[first_at + 1:])
+        else:
+            m.d.comb += [array.weight.payload.eq(weights.r_data),
+                         array.act.payload.data.eq(acts.r_data[:shape.act_data_bits])]
+        m.d.comb += [array.weight.valid.eq(weights.r_rdy), weights.r_en.eq(array.weight.ready),
+                     array.act.payload.psum.eq(acts.r_data[psum_at:first_at]),
+                     array.act.payload.first.eq(acts.r_data[first_at]),
                      array.act.valid.eq(acts.r_rdy), acts.r_en.eq(array.act.ready),
                      self.beat.eq(array.act.valid & array.act.ready)]
         return running | tile_in.any() | row_in.any() | weights.r_rdy | acts.r_rdy
+
+    def _runtime_tile(self, m, pattern, act_word, weight_word, sub):
+        """Run-time patterns: PE row r's activation window (golden.nm.act_windows: lane
+        block l holds the M' elements of lane l's group, then the group reversed as filler) for
+        beat r of K-block `sub` of the ACT word; per column the tile's values and indices as
+        stored and the GEMM's pattern id for every PE row."""
+        array, shape, aw = self.array, self.shape, self.act_width
+        n, mmax, rows = shape.n, shape.m, shape.beat_groups
+        for r in range(rows):
+            window = Value.cast(array.act.payload.data[r])
+            with m.Switch(pattern):
+                for pid, (np_, mp) in enumerate(shape.patterns):
+                    span = shape.span(pid) // rows          # one PE row's beat
+                    with m.Case(pid):
+                        with m.Switch(sub):
+                            for q in range(shape.k_group // shape.span(pid)):
+                                with m.Case(q):
+                                    elems = []
+                                    for lane in range(n):
+                                        first = q * rows * span + r * span + (lane // np_) * mp
+                                        for t in range(mmax):
+                                            src = t if t < mp else mp - 1 - (t - mp) % mp
+                                            e = first + src
+                                            elems.append(act_word[e * aw:(e + 1) * aw])
+                                    m.d.comb += window.eq(Cat(*elems))
+        values_bits = rows * n * shape.weight_width
+        id_bits = len(array.weight.payload[0].pattern) // rows
+        for c in range(self.cols):
+            column = weight_word[c * shape.column_bits:(c + 1) * shape.column_bits]
+            lane = array.weight.payload[c]
+            m.d.comb += [Value.cast(lane.values).eq(column[:values_bits]),
+                         Value.cast(lane.indices).eq(column[values_bits:]),
+                         lane.pattern.eq(Cat(*[pattern[:id_bits]] * rows))]
 
     def _drain_walk(self, m, op):
         """Every result row of the array, in issue order (block, column panel, K-block, row):

@@ -281,12 +281,14 @@ class AcceleratorShape:
         """K elements per row of one ACT word (a GEMM's k is a multiple of it): a beat's M *
         beat_groups, or on a run-time design the widest beat span N*Mmax (the array's
         activation window), so every pattern's beats cut whole out of ACT words."""
-        return self.n * self.m if self.runtime else self.beat_m
+        return self.n * self.m * self.beat_groups if self.runtime else self.beat_m
 
     def span(self, pattern=0):
         """K elements one array beat of pattern id `pattern` covers (one WEIGHT word per column
         panel): M * beat_groups, or N*M'/N' on a run-time design."""
-        return beat_span(self.patterns[pattern], self.n) if self.runtime else self.beat_m
+        if self.runtime:
+            return beat_span(self.patterns[pattern], self.n) * self.beat_groups
+        return self.beat_m
 
     @property
     def beat_n(self):
@@ -307,7 +309,7 @@ class AcceleratorShape:
         if self.dense:
             return 0
         if self.runtime:
-            return self.n * runtime_index_bits(self.m)
+            return self.beat_groups * self.n * runtime_index_bits(self.m)
         return self.beat_groups * (self.m if self.encoding == "bitmap"
                                    else self.n * (self.m - 1).bit_length())
 

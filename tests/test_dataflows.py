@@ -258,3 +258,65 @@ def test_digits_mlp_compiles_and_runs_unchanged(tmp_path, dataflow):
     out, sim, golden = _sim_run(tmp_path, design, 8)
     assert sim["passed"], sim["log"]
     np.testing.assert_array_equal(out, golden)
+
+
+def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
+    """A run-time 4:8 weight-stationary accelerator (2x2: K-blocks of 2 beats, ACT words of one
+    row's 64 elements): one GEMM per pattern of its table with the weights of each stored
+    compressed per that pattern, then a 1:8 layer chained into a 2:4 one through ACT; random
+    stalls, bit-exact against the golden executor, which equals golden.gemm.runtime_gemm_int
+    per pattern; cycles within 5 % of the cycle model."""
+    from nmforge.golden.gemm import runtime_gemm_int
+    from nmforge.golden.nm import compress_runtime, prune_nm
+    from nmforge.rtl.isa import Buffer
+    config = parse_config({
+        "name": "acc22ws_rt48", "array": {"rows": 2, "cols": 2, "dataflow": "weight_stationary"},
+        "sparsity": {"nm": "4:8", "runtime": True}, "pe": INT8,
+        "accelerator": {"stream_width": 32, "act_depth": 128, "weight_depth": 256,
+                        "param_depth": 64, "out_depth": 256}}, source="test")
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    assert (shape.k_group, shape.span(0)) == (64, 8)
+    rng = np.random.default_rng(48)
+    m, k, n, hidden = 3, 64, 3, 64
+    a = rng.integers(-128, 128, (m, k))
+    params = (rng.integers(-500, 500, hidden), rng.integers(1, 1 << 16, hidden),
+              rng.integers(6, 20, hidden))
+    commands, data = loads(shape, a, None, params)
+    wants = []
+    for pid, pattern in enumerate(shape.patterns):
+        values, indices = compress_runtime(prune_nm(rng.integers(-128, 128, (k, n)), *pattern),
+                                           pattern)
+        words = G.weight_image(values, indices, shape, pid)
+        addr = 16 * pid
+        commands += [isa.load(Buffer.WEIGHT, addr, len(words)),
+                     isa.gemm(0, addr, 0, 40 * (pid % 2), m, k, n, raw=True, wait=True,
+                              pattern=pid),
+                     isa.store(40 * (pid % 2), m * n, wide=True, wait=True)]
+        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
+        wants.append(runtime_gemm_int(a, values, indices, pattern, 4, 32, "wrap")[0] + params[0][:n])
+    p18, p24 = shape.patterns.index((1, 8)), shape.patterns.index((2, 4))
+    v1, i1 = compress_runtime(prune_nm(rng.integers(-128, 128, (k, hidden)), 1, 8), (1, 8))
+    v2, i2 = compress_runtime(prune_nm(rng.integers(-128, 128, (hidden, n)), 2, 4), (2, 4))
+    for addr, (v, i, pid) in ((128, (v1, i1, p18)), (160, (v2, i2, p24))):
+        words = G.weight_image(v, i, shape, pid)
+        commands.append(isa.load(Buffer.WEIGHT, addr, len(words), wait=True))
+        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
+    commands += [isa.gemm(0, 128, 0, 64, m, k, hidden, relu=True, to_act=True, wait=True,
+                          pattern=p18),
+                 isa.gemm(64, 160, 0, 100, m, hidden, n, wait=True, pattern=p24),
+                 isa.store(100, m * n, wait=True)]
+    assert G.hazards(commands, shape) == []
+    expected, _ = run(commands, data, stall=0.3, seed=5)
+    assert not expected["status"]["cmd_error"]
+    packets = expected["packets"]
+    for packet, want in zip(packets, wants):
+        assert np.array_equal(G.unpack_store(packet, m * n, 32, 32).reshape(m, n), want)
+    h = G.requantize(runtime_gemm_int(a, v1, i1, (1, 8), 4, 32, "wrap")[0], *params, 8, 32,
+                     relu=True)
+    y = G.requantize(runtime_gemm_int(h, v2, i2, (2, 4), 4, 32, "wrap")[0],
+                     *(p[:n] for p in params), 8, 32)
+    assert np.array_equal(G.unpack_store(packets[-1], m * n, 8, 32).reshape(m, n), y)
+    _, measured = run(commands, data, stall=0)
+    predicted = run.predict(commands)["cycles"]
+    assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
