@@ -225,6 +225,26 @@ class SparseArray(wiring.Component):
             m.d.sync += [self.meta_error.eq(1), self.bad_groups.eq(self.bad_groups + sum(counts))]
 
 
+def count_bad_groups(m, rows, counter, flag):
+    """Add the bad-group counts of `rows` (lists of registered per-PE counts) to `counter` and set
+    `flag` when there is one, pipelined for wide arrays: each row's sum is registered, then their
+    total, then the counter adds it (3 cycles later than the counts)."""
+    row_sums = []
+    for r, row in enumerate(rows):
+        total = sum(row)
+        row_sum = Signal(range(_max_value(row) + 1), name=f"bad_row{r}")
+        m.d.sync += row_sum.eq(total)
+        row_sums.append(row_sum)
+    total = Signal(range(_max_value(row_sums) + 1), name="bad_total")
+    m.d.sync += total.eq(sum(row_sums))
+    with m.If(total != 0):
+        m.d.sync += [flag.eq(1), counter.eq(counter + total)]
+
+
+def _max_value(values):
+    return sum((1 << len(Value.cast(v))) - 1 for v in values)
+
+
 def _instance(module, component, ports):
     """An instance of `module` (the conversion of `component`) wired to `ports`, an interface of
     `component`'s signature, and to the `sync` domain's clock and reset."""
@@ -271,6 +291,15 @@ class DotProductArray(SparseArray):
         for c, pe in enumerate(row):
             weight = delay(m, self.weight.payload[c], 1, f"weight_in{c}_", reset_less=True)
             m.d.comb += [pe.weight.eq(weight), pe.valid.eq(valid), pe.last.eq(last)]
+
+    def _count_malformed(self, m):
+        """Each PE's count of its beat's malformed groups (all PEs see their column's beats
+        once), registered, then summed in a pipeline (count_bad_groups: a beat holds
+        `groups`*C groups)."""
+        row = self.pes[0]
+        counts = [Signal.like(pe.bad_groups, name=f"bad_groups_col{c}") for c, pe in enumerate(row)]
+        m.d.sync += [count.eq(pe.bad_groups) for count, pe in zip(counts, row)]
+        count_bad_groups(m, [counts], self.bad_groups, self.meta_error)
 
     def _share_neighbour_ports(self):
         """Every PE's `act` (`act_side`) is one signal; a slot's `result` and `result_valid` are

@@ -30,7 +30,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .decoder import grouped_metadata, metadata_ports
-from .mac_array import BAD_GROUP_COUNTER_WIDTH
+from .mac_array import BAD_GROUP_COUNTER_WIDTH, count_bad_groups
 from .pe import weight_layout
 from .pipeline import delay
 
@@ -202,17 +202,14 @@ class WeightStationaryArray(wiring.Component):
         m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
         with m.If(row_overflow.any()):
             m.d.sync += self.overflow.eq(1)
-        every = [pe for row in pes for pe in row]
-        if "bad_groups" in self.pe.signature.members:   # several groups per beat (run-time)
-            counts = [Signal.like(pe.bad_groups, name=f"bad_groups_{i}") for i, pe in enumerate(every)]
-            m.d.sync += [count.eq(pe.bad_groups) for count, pe in zip(counts, every)]
-            bad = Cat(count != 0 for count in counts)
-        else:
-            bad = Signal(rows * cols)
-            m.d.sync += bad.eq(Cat(pe.malformed for pe in every))
-            counts = [bad[i] for i in range(len(bad))]
-        with m.If(bad.any()):
-            m.d.sync += [self.meta_error.eq(1), self.bad_groups.eq(self.bad_groups + sum(counts))]
+        several = "bad_groups" in self.pe.signature.members   # groups per beat (run-time)
+        counts = []
+        for r, row in enumerate(pes):
+            counts.append([Signal.like(pe.bad_groups if several else pe.malformed,
+                                       name=f"bad_{r}_{c}") for c, pe in enumerate(row)])
+            m.d.sync += [count.eq(pe.bad_groups if several else pe.malformed)
+                         for count, pe in zip(counts[-1], row)]
+        count_bad_groups(m, counts, self.bad_groups, self.meta_error)
         return m
 
 

@@ -58,6 +58,8 @@ class Operands:
 class IntKind:
     """Kind "int": signed integers, golden.gemm.sparse_gemm_int."""
 
+    beat_groups = 1   # K-groups per beat (kind_model sets the design's)
+
     def __init__(self, info):
         p = info["parameters"]
         self.n, self.m, self.dense = p["n"], p["m"], p["dense"]
@@ -166,6 +168,8 @@ class RuntimeIntKind(IntKind):
 
 class FpKind:
     """Kind "fp": format codes in, FP32 bits out, golden.fp_mac over the kept pairs."""
+
+    beat_groups = 1   # K-groups per beat (kind_model sets the design's)
 
     SPECIAL_RATE = 0.004  # share of NaN / inf codes among random operands
 
@@ -666,6 +670,8 @@ class MxKind:
     """Kind "mx": MX element codes, the E8M0 block scales as side values (`a_side` per row and
     beat, `w_side` per column and beat), FP32 bits out; golden.mx.mx_mac over each tile's kept
     pairs. K is a multiple of the 32-element block; scales are constant within a block."""
+
+    beat_groups = 1   # K-groups per beat (kind_model sets the design's)
 
     SPECIAL_RATE = 0.002  # share of NaN / inf codes among random operands (per element)
 

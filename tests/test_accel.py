@@ -130,6 +130,26 @@ def test_chained_layers_without_the_host(design):
     assert np.array_equal(got, want)  # the expectation the RTL matched is the two-layer model
 
 
+def gemm_per_pattern(shape, rng, a, n, bias, commands, data):
+    """Append to a run-time design's program, per pattern of its table, the random weights
+    (k x n, pruned and stored compressed per that pattern at WEIGHT 16*id) and a raw GEMM of
+    `a` with them, stored; returns the results golden.gemm gives (plus `bias`)."""
+    (m, k), wants = a.shape, []
+    for pid, pattern in enumerate(shape.patterns):
+        values, indices = compress_runtime(prune_nm(rng.integers(-128, 128, (k, n)), *pattern),
+                                           pattern)
+        words = G.weight_image(values, indices, shape, pid)
+        addr = 16 * pid
+        commands += [isa.load(Buffer.WEIGHT, addr, len(words)),
+                     isa.gemm(0, addr, 0, 40 * (pid % 2), m, k, n, raw=True, wait=True,
+                              pattern=pid),
+                     isa.store(40 * (pid % 2), m * n, wide=True, wait=True)]
+        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
+        wants.append(runtime_gemm_int(a, values, indices, pattern, shape.n, 32, "wrap")[0]
+                     + bias[:n])
+    return wants
+
+
 def test_runtime_patterns_switch_between_gemms(sim_cache):
     """A run-time 4:8 design (2x2): one GEMM per pattern of its table, back to back with the
     weights of each stored compressed per that pattern, then a 1:8 layer chained into a 2:4
@@ -142,18 +162,7 @@ def test_runtime_patterns_switch_between_gemms(sim_cache):
     a = rng.integers(-128, 128, (m, k))
     params = (rng.integers(-500, 500, 32), rng.integers(1, 1 << 16, 32), rng.integers(6, 20, 32))
     commands, data = loads(shape, a, None, params)
-    wants = []
-    for pid, pattern in enumerate(shape.patterns):
-        values, indices = compress_runtime(prune_nm(rng.integers(-128, 128, (k, n)), *pattern),
-                                           pattern)
-        words = G.weight_image(values, indices, shape, pid)
-        addr = 16 * pid
-        commands += [isa.load(Buffer.WEIGHT, addr, len(words)),
-                     isa.gemm(0, addr, 0, 40 * (pid % 2), m, k, n, raw=True, wait=True,
-                              pattern=pid),
-                     isa.store(40 * (pid % 2), m * n, wide=True, wait=True)]
-        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
-        wants.append(runtime_gemm_int(a, values, indices, pattern, 4, 32, "wrap")[0] + params[0][:n])
+    wants = gemm_per_pattern(shape, rng, a, n, params[0], commands, data)
     commands.append(isa.gemm(0, 0, 0, 0, m, k, n, pattern=len(shape.patterns), wait=True))
     # chained: layer 1 (1:8, n = 32) writes ACT, layer 2 (2:4) reads it with k = 32
     p18, p24 = shape.patterns.index((1, 8)), shape.patterns.index((2, 4))

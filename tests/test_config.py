@@ -317,8 +317,8 @@ BAD_NAMES = ["4x4", "nm-24", "a b", "", "nm24.top", "module", "logic", "always_f
              "interconnect", "nm$24", "\\escaped", "é"]
 
 UNKNOWN_CHOICE = [
-    pytest.param('dataflow = "output_stationary"', 'dataflow = "weight_stationary"',
-                 "array.dataflow", "output_stationary", id="dataflow"),
+    pytest.param('dataflow = "output_stationary"', 'dataflow = "row_stationary"',
+                 "array.dataflow", "weight_stationary", id="dataflow"),
     pytest.param('kind = "int"', 'kind = "fp8"', "pe.kind", "'int'", id="kind"),
     pytest.param('overflow = "wrap"', 'overflow = "clamp"', "pe.overflow", "saturate",
                  id="overflow"),

@@ -14,7 +14,7 @@ from nmforge.golden.nm import malformed_groups
 from nmforge.rtl import isa
 
 from conftest import assert_passed
-from test_accel import layer, loads, runner
+from test_accel import gemm_per_pattern, layer, loads, runner
 
 INT8 = {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"}
 FP8 = {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3", "accumulate": "exact"}
@@ -131,8 +131,6 @@ def test_weight_stationary_array_regression(simulate, case):
 @pytest.mark.parametrize("table,field", [
     ({"pe": {"kind": "posit", "format": "posit8_0"}}, "array.dataflow"),
     ({"runtime": True}, "array.dataflow"),
-    ({"runtime": True, "dataflow": "weight_stationary",
-      "accelerator": {"stream_width": 64}}, "array.dataflow"),
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
 ])
 def test_dot_product_config_limits_are_one_line(table, field):
@@ -283,18 +281,7 @@ def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
     params = (rng.integers(-500, 500, hidden), rng.integers(1, 1 << 16, hidden),
               rng.integers(6, 20, hidden))
     commands, data = loads(shape, a, None, params)
-    wants = []
-    for pid, pattern in enumerate(shape.patterns):
-        values, indices = compress_runtime(prune_nm(rng.integers(-128, 128, (k, n)), *pattern),
-                                           pattern)
-        words = G.weight_image(values, indices, shape, pid)
-        addr = 16 * pid
-        commands += [isa.load(Buffer.WEIGHT, addr, len(words)),
-                     isa.gemm(0, addr, 0, 40 * (pid % 2), m, k, n, raw=True, wait=True,
-                              pattern=pid),
-                     isa.store(40 * (pid % 2), m * n, wide=True, wait=True)]
-        data += G.stream_words(words, shape.weight_word_bits, shape.stream_width)
-        wants.append(runtime_gemm_int(a, values, indices, pattern, 4, 32, "wrap")[0] + params[0][:n])
+    wants = gemm_per_pattern(shape, rng, a, n, params[0], commands, data)
     p18, p24 = shape.patterns.index((1, 8)), shape.patterns.index((2, 4))
     v1, i1 = compress_runtime(prune_nm(rng.integers(-128, 128, (k, hidden)), 1, 8), (1, 8))
     v2, i2 = compress_runtime(prune_nm(rng.integers(-128, 128, (hidden, n)), 2, 4), (2, 4))
