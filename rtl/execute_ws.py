@@ -64,15 +64,11 @@ class WsExecuteUnit(ExecuteUnit):
         w_credits = Signal(range(WEIGHT_FIFO_DEPTH + 1), init=WEIGHT_FIFO_DEPTH)
         a_credits = Signal(range(ACT_FIFO_DEPTH + 1), init=ACT_FIFO_DEPTH)
 
-        def block_rows_last(left):
-            return Mux(left > self.block, self.block - 1, left - 1)
-
         with m.If(self.start):
             m.d.sync += [running.eq(1), tile_next.eq(1), i.eq(0), kb.eq(0), sub.eq(0),
                          j_left.eq(self.col_panels - 1),
-                         rows_left.eq(Mux(self.row_panels > self.block,
-                                          self.row_panels - self.block, 0)),
-                         block_last.eq(block_rows_last(self.row_panels)),
+                         rows_left.eq(_rows_after(self.row_panels, self.block)),
+                         block_last.eq(_block_last(self.row_panels, self.block)),
                          weight_ptr.eq(self.weight_addr), act_ptr.eq(self.act_addr),
                          kb_base.eq(self.act_addr), block_base.eq(self.act_addr)]
         single = op["groups_last"] == 0      # one K-block: no partial sums to wait for
@@ -104,9 +100,8 @@ class WsExecuteUnit(ExecuteUnit):
                     m.d.sync += [kb.eq(0), sub.eq(0), j_left.eq(op["col_last"]), kb_base.eq(after),
                                  block_base.eq(after), act_ptr.eq(after),
                                  weight_ptr.eq(op["weight_addr"]),
-                                 rows_left.eq(Mux(rows_left > self.block,
-                                                  rows_left - self.block, 0)),
-                                 block_last.eq(block_rows_last(rows_left))]
+                                 rows_left.eq(_rows_after(rows_left, self.block)),
+                                 block_last.eq(_block_last(rows_left, self.block))]
                     with m.If(rows_left == 0):
                         m.d.sync += running.eq(0)
 
@@ -192,14 +187,10 @@ class WsExecuteUnit(ExecuteUnit):
         block_row, block_addr, block_panel = Signal(SIZE_BITS + 1), Signal(ADDR_BITS), Signal(ADDR_BITS)
         chain_word, chain_off = Signal(ADDR_BITS), Signal(range(group))
 
-        def block_rows_last(left):
-            return Mux(left > self.block, self.block - 1, left - 1)
-
         with m.If(self.start):
             m.d.sync += [active.eq(1), i.eq(0), kb.eq(0), j_left.eq(self.col_panels - 1),
-                         rows_left.eq(Mux(self.row_panels > self.block,
-                                          self.row_panels - self.block, 0)),
-                         block_last.eq(block_rows_last(self.row_panels)),
+                         rows_left.eq(_rows_after(self.row_panels, self.block)),
+                         block_last.eq(_block_last(self.row_panels, self.block)),
                          row_base.eq(0), col_base.eq(0), row_addr.eq(self.dst_addr),
                          panel_base.eq(self.dst_addr), block_row.eq(0),
                          block_addr.eq(self.dst_addr), block_panel.eq(self.dst_addr),
@@ -240,15 +231,24 @@ class WsExecuteUnit(ExecuteUnit):
                                  chain_off.eq(0), block_row.eq(row_base + 1),
                                  block_addr.eq(row_addr + op["n"]),
                                  block_panel.eq(panel_base + op["dst_panel_words"]),
-                                 rows_left.eq(Mux(rows_left > self.block,
-                                                  rows_left - self.block, 0)),
-                                 block_last.eq(block_rows_last(rows_left))]
+                                 rows_left.eq(_rows_after(rows_left, self.block)),
+                                 block_last.eq(_block_last(rows_left, self.block))]
                     with m.If(rows_left == 0):
                         m.d.sync += active.eq(0)
         r = Signal(range(1))
         return {"active": active, "take": take, "r": r, "row": array.result.payload,
                 "row_base": row_base, "col_base": col_base, "panel_base": panel_base,
                 "chain_word": chain_word, "chain_off": chain_off, "row_addr": row_addr}
+
+
+def _rows_after(left, block):
+    """GEMM rows after a block taken from `left` rows (blocks of up to `block` rows)."""
+    return Mux(left > block, left - block, 0)
+
+
+def _block_last(left, block):
+    """The last row index of the block taken from `left` rows."""
+    return Mux(left > block, block - 1, left - 1)
 
 
 def delay_bits(m, value, cycles, name):
