@@ -308,3 +308,51 @@ def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
     _, measured = run(commands, data, stall=0)
     predicted = run.predict(commands)["cycles"]
     assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
+
+
+@pytest.mark.parametrize("kind", ["fp8", "mxfp4"])
+def test_dot_product_fp_accelerators(sim_cache, kind):
+    """FP8 E4M3 (FP32 accumulation) and MXFP4 on a 4x4 dot-product accelerator (a beat of 16 K:
+    one PE tree sums 8 products per beat, golden.fp_mac / golden.mx.mx_mac see beats of 8
+    pairs): a 5x64x7 GEMM with NaN/inf codes among the operands (and random block scales) under
+    random stalls, FP32 results bit-exact against the golden executor."""
+    from nmforge.golden.formats import get_format
+    from nmforge.golden.mx import element_format
+    from nmforge.rtl.isa import Buffer
+    from nmforge.sim.kinds import FpKind, MxKind
+    pe = {"fp8": {**FP8, "accumulate": "fp32"}, "mxfp4": MXFP4}[kind]
+    config = dot_config(f"dacc44_{kind}", rows=4, cols=4, pe=pe, accelerator=DEPTHS)
+    run = runner(config, sim_cache / config.name)
+    shape = run.shape
+    rng = np.random.default_rng(17)
+    m, k, n = 5, 64, 7
+    codes = FpKind.codes if kind == "fp8" else MxKind.codes
+    fmt = get_format("fp8_e4m3") if kind == "fp8" else element_format("mxfp4")
+    a = codes(fmt, rng, (m, k), special_rate=0.01)
+    values = codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    if kind == "mxfp4":
+        images = [(Buffer.ACT, G.act_image(a, shape, MxKind.random_scales(rng, (m, 2)))),
+                  (Buffer.WEIGHT, G.weight_image(values, indices, shape,
+                                                 scales=MxKind.random_scales(rng, (2, n))))]
+    else:
+        images = [(Buffer.ACT, G.act_image(a, shape)),
+                  (Buffer.WEIGHT, G.weight_image(values, indices, shape))]
+    commands, data = [], []
+    for buffer, words in images:
+        commands.append(isa.load(buffer, 0, len(words)))
+        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
+    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
+                 isa.store(0, m * n, wide=True, wait=True)]
+    expected, _ = run(commands, data, stall=0.3, seed=7)
+    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+    if kind == "fp8":   # the golden executor's result is golden.fp_mac over beats of 8 pairs
+        from nmforge.golden.fp_mac import fp_mac
+        from nmforge.golden.nm import kept_pairs
+        from nmforge.sim.kinds import beats_of
+        acts, weights = (beats_of(x, 4) for x in kept_pairs(a, values, indices, 2, 4))
+        bits, _ = fp_mac("fp8_e4m3", acts, "fp8_e4m3", weights, "fp32", shape.fp_lanes or 1,
+                         shape.fp_acc_bits)
+        got = G.unpack_store(expected["packets"][0], m * n, 32, 32, signed=False).reshape(m, n)
+        assert np.array_equal(got, bits.astype(np.int64))
