@@ -215,6 +215,15 @@ def test_malformed_metadata_is_counted_not_computed_as_valid(design):
     assert np.array_equal(G.unpack_store(expected["packets"][0], m * n, 8, 32).reshape(m, n), want)
 
 
+def code_operands(codes, fmt, rng, m, k, n):
+    """A 2:4 GEMM's operands as format codes (`codes`: sim.kinds FpKind.codes or MxKind.codes,
+    NaN/inf at 1 %): activations (m x k), compressed values and random sorted indices."""
+    a = codes(fmt, rng, (m, k), special_rate=0.01)
+    values = codes(fmt, rng, (k // 2, n), special_rate=0.01)
+    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
+    return a, values, indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+
+
 @pytest.mark.parametrize("accumulate", ["exact", "fp32"])
 def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
     """Kind "fp", FP8 E4M3 2:4 on a 2x2 array: buffers hold the codes, the output stage passes
@@ -234,10 +243,7 @@ def test_fp8_gemm_larger_than_the_array(sim_cache, accumulate):
     fmt = get_format("fp8_e4m3")
     rng = np.random.default_rng(8)
     m, k, n = 5, 16, 7
-    a = FpKind.codes(fmt, rng, (m, k), special_rate=0.01)
-    values = FpKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
-    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
-    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    a, values, indices = code_operands(FpKind.codes, fmt, rng, m, k, n)
     params = (np.zeros(n, int), np.ones(n, int), np.zeros(n, int))
     commands, data = loads(shape, a, (values, indices), params)
     commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
@@ -261,21 +267,25 @@ def test_mxfp4_gemm_larger_than_the_array(sim_cache):
     fmt = element_format("mxfp4")
     rng = np.random.default_rng(9)
     m, k, n = 5, 64, 5
-    a = MxKind.codes(fmt, rng, (m, k), special_rate=0.01)
-    values = MxKind.codes(fmt, rng, (k // 2, n), special_rate=0.01)
-    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
-    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    a, values, indices = code_operands(MxKind.codes, fmt, rng, m, k, n)
     images = [(Buffer.ACT, G.act_image(a, shape, MxKind.random_scales(rng, (m, 2)))),
               (Buffer.WEIGHT, G.weight_image(values, indices, shape,
                                              scales=MxKind.random_scales(rng, (2, n))))]
-    commands, data = [], []
+    gemm_from_images(run, images, m, k, n, seed=7)
+
+
+def gemm_from_images(run, images, m, k, n, seed):
+    """LOAD each (buffer, words) of `images` at address 0, one GEMM (m, k, n) into OUT, a wide
+    STORE; run under random stalls (bit-exact against the golden executor); the expectation."""
+    shape, commands, data = run.shape, [], []
     for buffer, words in images:
         commands.append(isa.load(buffer, 0, len(words)))
         data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
     commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
                  isa.store(0, m * n, wide=True, wait=True)]
-    expected, _ = run(commands, data, stall=0.3, seed=7)
+    expected, _ = run(commands, data, stall=0.3, seed=seed)
     assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+    return expected
 
 
 BAD = {  # command, code (depths: ACT 128, WEIGHT 128, PARAM 32, OUT 256 words)

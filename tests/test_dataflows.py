@@ -14,7 +14,8 @@ from nmforge.golden.nm import malformed_groups
 from nmforge.rtl import isa
 
 from conftest import assert_passed
-from test_accel import gemm_per_pattern, layer, loads, runner
+from test_accel import (code_operands, gemm_from_images, gemm_per_pattern, layer, loads,
+                        runner)
 
 INT8 = {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"}
 FP8 = {"kind": "fp", "act_format": "fp8_e4m3", "weight_format": "fp8_e4m3", "accumulate": "exact"}
@@ -328,10 +329,7 @@ def test_dot_product_fp_accelerators(sim_cache, kind):
     m, k, n = 5, 64, 7
     codes = FpKind.codes if kind == "fp8" else MxKind.codes
     fmt = get_format("fp8_e4m3") if kind == "fp8" else element_format("mxfp4")
-    a = codes(fmt, rng, (m, k), special_rate=0.01)
-    values = codes(fmt, rng, (k // 2, n), special_rate=0.01)
-    indices = np.array([sorted(rng.choice(4, 2, replace=False)) for _ in range(k // 4 * n)])
-    indices = indices.reshape(k // 4, n, 2).transpose(0, 2, 1).reshape(k // 2, n)
+    a, values, indices = code_operands(codes, fmt, rng, m, k, n)
     if kind == "mxfp4":
         images = [(Buffer.ACT, G.act_image(a, shape, MxKind.random_scales(rng, (m, 2)))),
                   (Buffer.WEIGHT, G.weight_image(values, indices, shape,
@@ -339,14 +337,7 @@ def test_dot_product_fp_accelerators(sim_cache, kind):
     else:
         images = [(Buffer.ACT, G.act_image(a, shape)),
                   (Buffer.WEIGHT, G.weight_image(values, indices, shape))]
-    commands, data = [], []
-    for buffer, words in images:
-        commands.append(isa.load(buffer, 0, len(words)))
-        data += G.stream_words(words, shape.word_bits(buffer), shape.stream_width)
-    commands += [isa.gemm(0, 0, 0, 0, m, k, n, wait=True),
-                 isa.store(0, m * n, wide=True, wait=True)]
-    expected, _ = run(commands, data, stall=0.3, seed=7)
-    assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+    expected = gemm_from_images(run, images, m, k, n, seed=7)
     if kind == "fp8":   # the golden executor's result is golden.fp_mac over beats of 8 pairs
         from nmforge.golden.fp_mac import fp_mac
         from nmforge.golden.nm import kept_pairs
