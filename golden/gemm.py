@@ -45,15 +45,35 @@ def _accumulate(group_sums, acc_width, overflow):
     return acc, overflowed
 
 
-def gemm_int(a, w, m, acc_width, overflow):
-    """Dense reference: C = A @ W accumulated group by group (M along K); returns (c, overflowed)."""
+def group_sums(a, w, m):
+    """Exact sums (G, rows, cols) of A @ W over each group of M along K: what the accumulator
+    adds, step by step."""
     a, w = _check_operands(a, w, m)
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
         raise ValueError(f"shapes {a.shape} and {w.shape} do not form a matrix product")
     groups = num_groups(w.shape[0], m)
     a_groups = a.reshape(a.shape[0], groups, m).transpose(1, 0, 2)
-    group_sums = a_groups @ w.reshape(groups, m, w.shape[1])
-    return _accumulate(group_sums, acc_width, overflow)
+    return a_groups @ w.reshape(groups, m, w.shape[1])
+
+
+def gemm_int(a, w, m, acc_width, overflow):
+    """Dense reference: C = A @ W accumulated group by group (M along K); returns (c, overflowed)."""
+    return _accumulate(group_sums(a, w, m), acc_width, overflow)
+
+
+def sparse_group_sums(a, values, indices, n, m):
+    """Exact sums (G, rows, cols) of each group's N kept products, from W's compressed N:M form
+    (the activations gathered by index); validates the metadata first (MetadataError)."""
+    n, m = check_pattern(n, m)
+    validate_indices(indices, n, m)
+    value_groups, positions = _compressed_groups(values, indices, n)
+    a, value_groups = _check_operands(a, value_groups, m)
+    groups = value_groups.shape[0]
+    if a.ndim != 2 or a.shape[1] != groups * m:
+        raise ValueError(f"a has shape {a.shape}, expected (rows, {groups * m}) for {groups} groups of M={m}")
+    a_groups = a.reshape(a.shape[0], groups, m)
+    kept = a_groups[:, np.arange(groups)[:, None, None], positions]  # (rows, G, N, cols)
+    return np.einsum("rgjc,gjc->grc", kept, value_groups)
 
 
 def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow, beat_groups=1):
@@ -64,20 +84,10 @@ def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow, beat_groups=1
     the exact sum of that many consecutive groups at a time (saturation and the overflow flag
     apply per beat, not per group).
     """
-    n, m = check_pattern(n, m)
-    validate_indices(indices, n, m)
-    value_groups, positions = _compressed_groups(values, indices, n)
-    a, value_groups = _check_operands(a, value_groups, m)
-    groups = value_groups.shape[0]
-    if a.ndim != 2 or a.shape[1] != groups * m:
-        raise ValueError(f"a has shape {a.shape}, expected (rows, {groups * m}) for {groups} groups of M={m}")
-    a_groups = a.reshape(a.shape[0], groups, m)
-    kept = a_groups[:, np.arange(groups)[:, None, None], positions]  # (rows, G, N, cols)
-    group_sums = np.einsum("rgjc,gjc->grc", kept, value_groups)
+    sums = sparse_group_sums(a, values, indices, n, m)
     if beat_groups > 1:
-        group_sums = group_sums.reshape(groups // beat_groups, beat_groups,
-                                        *group_sums.shape[1:]).sum(axis=1)
-    return _accumulate(group_sums, acc_width, overflow)
+        sums = sums.reshape(sums.shape[0] // beat_groups, beat_groups, *sums.shape[1:]).sum(axis=1)
+    return _accumulate(sums, acc_width, overflow)
 
 
 def runtime_gemm_int(a, values, indices, pattern, n, acc_width, overflow):
@@ -88,5 +98,10 @@ def runtime_gemm_int(a, values, indices, pattern, n, acc_width, overflow):
     then applies the accumulator policy, so this is `gemm_int` on the decompressed W with the
     beat span as the accumulation step. Validates the indices first (MetadataError).
     """
-    w = runtime_decompress(values, indices, pattern)
-    return gemm_int(a, w, beat_span(pattern, n), acc_width, overflow)
+    return _accumulate(runtime_beat_sums(a, values, indices, pattern, n), acc_width, overflow)
+
+
+def runtime_beat_sums(a, values, indices, pattern, n):
+    """Exact sums (B, rows, cols) of each beat's N products on a run-time design running
+    pattern (N', M') (a beat: N/N' groups, golden.nm.beat_span K-elements)."""
+    return group_sums(a, runtime_decompress(values, indices, pattern), beat_span(pattern, n))

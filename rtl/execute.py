@@ -190,18 +190,18 @@ class ExecuteUnit(wiring.Component):
                         with m.Switch(sub):
                             for q in range(group // span):
                                 with m.Case(q):
-                                    elems = []
-                                    for lane in range(n):
-                                        first = q * span + (lane // np_) * mp
-                                        for t in range(mmax):
-                                            src = t if t < mp else mp - 1 - (t - mp) % mp
-                                            e = first + src
-                                            elems.append(row[e * aw:(e + 1) * aw])
-                                    m.d.comb += window.eq(Cat(*elems))
-        values_bits = n * shape.weight_width
+                                    m.d.comb += window.eq(runtime_window(
+                                        row, q * span, (np_, mp), n, mmax, aw))
+        self._runtime_columns(m, weight_word, pattern)
+
+    def _runtime_columns(self, m, weight_word, pattern):
+        """A run-time design's weight beat: per column the stored values and indices of
+        `weight_word` and `pattern` (the GEMM's pattern id, once per PE the column feeds)."""
+        shape, array = self.shape, self.array
         for c in range(self.cols):
             column = weight_word[c * shape.column_bits:(c + 1) * shape.column_bits]
             lane = array.weight.payload[c]
+            values_bits = len(Value.cast(lane.values))
             m.d.comb += [Value.cast(lane.values).eq(column[:values_bits]),
                          Value.cast(lane.indices).eq(column[values_bits:]),
                          lane.pattern.eq(pattern)]
@@ -252,12 +252,9 @@ class ExecuteUnit(wiring.Component):
             m.d.sync += [r.eq(Mux(last_row, 0, r + 1)), row_addr.eq(row_addr + op["n"])]
             with m.If(last_row):
                 with m.If(tj_left != 0):
-                    wrap = chain_off + cols % group >= group
                     m.d.sync += [row_addr.eq(tile_row_addr),
                                  tj_left.eq(tj_left - 1), col_base.eq(col_base + cols),
-                                 chain_word.eq(chain_word + cols // group + wrap),
-                                 chain_off.eq(Mux(wrap, chain_off + cols % group - group,
-                                                  chain_off + cols % group))]
+                                 *self._next_chain_lane(chain_word, chain_off)]
                 with m.Else():
                     m.d.sync += [tj_left.eq(op["col_last"]), col_base.eq(0),
                                  ti_left.eq(ti_left - 1), chain_word.eq(0),
@@ -269,6 +266,14 @@ class ExecuteUnit(wiring.Component):
         return {"active": active, "take": take, "r": r, "row": array.result.payload[r],
                 "row_base": row_base, "col_base": col_base, "panel_base": panel_base,
                 "chain_word": chain_word, "chain_off": chain_off, "row_addr": row_addr}
+
+    def _next_chain_lane(self, chain_word, chain_off):
+        """Statements moving the chained ACT word and lane (`chain_word`, `chain_off`) on by C
+        columns: the next column panel's first element."""
+        cols, group = self.cols, self.k_group
+        wrap = chain_off + cols % group >= group
+        return [chain_word.eq(chain_word + cols // group + wrap),
+                chain_off.eq(Mux(wrap, chain_off + cols % group - group, chain_off + cols % group))]
 
     def _drain_stages(self, m, op, walk):
         array, rows, cols, group = self.array, self.rows, self.cols, self.k_group
@@ -375,6 +380,20 @@ class ExecuteUnit(wiring.Component):
         m.d.comb += [self.act_wr_addr.eq(base + wq), self.act_wr_data.eq(data),
                      self.act_wr_en.eq(Mux(writing, enable, 0)), self.act_wr_busy.eq(writing)]
         return writing
+
+
+def runtime_window(word, start, pattern, n, mmax, width):
+    """The activation window (golden.nm.act_windows) of the beat of `pattern` (N', M') whose
+    K-elements start at element `start` of `word` (elements of `width` bits): N lane blocks of
+    Mmax, block i the M' elements of lane i's group, then that group reversed as filler."""
+    np_, mp = pattern
+    elems = []
+    for lane in range(n):
+        first = start + (lane // np_) * mp
+        for t in range(mmax):
+            e = first + (t if t < mp else mp - 1 - (t - mp) % mp)
+            elems.append(word[e * width:(e + 1) * width])
+    return Cat(*elems)
 
 
 def chain_offsets(cols, group):

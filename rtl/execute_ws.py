@@ -15,7 +15,7 @@ from amaranth.lib import fifo
 from amaranth.lib.memory import Memory
 
 from .banked_memory import BUFFER_ATTRS, READ_LATENCY
-from .execute import ExecuteUnit
+from .execute import ExecuteUnit, runtime_window
 from .isa import ADDR_BITS, SIZE_BITS
 from .pipeline import delay
 
@@ -156,22 +156,11 @@ class WsExecuteUnit(ExecuteUnit):
                         with m.Switch(sub):
                             for q in range(shape.k_group // shape.span(pid)):
                                 with m.Case(q):
-                                    elems = []
-                                    for lane in range(n):
-                                        first = q * rows * span + r * span + (lane // np_) * mp
-                                        for t in range(mmax):
-                                            src = t if t < mp else mp - 1 - (t - mp) % mp
-                                            e = first + src
-                                            elems.append(act_word[e * aw:(e + 1) * aw])
-                                    m.d.comb += window.eq(Cat(*elems))
-        values_bits = rows * n * shape.weight_width
+                                    m.d.comb += window.eq(runtime_window(
+                                        act_word, q * rows * span + r * span, (np_, mp), n,
+                                        mmax, aw))
         id_bits = len(array.weight.payload[0].pattern) // rows
-        for c in range(self.cols):
-            column = weight_word[c * shape.column_bits:(c + 1) * shape.column_bits]
-            lane = array.weight.payload[c]
-            m.d.comb += [Value.cast(lane.values).eq(column[:values_bits]),
-                         Value.cast(lane.indices).eq(column[values_bits:]),
-                         lane.pattern.eq(Cat(*[pattern[:id_bits]] * rows))]
+        self._runtime_columns(m, weight_word, Cat(*[pattern[:id_bits]] * rows))
 
     def _drain_walk(self, m, op):
         """Every result row of the array, in issue order (block, column panel, K-block, row):
@@ -219,13 +208,10 @@ class WsExecuteUnit(ExecuteUnit):
             with m.If(last_row):
                 m.d.sync += kb.eq(0)
                 with m.If(j_left != 0):     # the block's rows again, next column panel
-                    wrap = chain_off + cols % group >= group
                     m.d.sync += [j_left.eq(j_left - 1), col_base.eq(col_base + cols),
                                  row_base.eq(block_row), row_addr.eq(block_addr),
                                  panel_base.eq(block_panel),
-                                 chain_word.eq(chain_word + cols // group + wrap),
-                                 chain_off.eq(Mux(wrap, chain_off + cols % group - group,
-                                                  chain_off + cols % group))]
+                                 *self._next_chain_lane(chain_word, chain_off)]
                 with m.Else():              # the next block
                     m.d.sync += [j_left.eq(op["col_last"]), col_base.eq(0), chain_word.eq(0),
                                  chain_off.eq(0), block_row.eq(row_base + 1),

@@ -17,33 +17,14 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from ..golden.gemm import POLICIES
+from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
 from ..golden.ints import int_range
-from ..golden.nm import act_windows, beat_span, parse_runtime_pattern, window_positions
+from ..golden.nm import act_windows, beat_span, parse_runtime_pattern
 from .array_model import bitmap_of, column_subset, corrupt_bitmaps, corrupt_groups, corrupt_runtime
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import kind_model
 from .payload import pack, unpack
 from .streams import StreamSink, StreamSource, random_pauses
-
-
-def group_sums(ops, n, m):
-    """Exact per-group sums (G, rows, cols) of a GEMM's kept products."""
-    groups = ops.values.shape[0] // n
-    a = ops.a.reshape(ops.a.shape[0], groups, m)
-    kept = a[:, np.arange(groups)[:, None, None], ops.indices.reshape(groups, n, -1)]
-    return np.einsum("rgjc,gjc->grc", kept, ops.values.reshape(groups, n, -1))
-
-
-def beat_sums(ops, n, mmax):
-    """Run-time designs: exact per-beat sums (B, rows, cols) of the N lanes, each reading its
-    block of the beat's activation window (golden.nm.act_windows / window_positions)."""
-    pattern = parse_runtime_pattern(ops.pattern, n, mmax)
-    windows = act_windows(ops.a, pattern, n, mmax)                       # (rows, B, N*Mmax)
-    beats = windows.shape[1]
-    pos = window_positions(ops.indices, pattern, n, mmax).reshape(beats, n, -1)
-    kept = windows[:, np.arange(beats)[:, None, None], pos]               # (rows, B, N, cols)
-    return np.einsum("rbjc,bjc->brc", kept, ops.values.reshape(beats, n, -1))
 
 
 def tile(ops, kb, cols, rows, n, m, bitmap, id_bits=0):
@@ -127,7 +108,10 @@ async def ws_regression(dut):
             windows = act_windows(ops.a, parse_runtime_pattern(ops.pattern, n, m), n, m)
         if keep:
             kept = column_subset(ops, keep)
-            sums[:, :, keep] = beat_sums(kept, n, m) if runtime else group_sums(kept, n, m)
+            sums[:, :, keep] = (runtime_beat_sums(kept.a, kept.values, kept.indices,
+                                                  parse_runtime_pattern(kept.pattern, n, m), n)
+                                if runtime else
+                                sparse_group_sums(kept.a, kept.values, kept.indices, n, m))
         running = rng.integers(lo, hi + 1, (mdim, ops.values.shape[1]))
         expected = []
         for j in range(panels):
