@@ -48,8 +48,10 @@ adder tree. ``"weight_stationary"``: a rows x cols systolic array; PE (r, c) hol
 of a K-block of rows*M for output column c (a tile loaded while the one before computes);
 activations stream through the rows, partial sums flow down the columns. All have
 rows*cols*N multipliers. Dataflows other than output-stationary are implemented for the pe.kinds
-in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's rows*M elements must lie in one scale block
-(``block_size`` a multiple of rows*M).
+in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's
+rows*M elements must lie in one scale block (``block_size`` a multiple of rows*M); kind "fp" on
+"weight_stationary" accumulates exactly (``accumulate = "exact"``: exact partial sums, rounded
+once after the last K-block).
 
 Run-time patterns
 -----------------
@@ -155,7 +157,7 @@ DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_statio
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx"),
-                                                 "weight_stationary": ("int",)}
+                                                 "weight_stationary": ("int", "fp")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
@@ -501,6 +503,10 @@ def _validate_dataflow(source: str, cfg: "Config") -> None:
                           f"{cfg.dataflow!r} does not run run-time patterns",
                           f"'output_stationary', {_choices(RUNTIME_DATAFLOWS)} "
                           "when sparsity.runtime = true")
+    if cfg.dataflow == "weight_stationary" and cfg.pe_kind == "fp" and cfg.accumulate != "exact":
+        raise ConfigError(source, "pe.accumulate",
+                          f"{cfg.accumulate!r} is not implemented on 'weight_stationary' "
+                          "(its partial sums are exact and rounded once)", "'exact'")
     span = cfg.rows * cfg.m
     if cfg.pe_kind == "mx" and cfg.block_size % span:
         raise ConfigError(source, "array.rows",

@@ -20,7 +20,8 @@ from ..rtl.mac_mx import MxMac
 from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
-from ..rtl.ws_array import StationaryPE, WeightStationaryArray
+from ..rtl.ws_array import (ExactFpPartialSum, IntPartialSum, StationaryPE,
+                             WeightStationaryArray)
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -48,12 +49,17 @@ def beat_groups(config):
 
 
 def make_stationary_pe(config):
-    """A weight-stationary PE: the int MAC unit, wide enough that one beat's sum is exact,
-    behind the encoding's decoder; the config's accumulator width and policy on the partial
-    sums."""
-    exact = config.act_width + config.weight_width + ceil_log2(config.n) + 1
-    mac = IntMac(config.n, config.act_width, config.weight_width, exact, "wrap")
-    return StationaryPE(mac, make_decoder(config, mac), config.acc_width, config.overflow)
+    """A weight-stationary PE: the kind's MAC unit giving each beat's exact sum (int: wide
+    enough; fp: FpMac `beat_sums`) behind the encoding's decoder; the partial sums on the config's
+    accumulator width and policy (int) or exact and rounded at the end (fp)."""
+    if config.pe_kind == "fp":
+        mac = FpMac(config.n, config.act_format, config.weight_format, "exact", beat_sums=True)
+        partial = ExactFpPartialSum(mac.sum)
+    else:
+        exact = config.act_width + config.weight_width + ceil_log2(config.n) + 1
+        mac = IntMac(config.n, config.act_width, config.weight_width, exact, "wrap")
+        partial = IntPartialSum(config.acc_width, config.overflow)
+    return StationaryPE(mac, make_decoder(config, mac), partial)
 
 
 def make_mac(config):

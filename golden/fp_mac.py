@@ -43,6 +43,8 @@ from . import formats as F
 
 FP32_QNAN = 0x7FC00000
 ACCUMULATE_MODES = ("exact", "fp32")
+# The exact mode's special classes of a sum (exact_beat_sums, exact_result).
+SPECIAL_CLASSES = ("nan", "invalid", "pinf", "ninf")
 FP_MAC_FORMATS = ("fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "bf16")
 
 
@@ -84,36 +86,55 @@ def _invalid_products(fa, a, fb, b):
     return (sp == F.NAN) & (sa != F.NAN) & (sb != F.NAN)
 
 
+def exact_beat_sums(fmt_a, a_bits, fmt_b, b_bits):
+    """Every beat's exact record, for operands (..., B, N): {"value": the sum of its N products
+    as a fixed-point Python int whose LSB weighs 2^(lsb_exp(a) + lsb_exp(b)) (object array),
+    "nan", "invalid", "pinf", "ninf": bool arrays (a NaN product, an inf * 0 among them, a +inf
+    and a -inf product)}, each of shape (..., B). A non-finite product adds 0 to the value."""
+    fa, fb = _formats(fmt_a, fmt_b)
+    a, b = fa.check_bits(a_bits), fb.check_bits(b_bits)
+    mant, exp, special = F.exact_product(fa, a, fb, b)
+    lsb = fa.lsb_exp + fb.lsb_exp
+    fixed = mant.astype(object) << (exp - lsb).astype(object)
+    return {"value": fixed.sum(axis=-1), "nan": (special == F.NAN).any(axis=-1),
+            "invalid": _invalid_products(fa, a, fb, b).any(axis=-1),
+            "pinf": (special == F.POS_INF).any(axis=-1),
+            "ninf": (special == F.NEG_INF).any(axis=-1)}
+
+
+def exact_result(value, lsb_exp, nan=False, invalid=False, pinf=False, ninf=False, bound=False):
+    """(FP32 bits, flag) of one exact-mode sum (rtl.mac_fp.ExactSum.round): NaN if a NaN product
+    or +inf and -inf products meet or the bound was exceeded; else +-inf if an infinite product;
+    else the fixed-point `value` * 2^lsb_exp rounded once (RNE; an exact zero is +0). Flag:
+    invalid | both infinities | bound | (finite, rounded to +-inf)."""
+    if nan or (pinf and ninf) or bound:
+        result = np.float32(np.nan)
+    elif pinf or ninf:
+        result = np.float32(np.inf if pinf else -np.inf)
+    else:
+        result = D.round_to_fp32(int(value), lsb_exp)
+    rounded_to_inf = not (nan or pinf or ninf or bound) and np.isinf(result)
+    return int(fp32_bits(result)), bool(invalid or (pinf and ninf) or bound or rounded_to_inf)
+
+
 def fp_mac_exact(fmt_a, a_bits, fmt_b, b_bits, acc_bits=None):
     """Tile results of the exact mode: (uint32 FP32 bits, bool flag), shapes = leading axes."""
     fa, fb = _formats(fmt_a, fmt_b)
     a, b, lead = _tiles(fa, a_bits, fb, b_bits)
-    mant, exp, special = F.exact_product(fa, a, fb, b)
+    beats = exact_beat_sums(fa, a, fb, b)
+    classes = {k: beats[k].any(axis=1) for k in SPECIAL_CLASSES}
     lsb = fa.lsb_exp + fb.lsb_exp
-    fixed = mant.astype(object) << (exp - lsb).astype(object)
-    beat_sums = fixed.sum(axis=2)  # (T, B) exact Python ints
-    invalid_mul = _invalid_products(fa, a, fb, b).any(axis=(1, 2))
-    nan = (special == F.NAN).any(axis=(1, 2))
-    pos = (special == F.POS_INF).any(axis=(1, 2))
-    neg = (special == F.NEG_INF).any(axis=(1, 2))
     bits = np.zeros(a.shape[0], dtype=np.uint32)
     flags = np.zeros(a.shape[0], dtype=bool)
     for t in range(a.shape[0]):
         acc, bound_exceeded = 0, False
-        for s in beat_sums[t]:
+        for s in beats["value"][t]:
             acc += int(s)
             if acc_bits is not None and not -(1 << (acc_bits - 1)) <= acc < (1 << (acc_bits - 1)):
                 bound_exceeded = True
                 acc = (acc + (1 << (acc_bits - 1))) % (1 << acc_bits) - (1 << (acc_bits - 1))
-        if nan[t] or (pos[t] and neg[t]) or bound_exceeded:
-            value = np.float32(np.nan)
-        elif pos[t] or neg[t]:
-            value = np.float32(np.inf if pos[t] else -np.inf)
-        else:
-            value = D.round_to_fp32(acc, lsb)
-        bits[t] = fp32_bits(value)
-        rounded_to_inf = not (nan[t] or pos[t] or neg[t] or bound_exceeded) and np.isinf(value)
-        flags[t] = invalid_mul[t] or (pos[t] and neg[t]) or bound_exceeded or rounded_to_inf
+        bits[t], flags[t] = exact_result(acc, lsb, bound=bound_exceeded,
+                                         **{k: bool(v[t]) for k, v in classes.items()})
     return bits.reshape(lead), flags.reshape(lead)
 
 

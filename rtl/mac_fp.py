@@ -56,6 +56,8 @@ FP_FORMATS = tuple(FLOAT_FORMATS)
 MAX_TILE_PRODUCTS = 1 << 16
 # The exact mode's output rounding registers its leading-zero count every OUT_LZ_SPLIT steps.
 OUT_LZ_SPLIT = 2
+# Special classes of the exact mode's products, kept beside the fixed-point sum.
+SPECIAL_CLASSES = ("nan", "invalid", "pinf", "ninf")
 
 
 def lut_product(a, b):
@@ -87,14 +89,65 @@ def unpack(code, fmt):
     return sign, significand, offset, nan, inf
 
 
+class ExactSum:
+    """The exact mode's running sum (golden.fp_mac.exact_result): a two's-complement fixed-point
+    `value` of `bits` bits whose LSB weighs 2^lsb_exp, the special classes of the products in it
+    (nan, invalid, pinf, ninf) and `bound`: a partial sum left the range and wrapped (the
+    result is NaN). All zero is the empty sum."""
+
+    def __init__(self, bits, lsb_exp):
+        self.bits, self.lsb_exp = bits, lsb_exp
+        self.layout = data.StructLayout({"value": signed(bits), "bound": 1,
+                                         **{name: 1 for name in SPECIAL_CLASSES}})
+        self.round_stages = round_latency(bits, OUT_LZ_SPLIT)
+        self.round_latency = 1 + self.round_stages
+
+    def add(self, m, total, beat, name="sum"):
+        """total + beat (a beat_layout or another sum), combinational in `m`: the value wraps
+        to `bits`, classes and `bound` accumulate."""
+        width = self.bits
+        exact = Signal(signed(width + 1), name=f"{name}_exact")
+        out = Signal(self.layout, name=name)
+        top = exact[width - 1:]
+        m.d.comb += [exact.eq(total.value + beat.value),
+                     out.value.eq(exact[:width]),
+                     out.bound.eq(total.bound | getattr(beat, "bound", 0)
+                                  | ~(top.all() | ~top.any())),
+                     *[getattr(out, k).eq(getattr(total, k) | getattr(beat, k))
+                       for k in SPECIAL_CLASSES]]
+        return out
+
+    def round(self, m, total, name):
+        """(FP32 bits, flag) of a sum, `round_latency` cycles later: sign/magnitude, then one
+        RNE rounding; NaN for a NaN class, +inf meeting -inf or `bound`, else +-inf for an
+        infinite class. Flag: invalid | both infinities | bound | rounded to +-inf."""
+        value = total.value
+        sign = reg(m, value[-1], f"{name}_sign")
+        magnitude = reg(m, Mux(value[-1], -value, value)[:self.bits], f"{name}_mag")
+        f = {k: reg(m, getattr(total, k), f"{name}_{k}") for k in ("bound", *SPECIAL_CLASSES)}
+        both_inf = f["pinf"] & f["ninf"]
+        bits, overflow = round_fp32(m, magnitude, self.lsb_exp, sign, 0,
+                                    nan=f["nan"] | both_inf | f["bound"],
+                                    inf=f["pinf"] | f["ninf"], inf_sign=f["ninf"],
+                                    lz_split=OUT_LZ_SPLIT, name=name)
+        flag = overflow | delay(m, f["invalid"] | both_inf | f["bound"], self.round_stages,
+                                f"{name}_flag", reset_less=True)
+        return bits, flag
+
+
 class FpMac(wiring.Component):
-    """Accumulates, over the beats of a tile, the N products of each beat; FP32 result per tile."""
+    """Accumulates, over the beats of a tile, the N products of each beat; FP32 result per tile.
+    With `beat_sums` (exact mode only) it does not accumulate: `result` is every beat's exact
+    sum and classes (`beat_layout`, `result_valid` per beat, `latency` = 5 + tree levels), for
+    arrays that accumulate elsewhere with `sum` (rtl.ws_array)."""
 
     def __init__(self, n, act_format, weight_format, accumulate="exact",
-                 max_products=MAX_TILE_PRODUCTS):
+                 max_products=MAX_TILE_PRODUCTS, beat_sums=False):
         if accumulate not in ACCUMULATE_MODES:
             raise ValueError(f"accumulate {accumulate!r}; allowed: {', '.join(ACCUMULATE_MODES)}")
-        self.n, self.accumulate = n, accumulate
+        if beat_sums and accumulate != "exact":
+            raise ValueError("beat_sums needs accumulate 'exact'")
+        self.n, self.accumulate, self.beat_sums = n, accumulate, beat_sums
         self.act_format, self.weight_format = act_format, weight_format
         self.fa, self.fb = float_format(act_format), float_format(weight_format)
         self.tree_levels = ceil_log2(n)
@@ -108,8 +161,13 @@ class FpMac(wiring.Component):
             self.acc_bits = max(exact_sum_bits(self.fa, self.fb, max_products),
                                 self.lane_bits + self.tree_levels + 2)
             self.lanes = None
-            self.round_stages = round_latency(self.acc_bits, OUT_LZ_SPLIT)
-            self.latency = 5 + self.tree_levels + 1 + 1 + self.round_stages + 1
+            self.sum = ExactSum(self.acc_bits, self.lsb_exp)
+            self.beat_layout = data.StructLayout({
+                "value": signed(self.lane_bits + 1 + self.tree_levels),
+                **{name: 1 for name in SPECIAL_CLASSES}})
+            self.round_stages = self.sum.round_stages
+            self.latency = 5 + self.tree_levels + (
+                0 if beat_sums else 1 + self.sum.round_latency + 1)
         else:
             self.max_products = self.acc_bits = None
             add = FP32_ADD_LATENCY
@@ -121,7 +179,8 @@ class FpMac(wiring.Component):
             "a": In(data.ArrayLayout(unsigned(self.fa.width), n)),
             "w": In(data.ArrayLayout(unsigned(self.fb.width), n)),
             "valid": In(1), "last": In(1),
-            "result": Out(unsigned(32)), "result_valid": Out(1), "overflow": Out(1),
+            "result": Out(self.beat_layout if beat_sums else unsigned(32)),
+            "result_valid": Out(1), "overflow": Out(1),
         })
 
     # -----------------------------------------------------------------------------------------
@@ -164,63 +223,53 @@ class FpMac(wiring.Component):
     # ----------------------------------------------------------------------------- exact mode
 
     def _exact(self, m, lanes, valid, last):
-        terms, nan, inv, pinf, ninf = [], [], [], [], []
+        beat = self._exact_beat(m, lanes)
+        cycles = 2 + self.tree_levels
+        valid = delay(m, valid, cycles, "valid_x", reset_less=False)
+        last = delay(m, last, cycles, "last_x", reset_less=False)
+        if self.beat_sums:
+            m.d.comb += [self.result.eq(beat), self.result_valid.eq(valid)]
+            return
+
+        # Accumulate; on `last` the tile's sum goes to the output stage.
+        acc = Signal(self.sum.layout, name="acc")
+        new = self.sum.add(m, acc, beat)
+        final = Signal(self.sum.layout, name="final")
+        with m.If(last):
+            m.d.sync += [acc.eq(0), final.eq(new)]
+        with m.Elif(valid):
+            m.d.sync += acc.eq(new)
+        final_valid = reg(m, last, "final_valid", reset_less=False)
+        bits, flag = self.sum.round(m, final, "out")
+        out_valid = delay(m, final_valid, self.sum.round_latency, "out_valid", reset_less=False)
+        self._publish(m, bits, flag, out_valid)
+
+    def _exact_beat(self, m, lanes):
+        """Stages 4, 5 and the adder tree: the beat's exact sum and special classes
+        (`beat_layout`), 2 + tree_levels cycles after the products."""
+        terms, classes = [], {name: [] for name in SPECIAL_CLASSES}
         for i, p in enumerate(lanes):
             magnitude = reg(m, (p["mant"] << p["offset"])[:self.lane_bits], f"x{i}_mag")
             sign = reg(m, p["sign"], f"x{i}_sign")
             value = Signal(signed(self.lane_bits + 1), name=f"x{i}_value")
             m.d.sync += value.eq(Mux(sign, -magnitude, magnitude))
             terms.append(value)
-            nan.append(p["nan"])
-            inv.append(p["invalid"])
-            pinf.append(p["inf"] & ~p["sign"])
-            ninf.append(p["inf"] & p["sign"])
+            classes["nan"].append(p["nan"])
+            classes["invalid"].append(p["invalid"])
+            classes["pinf"].append(p["inf"] & ~p["sign"])
+            classes["ninf"].append(p["inf"] & p["sign"])
         cycles = 2 + self.tree_levels
-        classes = (("nan", nan), ("invalid", inv), ("pinf", pinf), ("ninf", ninf))
-        special = {name: delay(m, Cat(*bits).any(), cycles, f"beat_{name}", reset_less=True)
-                   for name, bits in classes}
+        beat = Signal(self.beat_layout, name="beat")
+        for name, bits in classes.items():
+            m.d.comb += getattr(beat, name).eq(
+                delay(m, Cat(*bits).any(), cycles, f"beat_{name}", reset_less=True))
         for level in range(self.tree_levels):
             pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
             terms = [Signal(signed(self.lane_bits + 2 + level), name=f"sum{level}_{i}")
                      for i in range(len(pairs))]
             m.d.sync += [t.eq(sum(p)) for t, p in zip(terms, pairs)]
-        beat = terms[0]
-        valid = delay(m, valid, cycles, "valid_x", reset_less=False)
-        last = delay(m, last, cycles, "last_x", reset_less=False)
-
-        # Accumulate; on `last` the tile's sum and classes go to the output stage.
-        width = self.acc_bits
-        acc = Signal(signed(width))
-        exact = Signal(signed(width + 1))
-        m.d.comb += exact.eq(acc + beat)
-        top = exact[width - 1:]
-        bound = ~(top.all() | ~top.any())
-        flags = {name: Signal(name=f"tile_{name}")  # sticky over the tile
-                 for name in ("nan", "invalid", "pinf", "ninf", "bound")}
-        new = {name: flags[name] | special[name] for name in special}
-        new["bound"] = flags["bound"] | bound
-        final = Signal(signed(width))
-        final_flags = {name: Signal(name=f"final_{name}") for name in flags}
-        with m.If(last):
-            m.d.sync += [acc.eq(0), final.eq(exact[:width])]
-            m.d.sync += [flags[k].eq(0) for k in flags] + [final_flags[k].eq(new[k]) for k in flags]
-        with m.Elif(valid):
-            m.d.sync += [acc.eq(exact[:width])] + [flags[k].eq(new[k]) for k in flags]
-        final_valid = reg(m, last, "final_valid", reset_less=False)
-
-        # Output: sign/magnitude, then one rounding to FP32.
-        sign = reg(m, final[-1], "out_sign")
-        magnitude = reg(m, Mux(final[-1], -final, final)[:width], "out_mag")
-        f = {k: reg(m, v, f"out_{k}") for k, v in final_flags.items()}
-        both_inf = f["pinf"] & f["ninf"]
-        bits, overflow = round_fp32(m, magnitude, self.lsb_exp, sign, 0,
-                                    nan=f["nan"] | both_inf | f["bound"],
-                                    inf=f["pinf"] | f["ninf"], inf_sign=f["ninf"],
-                                    lz_split=OUT_LZ_SPLIT, name="out")
-        flag = overflow | delay(m, f["invalid"] | both_inf | f["bound"], self.round_stages,
-                                "out_flag", reset_less=True)
-        out_valid = delay(m, final_valid, 1 + self.round_stages, "out_valid", reset_less=False)
-        self._publish(m, bits, flag, out_valid)
+        m.d.comb += beat.value.eq(terms[0])
+        return beat
 
     def _publish(self, m, bits, flag, valid):
         result = Signal(32, name="result_reg", reset_less=True)  # held until the next tile

@@ -41,22 +41,54 @@ def tile_column_layout(pe, groups):
                               **grouped_metadata(pe.decoder, groups)})
 
 
+class IntPartialSum:
+    """Integer partial sums: `width` bits, psum + the beat's exact sum under the overflow policy
+    ("wrap" or "saturate"); `add` also says when the exact sum left the range."""
+
+    def __init__(self, width, overflow):
+        self.width, self.saturate = width, overflow == "saturate"
+        self.layout = signed(width)
+
+    def add(self, m, psum, beat):
+        width = self.width
+        exact = Signal(signed(max(width, len(beat)) + 1))
+        m.d.comb += exact.eq(psum + beat)
+        top = exact[width - 1:]
+        out_of_range = ~(top.all() | ~top.any())
+        total = exact[:width]
+        if self.saturate:
+            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
+        return total, out_of_range
+
+
+class ExactFpPartialSum:
+    """The fp kind's exact partial sums (rtl.mac_fp.ExactSum: wide fixed point + special
+    classes), rounded to FP32 once, at the end (`round`): no overflow until then."""
+
+    def __init__(self, exact_sum):
+        self.sum, self.layout = exact_sum, exact_sum.layout
+        self.round, self.round_latency = exact_sum.round, exact_sum.round_latency
+
+    def add(self, m, psum, beat):
+        return self.sum.add(m, psum, beat), 0
+
+
 class StationaryPE(wiring.Component):
     """One weight-stationary PE: `load` writes `weight` (N values + the decoder's metadata) into
     the shadow register; a valid beat with `first` moves the shadow into the active register as
-    it enters. Per valid beat: psum_out = psum + the MAC unit's exact sum of the N kept products
-    (the kind's MAC, e.g. rtl.mac_int.IntMac, wide enough that one beat's sum is exact, every
-    beat `last`), on `acc_width` bits with the overflow policy; `overflow` pulses when that sum
-    leaves the range. `act`/`valid`/`first` are forwarded right, registered (`*_out`).
-    `malformed`: the active weights' metadata is malformed, on a `first` beat at the decoder
-    (`bad_groups`: how many groups, for decoders whose beat holds several).
+    it enters. Per valid beat: psum_out = `partial`.add(psum, the MAC unit's exact sum of the N
+    kept products) (the kind's MAC, every beat `last`: rtl.mac_int.IntMac wide enough that one
+    beat's sum is exact, or rtl.mac_fp.FpMac with `beat_sums`); `overflow` pulses when an
+    integer sum leaves the range. `act`/`valid`/`first` are forwarded right, registered
+    (`*_out`). `malformed`: the active weights' metadata is malformed, on a `first` beat at the
+    decoder (`bad_groups`: how many groups, for decoders whose beat holds several).
     Timing: `psum` must arrive `psum_lag` cycles after the beat at `act`; `psum_out` follows
     one cycle later."""
 
-    def __init__(self, mac, decoder, acc_width, overflow):
-        self.mac, self.decoder = mac, decoder
+    def __init__(self, mac, decoder, partial):
+        self.mac, self.decoder, self.partial = mac, decoder, partial
         self.n, self.m = decoder.n, decoder.m
-        self.acc_width, self.saturate = acc_width, overflow == "saturate"
         mac_ports = mac.signature.members
         self.act_shape = mac_ports["a"].shape.elem_shape
         self.weight_shape = mac_ports["w"].shape.elem_shape
@@ -67,7 +99,7 @@ class StationaryPE(wiring.Component):
             "act": In(group), "valid": In(1), "first": In(1),
             "act_out": Out(group), "valid_out": Out(1), "first_out": Out(1),
             "load": In(1), "weight": In(self.weight_layout),
-            "psum": In(signed(acc_width)), "psum_out": Out(signed(acc_width)),
+            "psum": In(partial.layout), "psum_out": Out(partial.layout),
             "overflow": Out(1), "malformed": Out(1),
             **({"bad_groups": Out(decoder.signature.members["bad_groups"].shape)}
                if "bad_groups" in decoder.signature.members else {}),
@@ -97,15 +129,7 @@ class StationaryPE(wiring.Component):
                      mac.w.eq(delay(m, active.values, 1, "weights", reset_less=True)),
                      mac.valid.eq(valid), mac.last.eq(valid)]
 
-        width = self.acc_width
-        exact = Signal(signed(max(width, len(mac.result)) + 1))
-        m.d.comb += exact.eq(self.psum + mac.result)
-        top = exact[width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
-        total = exact[:width]
-        if self.saturate:
-            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
+        total, out_of_range = self.partial.add(m, self.psum, mac.result)
         m.d.sync += [self.psum_out.eq(total),
                      self.overflow.eq(mac.result_valid & out_of_range)]
         return m
@@ -120,16 +144,24 @@ class WeightStationaryArray(wiring.Component):
         self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         pe = self.pe = self.pes[0][0]
         self.n, self.m = pe.n, pe.m
-        self.latency = rows + cols + pe.psum_lag
+        # Kinds whose partial sums are rounded at the end (fp): act beats say `final`, results
+        # carry the sums and their rounded `value`s.
+        self.rounds = hasattr(pe.partial, "round")
+        self.latency = rows + cols + pe.psum_lag + (pe.partial.round_latency if self.rounds else 0)
         self.result_depth = self.latency + 1    # beats the output FIFO holds
         group = pe.signature.members["act"].shape
-        psums = data.ArrayLayout(signed(pe.acc_width), cols)
+        self.psum_layout = pe.partial.layout
+        psums = data.ArrayLayout(self.psum_layout, cols)
         self.tile_layout = data.ArrayLayout(tile_column_layout(pe, rows), cols)
+        act = {"data": data.ArrayLayout(group, rows), "psum": psums, "first": 1}
+        result = psums
+        if self.rounds:
+            act["final"] = 1
+            result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(32, cols)})
         super().__init__({
-            "act": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(group, rows), "psum": psums, "first": 1}))),
+            "act": In(stream.Signature(data.StructLayout(act))),
             "weight": In(stream.Signature(self.tile_layout)),
-            "result": Out(stream.Signature(psums)),
+            "result": Out(stream.Signature(result)),
             "overflow": Out(1),
             "meta_error": Out(1),
             "bad_groups": Out(BAD_GROUP_COUNTER_WIDTH),
@@ -193,12 +225,22 @@ class WeightStationaryArray(wiring.Component):
         sums = [delay(m, pes[-1][c].psum_out, cols - 1 - c, f"deskew{c}_", reset_less=True)
                 for c in range(cols)]
         written = delay(m, beat, rows + cols - 1 + lag, "result_valid", reset_less=False)
+        row_overflow = Signal(rows)
+        if self.rounds:   # each column's sum rounded; a final beat's flags raise `overflow`
+            rounded = [self.pe.partial.round(m, sums[c], f"round{c}") for c in range(cols)]
+            later = self.pe.partial.round_latency
+            final = delay(m, beat & self.act.payload.final, rows + cols - 1 + lag + later,
+                          "final_written", reset_less=False)
+            sums = [Cat(delay(m, s, later, f"sum{c}_", reset_less=True) for c, s in
+                        enumerate(sums)), Cat(bits for bits, _ in rounded)]
+            written = delay(m, written, later, "rounded_valid", reset_less=False)
+            with m.If(final & Cat(flag for _, flag in rounded).any()):
+                m.d.sync += self.overflow.eq(1)
         m.d.comb += [out.w_data.eq(Cat(*sums)), out.w_en.eq(written),
                      self.result.payload.eq(out.r_data), self.result.valid.eq(out.r_rdy),
                      out.r_en.eq(self.result.ready)]
 
         # Flags: sticky overflow; malformed groups counted as each PE takes a tile into use.
-        row_overflow = Signal(rows)
         m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
         with m.If(row_overflow.any()):
             m.d.sync += self.overflow.eq(1)

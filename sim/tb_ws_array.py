@@ -7,7 +7,12 @@ the first one marked `first`. Each beat's `psum` is the running partial sum gold
 that row (the first K-block's: random over the whole accumulator range, so saturation and wrap
 happen), and each result beat is checked bit for bit against golden's running sum after the
 K-block's groups, added one group at a time in K order under the overflow policy
-(golden.gemm.POLICIES) with the sticky `overflow` flag. Run-time designs: one GEMM per pattern
+(golden.gemm.POLICIES) with the sticky `overflow` flag. Kind "fp" (exact accumulation): the
+partial sums are golden.fp_mac records (a fixed-point value of acc_bits bits, which wraps and
+sets `bound`, and the special classes), the first K-block's random over the whole range with
+a few classes set; every result beat's `psum` must equal golden's record and its `value` the
+record rounded (golden.fp_mac.exact_result); `overflow` must follow the flags of the beats
+marked `final` (the last K-block's). Run-time designs: one GEMM per pattern
 of the table (at least), PE row r holding beat r of the K-block and `data[r]` its activation
 window (golden.nm.act_windows), the running sum updated per beat. NMFORGE_CORRUPT malformed (group,
 column) metadata groups per GEMM (sim.array_model.corrupt_groups / corrupt_bitmaps): the columns
@@ -17,6 +22,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
+from ..golden.fp_mac import SPECIAL_CLASSES, exact_beat_sums, exact_result
 from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
 from ..golden.ints import int_range
 from ..golden.nm import act_windows, beat_span, parse_runtime_pattern
@@ -50,14 +56,140 @@ def tile(ops, kb, cols, rows, n, m, bitmap, id_bits=0):
     return out
 
 
+class IntPartials:
+    """Integer partial sums: int64 arrays of acc_width-bit values under the overflow policy; a
+    sum leaving the range raises the sticky flag whichever K-block it is in."""
+
+    def __init__(self, info, kind):
+        p = info["parameters"]
+        self.n, self.m, self.runtime = p["n"], p["m"], bool(p.get("runtime"))
+        self.width, self.policy = p["acc_width"], POLICIES[p["overflow"]]
+        self.lo, self.hi = int_range(self.width)
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=np.int64)
+
+    def group_terms(self, ops):
+        """(groups, rows, columns) exact sums of each K-group (run-time: each beat) of `ops`."""
+        if self.runtime:
+            return runtime_beat_sums(ops.a, ops.values, ops.indices,
+                                     parse_runtime_pattern(ops.pattern, self.n, self.m), self.n)
+        return sparse_group_sums(ops.a, ops.values, ops.indices, self.n, self.m)
+
+    def start(self, rng, shape):
+        return rng.integers(self.lo, self.hi + 1, shape)
+
+    def add(self, before, term):
+        """(the sums after adding a group's terms, where an exact sum left the range)."""
+        exact = before + term
+        return self.policy(exact, self.width), (exact < self.lo) | (exact > self.hi)
+
+    def final_flags(self, sums):
+        """Where the last K-block's sums raise the flag (integers: never; `add` says it)."""
+        return np.zeros(sums.shape, dtype=bool)
+
+    def payload(self, row):
+        return row
+
+    def check(self, got, want, keep):
+        """'' when the result beat `got` (unpacked) equals the sums `want` in columns `keep`."""
+        got = np.array(got)
+        return "" if np.array_equal(got[keep], want[keep]) else \
+            f"got {got.tolist()}, want {want.tolist()}"
+
+
+class FpPartials:
+    """Kind "fp", exact accumulation: records (golden.fp_mac.exact_beat_sums: an exact
+    fixed-point value of acc_bits bits, `bound` and the special classes) as numpy structured
+    arrays; the flag only from rounding the last K-block's sums (golden.fp_mac.exact_result)."""
+
+    CLASS_RATE = 0.02    # share of random starting sums with a special class set
+    FLAGS = ("bound", *SPECIAL_CLASSES)
+
+    def __init__(self, info, kind):
+        self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.bits = info["pe"]["acc_bits"]
+        self.lsb = kind.fa.lsb_exp + kind.fb.lsb_exp
+        self.dtype = np.dtype([("value", object)] + [(name, bool) for name in self.FLAGS])
+
+    def zeros(self, shape):
+        out = np.zeros(shape, dtype=self.dtype)
+        out["value"] = 0
+        return out
+
+    def group_terms(self, ops):
+        """(groups, rows, columns) records of each K-group's N kept (activation, weight) pairs."""
+        groups = ops.values.shape[0] // self.n
+        positions = (np.arange(groups)[:, None, None] * self.m
+                     + ops.indices.reshape(groups, self.n, -1))             # (G, N, cols)
+        acts = ops.a[:, positions].transpose(1, 0, 3, 2)                    # (G, rows, cols, N)
+        weights = np.broadcast_to(ops.values.reshape(groups, self.n, -1).transpose(0, 2, 1)
+                                  [:, None], acts.shape)
+        records = exact_beat_sums(self.kind.fa, acts, self.kind.fb, weights)
+        out = self.zeros(acts.shape[:-1])
+        for name, value in records.items():
+            out[name] = value
+        return out
+
+    def start(self, rng, shape):
+        """Random records: half zero, the others of random bit length up to acc_bits (so the
+        rounding meets every exponent and the range's ends), a few classes set."""
+        out = self.zeros(shape)
+        lengths = rng.integers(0, self.bits, shape)
+        out["value"] = np.array([0 if rng.random() < 0.5 else
+                                 int(rng.choice([-1, 1])) * int(rng.integers(0, 1 << int(b)))
+                                 for b in lengths.ravel()], dtype=object).reshape(shape)
+        for name in self.FLAGS:
+            out[name] = rng.random(shape) < self.CLASS_RATE
+        return out
+
+    def add(self, before, term):
+        half = 1 << (self.bits - 1)
+        exact = before["value"] + term["value"]
+        after = before.copy()
+        after["value"] = (exact + half) % (2 * half) - half
+        after["bound"] |= after["value"] != exact
+        for name in SPECIAL_CLASSES:
+            after[name] |= term[name]
+        return after, np.zeros(before.shape, dtype=bool)
+
+    def rounded(self, record):
+        """(FP32 bits, flag) of one record."""
+        return exact_result(int(record["value"]), self.lsb,
+                            **{name: bool(record[name]) for name in self.FLAGS})
+
+    def final_flags(self, sums):
+        flags = np.zeros(sums.shape, dtype=bool)
+        for at in np.ndindex(sums.shape):
+            flags[at] = self.rounded(sums[at])[1]
+        return flags
+
+    def payload(self, row):
+        return [{name: int(r[name]) for name in self.dtype.names} for r in row]
+
+    def check(self, got, want, keep):
+        problems = []
+        for c in keep:
+            record = {name: int(v) for name, v in got["psum"][c].items()}
+            wanted = self.payload([want[c]])[0]
+            if record != wanted:
+                problems.append(f"column {c}: sum {record}, want {wanted}")
+            elif got["value"][c] != self.rounded(want[c])[0]:
+                problems.append(f"column {c}: value {got['value'][c]:#010x}, want "
+                                f"{self.rounded(want[c])[0]:#010x}")
+        return "; ".join(problems)
+
+
+PARTIALS = {"int": IntPartials, "fp": FpPartials}
+
+
 @cocotb.test()
 async def ws_regression(dut):
     info = manifest()
     p = info["parameters"]
     rows, cols, n, m = p["rows"], p["cols"], p["n"], p["m"]
     kind = kind_model(info)
-    acc_width, policy = p["acc_width"], POLICIES[p["overflow"]]
-    lo, hi = int_range(acc_width)
+    partials = PARTIALS[p["pe_kind"]](info, kind)
     interfaces = info["interfaces"]
     act_layout, weight_layout = interfaces["act"]["payload"], interfaces["weight"]["payload"]
     result_layout = interfaces["result"]["payload"]
@@ -103,45 +235,44 @@ async def ws_regression(dut):
         # golden on the well-formed columns only; spoiled ones are not checked
         keep = [c for c in range(ops.values.shape[1]) if c not in spoiled]
         steps = k // (span if runtime else m)      # accumulator updates per row
-        sums = np.zeros((steps, mdim, ops.values.shape[1]), dtype=np.int64)
+        sums = partials.zeros((steps, mdim, ops.values.shape[1]))
         if runtime:
             windows = act_windows(ops.a, parse_runtime_pattern(ops.pattern, n, m), n, m)
         if keep:
-            kept = column_subset(ops, keep)
-            sums[:, :, keep] = (runtime_beat_sums(kept.a, kept.values, kept.indices,
-                                                  parse_runtime_pattern(kept.pattern, n, m), n)
-                                if runtime else
-                                sparse_group_sums(kept.a, kept.values, kept.indices, n, m))
-        running = rng.integers(lo, hi + 1, (mdim, ops.values.shape[1]))
+            sums[:, :, keep] = partials.group_terms(column_subset(ops, keep))
+        running = partials.start(rng, (mdim, ops.values.shape[1]))
         expected = []
         for j in range(panels):
             span_cols = range(j * cols, (j + 1) * cols)
+            checked = [c for c in range(cols) if j * cols + c not in spoiled]
             for kb in range(k // block):
                 weight.send_nowait(pack(weight_layout, tile(ops, kb, span_cols, rows, n, m,
                                                             bitmap, id_bits)))
                 before = running[:, j * cols:(j + 1) * cols].copy()
                 after = before.copy()
                 for g in range(kb * rows, (kb + 1) * rows):
-                    exact = after + sums[g][:, j * cols:(j + 1) * cols]
-                    overflowed = (exact < lo) | (exact > hi)
-                    expected_overflow |= bool(overflowed[:, [c for c in range(cols)
-                                                             if j * cols + c not in spoiled]].any())
-                    after = policy(exact, acc_width)
+                    after, overflowed = partials.add(after, sums[g][:, j * cols:(j + 1) * cols])
+                    expected_overflow |= bool(overflowed[:, checked].any())
+                final = kb == k // block - 1
+                if final:
+                    expected_overflow |= bool(partials.final_flags(after[:, checked]).any())
                 running[:, j * cols:(j + 1) * cols] = after
                 for i in range(mdim):
                     data = (windows[i, kb * rows:(kb + 1) * rows] if runtime
                             else ops.a[i, kb * block:(kb + 1) * block].reshape(rows, m))
-                    act.send_nowait(pack(act_layout, {"data": data, "psum": before[i],
-                                                      "first": int(i == 0)}))
+                    beat = {"data": data, "psum": partials.payload(before[i]), "first": int(i == 0)}
+                    if "final" in act_layout["fields"]:
+                        beat["final"] = int(final)
+                    act.send_nowait(pack(act_layout, beat))
                     expected.append((j, kb, i, after[i]))
         bound = watchdog_bound(latency, rows + cols, stall)
         await result.wait_beats(len(expected), bound, f"GEMM {number}'s {len(expected)} beats")
         for j, kb, i, want in expected:
-            got = np.array(unpack(result_layout, result.queue.popleft()))
+            got = unpack(result_layout, result.queue.popleft())
             keep = [c for c in range(cols) if j * cols + c not in spoiled]
-            assert np.array_equal(got[keep], want[keep]), (
-                f"GEMM {number} {mdim}x{k}x{panels * cols}: column panel {j}, K-block {kb}, "
-                f"row {i}: got {got.tolist()}, want {want.tolist()}")
+            problem = partials.check(got, want, keep)
+            assert not problem, (f"GEMM {number} {mdim}x{k}x{panels * cols}: column panel {j}, "
+                                 f"K-block {kb}, row {i}: {problem}")
         await ClockCycles(dut.clk, 4)
         assert overflow_undefined or int(dut.overflow.value) == int(expected_overflow), \
             f"overflow flag {int(dut.overflow.value)} after GEMM {number}, golden says {expected_overflow}"

@@ -12,6 +12,8 @@ from nmforge.golden import accel as G
 from nmforge.golden.gemm import sparse_gemm_int
 from nmforge.golden.nm import malformed_groups
 from nmforge.rtl import isa
+from nmforge.rtl.fp32 import round_latency
+from nmforge.rtl.mac_fp import OUT_LZ_SPLIT
 
 from conftest import assert_passed
 from test_accel import (code_operands, gemm_from_images, gemm_per_pattern, layer, loads,
@@ -93,11 +95,11 @@ def test_dot_product_array_has_no_skew():
 
 
 def ws_config(name, nm="2:4", rows=4, cols=3, encoding="index", acc_width=32, overflow="wrap",
-              runtime=False):
+              runtime=False, pe=None):
     return parse_config({"name": name,
                          "array": {"rows": rows, "cols": cols, "dataflow": "weight_stationary"},
                          "sparsity": {"nm": nm, "encoding": encoding, "runtime": runtime},
-                         "pe": {**INT8, "acc_width": acc_width, "overflow": overflow}},
+                         "pe": pe or {**INT8, "acc_width": acc_width, "overflow": overflow}},
                         source="test")
 
 
@@ -110,6 +112,9 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "int-runtime-4:8-malformed": ({"nm": "4:8", "rows": 2, "cols": 3, "runtime": True}, 5),
     "int-dense-20bit-saturate": ({"nm": "4:4", "rows": 3, "cols": 2, "acc_width": 20,
                                   "overflow": "saturate"}, 0),
+    "fp8-2:4": ({"nm": "2:4", "rows": 4, "cols": 4, "pe": FP8}, 0),
+    "fp8-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "cols": 3, "encoding": "bitmap",
+                                  "pe": FP8}, 2),
 }
 SLOW_WS = {"int-1:4", "int-dense-20bit-saturate"}
 
@@ -125,8 +130,10 @@ def test_weight_stationary_array_regression(simulate, case):
     config = ws_config("ws_" + case.replace("-", "_").replace(":", ""), **keywords)
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
     assert_passed(result)
+    rounding = 0 if config.pe_kind == "int" else 1 + round_latency(
+        generated.info["pe"]["acc_bits"], OUT_LZ_SPLIT)   # fp: sums rounded after the array
     assert generated.info["latency_cycles"] == config.rows + config.cols + \
-        generated.info["pe"]["mac_latency"] + 2
+        generated.info["pe"]["mac_latency"] + 2 + rounding
 
 
 @pytest.mark.parametrize("table,field", [
