@@ -118,6 +118,15 @@ def _fp(config, pe) -> dict:
         rules["zero sign"] = "an exact zero sum is +0, even from -0 products."
         rules["overflow flag"] = ("`overflow` is set for inf x 0, +inf and -inf products meeting, the "
                                   "accumulator bound exceeded, or a finite sum that rounds to +-inf.")
+        if config.dataflow == "weight_stationary":
+            rules["partial sums"] = (
+                f"weight-stationary: the act beat's `psum[c]` and the result's `psum[c]` are the exact "
+                f"sum so far (`rtl.mac_fp.ExactSum`: `value`, {pe['acc_bits']}-bit fixed point with "
+                f"the LSB above; `nan`, `invalid`, `pinf`, `ninf`: products of those classes met; "
+                f"`bound`: a partial sum left the range), all zero for the first K-block; each PE adds "
+                f"its group's exact sum. The result's `value[c]` is `psum[c]` rounded as above "
+                f"(`golden.fp_mac.exact_result`); `overflow` follows only beats marked `final` (the "
+                f"last K-block: an earlier partial sum may round to +-inf and later come back).")
     rules["NaN"] = (f"every NaN result is the quiet NaN {qnan}. NaN operands propagate quietly "
                     f"(no flag); inf x 0 and inf + (-inf) give NaN and set `overflow`.")
     with_inf = [f for f in (pe["act_format"], pe["weight_format"]) if f in ("bf16", "fp8_e5m2")]

@@ -10,7 +10,7 @@ K-block into the drain (1 x C tiles in the order block, column panel, row). A ro
 kb+1 is read only after its sums of kb are back: beats in flight stay below the block's rows
 (a block shorter than the array's round trip waits for it at every K-block).
 """
-from amaranth import Cat, Mux, Signal, Value, unsigned
+from amaranth import Cat, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import fifo
 from amaranth.lib.memory import Memory
 
@@ -30,10 +30,11 @@ class WsExecuteUnit(ExecuteUnit):
     def __init__(self, array, shape):
         super().__init__(array, shape)
         self.block = shape.acc_rows
+        self.psum_bits = Shape.cast(array.psum_layout).width   # one column's partial sum
 
     def _feeder(self, m, op):
         array, shape, cols = self.array, self.shape, self.cols
-        acc_bits = cols * self.acc_width
+        acc_bits = cols * self.psum_bits
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(acc_bits), depth=self.block,
                                                 init=[], attrs=BUFFER_ATTRS)
         self._acc_wr = acc_mem.write_port()
@@ -59,7 +60,8 @@ class WsExecuteUnit(ExecuteUnit):
                     m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
         m.submodules.weights = weights = fifo.SyncFIFO(width=self.weight_bits,
                                                        depth=WEIGHT_FIFO_DEPTH)
-        m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + 1 + len(sub),
+        flags = 1 + array.rounds      # `first`, and `final` for an array that rounds its sums
+        m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + flags + len(sub),
                                                  depth=ACT_FIFO_DEPTH)
         w_credits = Signal(range(WEIGHT_FIFO_DEPTH + 1), init=WEIGHT_FIFO_DEPTH)
         a_credits = Signal(range(ACT_FIFO_DEPTH + 1), init=ACT_FIFO_DEPTH)
@@ -113,6 +115,8 @@ class WsExecuteUnit(ExecuteUnit):
         row_in = delay_bits(m, issue_row, READ_LATENCY, "row_inflight")
         first_in = delay_bits(m, issue_row & (i == 0), READ_LATENCY, "first_inflight")
         zero_in = delay_bits(m, issue_row & (kb == 0), READ_LATENCY, "zero_inflight")
+        final_in = (delay_bits(m, issue_row & last_kb, READ_LATENCY, "final_inflight")[-1:]
+                    if array.rounds else [])
         sub_in = delay(m, sub, READ_LATENCY, "sub_inflight", reset_less=True)
         act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
         weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
@@ -122,14 +126,16 @@ class WsExecuteUnit(ExecuteUnit):
         m.d.comb += [weights.w_en.eq(tile_in[-1]), weights.w_data.eq(weight_data),
                      acts.w_en.eq(row_in[-1]),
                      acts.w_data.eq(Cat(act_data, Mux(zero_in[-1], 0, psum_data), first_in[-1],
-                                        sub_in))]
+                                        final_in, sub_in))]
 
         # FIFOs -> array.
         psum_at = self.act_bits
         first_at = psum_at + acc_bits
+        if array.rounds:
+            m.d.comb += array.act.payload.final.eq(acts.r_data[first_at + 1])
         if shape.runtime:
             self._runtime_tile(m, op["pattern"], acts.r_data[:self.act_bits], weights.r_data,
-                               acts.r_data[first_at + 1:])
+                               acts.r_data[first_at + flags:])
         else:
             m.d.comb += [array.weight.payload.eq(weights.r_data),
                          array.act.payload.data.eq(acts.r_data[:shape.act_data_bits])]
@@ -194,7 +200,9 @@ class WsExecuteUnit(ExecuteUnit):
             m.d.sync += spacing.eq(self.tile_cycles - 1)
         with m.Elif(spacing != 0):
             m.d.sync += spacing.eq(spacing - 1)
-        m.d.comb += [self._acc_wr.addr.eq(i), self._acc_wr.data.eq(array.result.payload),
+        psums, row = ((array.result.payload.psum, array.result.payload.value) if array.rounds
+                      else (array.result.payload, array.result.payload))
+        m.d.comb += [self._acc_wr.addr.eq(i), self._acc_wr.data.eq(psums),
                      self._acc_wr.en.eq(returned & ~last_kb)]
 
         last_row = i == block_last
@@ -222,7 +230,7 @@ class WsExecuteUnit(ExecuteUnit):
                     with m.If(rows_left == 0):
                         m.d.sync += active.eq(0)
         r = Signal(range(1))
-        return {"active": active, "take": take, "r": r, "row": array.result.payload,
+        return {"active": active, "take": take, "r": r, "row": row,
                 "row_base": row_base, "col_base": col_base, "panel_base": panel_base,
                 "chain_word": chain_word, "chain_off": chain_off, "row_addr": row_addr}
 

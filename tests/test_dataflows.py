@@ -318,18 +318,25 @@ def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
     assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
 
 
-@pytest.mark.parametrize("kind", ["fp8", "mxfp4"])
-def test_dot_product_fp_accelerators(sim_cache, kind):
-    """FP8 E4M3 (FP32 accumulation) and MXFP4 on a 4x4 dot-product accelerator (a beat of 16 K:
-    one PE tree sums 8 products per beat, golden.fp_mac / golden.mx.mx_mac see beats of 8
-    pairs): a 5x64x7 GEMM with NaN/inf codes among the operands (and random block scales) under
-    random stalls, FP32 results bit-exact against the golden executor."""
+@pytest.mark.parametrize("dataflow, kind", [("dot_product", "fp8"), ("dot_product", "mxfp4"),
+                                            ("weight_stationary", "fp8")])
+def test_fp_accelerators(sim_cache, dataflow, kind):
+    """FP8 E4M3 (dot-product: FP32 accumulation; weight-stationary: exact) and MXFP4 on 4x4
+    accelerators (a beat of 16 K; on the dot-product array one PE tree sums 8 products per
+    beat, golden.fp_mac / golden.mx.mx_mac see beats of 8 pairs; the weight-stationary array
+    keeps exact partial sums in its accumulator memory and rounds after the last K-block): a
+    5x64x7 GEMM with NaN/inf codes among the operands (and random block scales) under random
+    stalls, FP32 results bit-exact against the golden executor, and that against the
+    accumulation mode's own golden model."""
     from nmforge.golden.formats import get_format
     from nmforge.golden.mx import element_format
     from nmforge.rtl.isa import Buffer
     from nmforge.sim.kinds import FpKind, MxKind
-    pe = {"fp8": {**FP8, "accumulate": "fp32"}, "mxfp4": MXFP4}[kind]
-    config = dot_config(f"dacc44_{kind}", rows=4, cols=4, pe=pe, accelerator=DEPTHS)
+    accumulate = "fp32" if dataflow == "dot_product" else "exact"
+    pe = {"fp8": {**FP8, "accumulate": accumulate}, "mxfp4": MXFP4}[kind]
+    config = dot_config(f"{dataflow[:3]}acc44_{kind}", rows=4, cols=4, pe=pe, accelerator=DEPTHS)
+    config = parse_config({**config.to_dict(), "array": {"rows": 4, "cols": 4,
+                                                         "dataflow": dataflow}}, source="test")
     run = runner(config, sim_cache / config.name)
     shape = run.shape
     rng = np.random.default_rng(17)
@@ -350,7 +357,7 @@ def test_dot_product_fp_accelerators(sim_cache, kind):
         from nmforge.golden.nm import kept_pairs
         from nmforge.sim.kinds import beats_of
         acts, weights = (beats_of(x, 4) for x in kept_pairs(a, values, indices, 2, 4))
-        bits, _ = fp_mac("fp8_e4m3", acts, "fp8_e4m3", weights, "fp32", shape.fp_lanes or 1,
-                         shape.fp_acc_bits)
+        bits, _ = fp_mac("fp8_e4m3", acts, "fp8_e4m3", weights, accumulate,
+                         shape.fp_lanes or 1, shape.fp_acc_bits)
         got = G.unpack_store(expected["packets"][0], m * n, 32, 32, signed=False).reshape(m, n)
         assert np.array_equal(got, bits.astype(np.int64))
