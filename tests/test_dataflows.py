@@ -1,5 +1,5 @@
 """Dataflows other than output-stationary (gen.config DATAFLOWS). The weight-stationary array
-(rtl.ws_array) passes its own regression (sim.tb_ws_array) for the int kind. The dot-product array
+(rtl.ws_array) passes its own regression (sim.tb_ws_array) for the int and fp kinds. The dot-product array
 (rtl.mac_array.DotProductArray: per column one PE reducing `rows` K-groups per beat through an
 adder tree, activations broadcast, no skew) passes the array regression (sim.tb_array: random
 GEMMs under random stalls, the corner tiles, malformed metadata counted) for the int, fp and mx
@@ -250,18 +250,22 @@ def test_sweep_takes_the_dataflow_as_a_grid_axis(tmp_path):
                                     for p in failed)
 
 
-@pytest.mark.parametrize("dataflow", ["dot_product", "weight_stationary"])
-def test_digits_mlp_compiles_and_runs_unchanged(tmp_path, dataflow):
+@pytest.mark.parametrize("example, dataflow", [("accel_nm24_int8_4x4", "dot_product"),
+                                               ("accel_nm24_int8_4x4", "weight_stationary"),
+                                               ("accel_fp8_4x4", "weight_stationary")])
+def test_digits_mlp_compiles_and_runs_unchanged(tmp_path, example, dataflow):
     """The model compiler and the sim executor need nothing per dataflow: the digits MLP,
-    compiled for the 4x4 2:4 example accelerator with another array.dataflow, runs a few test
-    images on Verilator bit for bit against the golden executor (tb_accel checks every STORE),
-    its cycles within 5 % of the cycle model (tests/test_compiler.py's _sim_run)."""
+    compiled for a 4x4 2:4 example accelerator (INT8; FP8 with exact accumulation) with another
+    array.dataflow, runs a few test images on Verilator bit for bit against the golden executor
+    (tb_accel checks every STORE), its cycles within 5 % of the cycle model
+    (tests/test_compiler.py's _sim_run)."""
     from test_compiler import MODELS, _sim_run
-    text = (MODELS / "accel_nm24_int8_4x4.toml").read_text()
+    text = (MODELS / f"{example}.toml").read_text()
     assert 'dataflow = "output_stationary"' in text
-    design = tmp_path / f"mlp_{dataflow}.toml"
+    name = f"mlp_{example}_{dataflow}"
+    design = tmp_path / f"{name}.toml"
     design.write_text(text.replace('dataflow = "output_stationary"', f'dataflow = "{dataflow}"')
-                      .replace('name = "accel_nm24_int8_4x4"', f'name = "mlp_{dataflow}"'))
+                      .replace(f'name = "{example}"', f'name = "{name}"'))
     out, sim, golden = _sim_run(tmp_path, design, 8)
     assert sim["passed"], sim["log"]
     np.testing.assert_array_equal(out, golden)
