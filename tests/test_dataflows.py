@@ -113,6 +113,8 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "int-dense-20bit-saturate": ({"nm": "4:4", "rows": 3, "cols": 2, "acc_width": 20,
                                   "overflow": "saturate"}, 0),
     "fp8-2:4": ({"nm": "2:4", "rows": 4, "cols": 4, "pe": FP8}, 0),
+    "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
+                                                                "weight_format": "fp8_e5m2"}}, 0),
     "fp8-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "cols": 3, "encoding": "bitmap",
                                   "pe": FP8}, 2),
 }
