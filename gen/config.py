@@ -49,7 +49,8 @@ of a K-block of rows*M for output column c (a tile loaded while the one before c
 activations stream through the rows, partial sums flow down the columns. All have
 rows*cols*N multipliers. Dataflows other than output-stationary are implemented for the pe.kinds
 in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's
-rows*M elements must lie in one scale block (``block_size`` a multiple of rows*M); kind "fp" on
+rows*M elements (a dot-product beat, a weight-stationary K-block) must lie in one scale block
+(``block_size`` a multiple of rows*M); kind "fp" on
 "weight_stationary" accumulates exactly (``accumulate = "exact"``: exact partial sums, rounded
 once after the last K-block).
 
@@ -157,7 +158,7 @@ DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_statio
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx"),
-                                                 "weight_stationary": ("int", "fp")}
+                                                 "weight_stationary": ("int", "fp", "mx")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
@@ -509,8 +510,9 @@ def _validate_dataflow(source: str, cfg: "Config") -> None:
                           "(its partial sums are exact and rounded once)", "'exact'")
     span = cfg.rows * cfg.m
     if cfg.pe_kind == "mx" and cfg.block_size % span:
+        beat = "beat" if cfg.dataflow == "dot_product" else "K-block"
         raise ConfigError(source, "array.rows",
-                          f"a dot-product beat of rows*M = {span} elements crosses an MX block "
+                          f"a {beat} of rows*M = {span} elements crosses an MX block "
                           f"of {cfg.block_size}", f"rows*M dividing pe.block_size ({cfg.block_size})")
 
 

@@ -20,8 +20,8 @@ from ..rtl.mac_mx import MxMac
 from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
-from ..rtl.ws_array import (ExactFpPartialSum, IntPartialSum, StationaryPE,
-                             WeightStationaryArray)
+from ..rtl.ws_array import StationaryPE, WeightStationaryArray
+from ..rtl.ws_partials import ExactFpPartialSum, IntPartialSum, MxPartialSum
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -50,11 +50,15 @@ def beat_groups(config):
 
 def make_stationary_pe(config):
     """A weight-stationary PE: the kind's MAC unit giving each beat's exact sum (int: wide
-    enough; fp: FpMac `beat_sums`) behind the encoding's decoder; the partial sums on the config's
-    accumulator width and policy (int) or exact and rounded at the end (fp)."""
+    enough; fp, mx: `beat_sums`) behind the encoding's decoder; partial sums (rtl.ws_partials)
+    on the config's accumulator width and policy (int), exact and rounded at the end (fp), or
+    exact per scale block and added block by block in FP32 (mx)."""
     if config.pe_kind == "fp":
         mac = FpMac(config.n, config.act_format, config.weight_format, "exact", beat_sums=True)
         partial = ExactFpPartialSum(mac.sum)
+    elif config.pe_kind == "mx":
+        mac = MxMac(config.n, config.m, config.format, config.block_size, beat_sums=True)
+        partial = MxPartialSum(mac.block_sum)
     else:
         exact = config.act_width + config.weight_width + ceil_log2(config.n) + 1
         mac = IntMac(config.n, config.act_width, config.weight_width, exact, "wrap")

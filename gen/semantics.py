@@ -142,7 +142,7 @@ def _fp(config, pe) -> dict:
 
 def _mx(config, pe) -> dict:
     beats = pe["beats_per_block"]
-    return {
+    rules = {
         "blocks and scale sampling": (
             f"a block is {BLOCK_SIZE} K elements = {beats} beats; the E8M0 scales (act `side[r]` per "
             f"row, weight `side` per column) are sampled on the block's LAST beat only. A tile whose "
@@ -164,6 +164,20 @@ def _mx(config, pe) -> dict:
                           "+-inf), an invalid operation inside a block (inf x 0, +inf and -inf products), "
                           "an FP32 addition overflow or invalid, and a `last` in mid-block."),
     }
+    if config.dataflow == "weight_stationary":
+        rules["blocks and scale sampling"] = (
+            f"weight-stationary: a K-block of rows*M = {config.rows * config.m} elements lies in "
+            f"one block; the act beat's `side` is its row's scale and the weight tile's `side[c]` "
+            f"its column's; a beat marked `block_last` (its K-block ends a block) closes the block "
+            f"with those scales after the bottom row.")
+        rules["partial sums"] = (
+            "the act beat's `psum[c]` and the result's `psum[c]` hold `block` (the current "
+            "block's exact sum: `value` fixed point with the special classes, "
+            "`rtl.mac_fp.ExactSum`), `sum` (FP32 sum of the blocks before, read as -0.0 until "
+            "`started`) and `flag` (sticky); all zero for the first K-block. Blocks add in K "
+            "order, one lane (`golden.mx.mx_tile(lanes=1)`); `value[c]` is `sum` after the "
+            "beat; `overflow` follows the `flag` of beats marked `final`.")
+    return rules
 
 
 def _posit(config, pe) -> dict:

@@ -90,8 +90,9 @@ def exact_beat_sums(fmt_a, a_bits, fmt_b, b_bits):
     """Every beat's exact record, for operands (..., B, N): {"value": the sum of its N products
     as a fixed-point Python int whose LSB weighs 2^(lsb_exp(a) + lsb_exp(b)) (object array),
     "nan", "invalid", "pinf", "ninf": bool arrays (a NaN product, an inf * 0 among them, a +inf
-    and a -inf product)}, each of shape (..., B). A non-finite product adds 0 to the value."""
-    fa, fb = _formats(fmt_a, fmt_b)
+    and a -inf product)}, each of shape (..., B). A non-finite product adds 0 to the value.
+    Any formats with exact values (the fp kind's, MX elements)."""
+    fa, fb = F.get_format(fmt_a), F.get_format(fmt_b)
     a, b = fa.check_bits(a_bits), fb.check_bits(b_bits)
     mant, exp, special = F.exact_product(fa, a, fb, b)
     lsb = fa.lsb_exp + fb.lsb_exp

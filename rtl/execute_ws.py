@@ -60,7 +60,10 @@ class WsExecuteUnit(ExecuteUnit):
                     m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
         m.submodules.weights = weights = fifo.SyncFIFO(width=self.weight_bits,
                                                        depth=WEIGHT_FIFO_DEPTH)
-        flags = 1 + array.rounds      # `first`, and `final` for an array that rounds its sums
+        # `first`; `final` for an array that finishes its sums; `block_last` when they close
+        # scale blocks (mx)
+        closes = "block_last" in array.act.payload.shape().members
+        flags = 1 + array.finishes + closes
         m.submodules.acts = acts = fifo.SyncFIFO(width=self.act_bits + acc_bits + flags + len(sub),
                                                  depth=ACT_FIFO_DEPTH)
         w_credits = Signal(range(WEIGHT_FIFO_DEPTH + 1), init=WEIGHT_FIFO_DEPTH)
@@ -116,7 +119,12 @@ class WsExecuteUnit(ExecuteUnit):
         first_in = delay_bits(m, issue_row & (i == 0), READ_LATENCY, "first_inflight")
         zero_in = delay_bits(m, issue_row & (kb == 0), READ_LATENCY, "zero_inflight")
         final_in = (delay_bits(m, issue_row & last_kb, READ_LATENCY, "final_inflight")[-1:]
-                    if array.rounds else [])
+                    if array.finishes else [])
+        if closes:   # the K-block ends a scale block: K-blocks per block are a power of two
+            per_block = shape.block_size // shape.span()
+            block_last = (kb & (per_block - 1)) == per_block - 1
+            final_in = Cat(final_in, delay_bits(m, issue_row & block_last, READ_LATENCY,
+                                                "block_last_inflight")[-1])
         sub_in = delay(m, sub, READ_LATENCY, "sub_inflight", reset_less=True)
         act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
         weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
@@ -131,8 +139,12 @@ class WsExecuteUnit(ExecuteUnit):
         # FIFOs -> array.
         psum_at = self.act_bits
         first_at = psum_at + acc_bits
-        if array.rounds:
+        if array.finishes:
             m.d.comb += array.act.payload.final.eq(acts.r_data[first_at + 1])
+        if closes:
+            m.d.comb += [array.act.payload.block_last.eq(acts.r_data[first_at + 2]),
+                         array.act.payload.side.eq(acts.r_data[shape.act_data_bits:
+                                                               self.act_bits])]
         if shape.runtime:
             self._runtime_tile(m, op["pattern"], acts.r_data[:self.act_bits], weights.r_data,
                                acts.r_data[first_at + flags:])
@@ -200,7 +212,7 @@ class WsExecuteUnit(ExecuteUnit):
             m.d.sync += spacing.eq(self.tile_cycles - 1)
         with m.Elif(spacing != 0):
             m.d.sync += spacing.eq(spacing - 1)
-        psums, row = ((array.result.payload.psum, array.result.payload.value) if array.rounds
+        psums, row = ((array.result.payload.psum, array.result.payload.value) if array.finishes
                       else (array.result.payload, array.result.payload))
         m.d.comb += [self._acc_wr.addr.eq(i), self._acc_wr.data.eq(psums),
                      self._acc_wr.en.eq(returned & ~last_kb)]

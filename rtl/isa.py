@@ -243,8 +243,9 @@ class AcceleratorShape:
         if config.pe_kind == "mx":
             from .mac_mx import mx_lanes
             beat_m = config.m * config.rows if dot else config.m
+            lanes = 1 if config.dataflow == "weight_stationary" else mx_lanes(beat_m)
             return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
-                       *depths, "mx", config.format, config.format, None, mx_lanes(beat_m),
+                       *depths, "mx", config.format, config.format, None, lanes,
                        None, config.block_size, **groups)
         return cls(*common, config.act_width, config.weight_width, config.acc_width,
                    config.overflow, *depths, **groups)

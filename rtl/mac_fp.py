@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .formats import FLOAT_FORMATS, exact_sum_bits, float_format
-from .fp32 import FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
+from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
 from .pipeline import delay
 
 ACCUMULATE_MODES = ("exact", "fp32")
@@ -117,16 +117,23 @@ class ExactSum:
                        for k in SPECIAL_CLASSES]]
         return out
 
-    def round(self, m, total, name):
+    def round(self, m, total, name, scale=None, scale_nan=0):
         """(FP32 bits, flag) of a sum, `round_latency` cycles later: sign/magnitude, then one
         RNE rounding; NaN for a NaN class, +inf meeting -inf or `bound`, else +-inf for an
-        infinite class. Flag: invalid | both infinities | bound | rounded to +-inf."""
+        infinite class. Flag: invalid | both infinities | bound | rounded to +-inf. `scale`
+        (a signed exponent, MX block scales) multiplies the sum by 2^scale exactly before the
+        rounding; `scale_nan` makes the result NaN quietly (no flag)."""
         value = total.value
         sign = reg(m, value[-1], f"{name}_sign")
         magnitude = reg(m, Mux(value[-1], -value, value)[:self.bits], f"{name}_mag")
         f = {k: reg(m, getattr(total, k), f"{name}_{k}") for k in ("bound", *SPECIAL_CLASSES)}
+        exp = self.lsb_exp
+        if scale is not None:
+            exp = Signal(EXP_SHAPE, name=f"{name}_exp", reset_less=True)
+            m.d.sync += exp.eq(scale + self.lsb_exp)
+            f["nan"] = f["nan"] | reg(m, scale_nan, f"{name}_scale_nan")
         both_inf = f["pinf"] & f["ninf"]
-        bits, overflow = round_fp32(m, magnitude, self.lsb_exp, sign, 0,
+        bits, overflow = round_fp32(m, magnitude, exp, sign, 0,
                                     nan=f["nan"] | both_inf | f["bound"],
                                     inf=f["pinf"] | f["ninf"], inf_sign=f["ninf"],
                                     lz_split=OUT_LZ_SPLIT, name=name)

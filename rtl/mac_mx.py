@@ -45,7 +45,7 @@ from amaranth.utils import ceil_log2
 from .formats import E8M0_BIAS as SCALE_BIAS, E8M0_NAN as SCALE_NAN, MX_BLOCK_SIZE as BLOCK_SIZE
 from .formats import MX_ELEMENTS, mx_element
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
-from .mac_fp import OUT_LZ_SPLIT, lut_product, unpack
+from .mac_fp import OUT_LZ_SPLIT, SPECIAL_CLASSES, ExactSum, lut_product, unpack
 from .mac_int import Multiplier, multipliers
 from .pipeline import delay
 
@@ -63,9 +63,12 @@ def mx_lanes(m):
 
 class MxMac(wiring.Component):
     """Accumulates, over the blocks of a tile, MX block dot products of the N kept pairs per beat;
-    one FP32 result per tile (see the module docstring for the order)."""
+    one FP32 result per tile (see the module docstring for the order). With `beat_sums` it does
+    not accumulate: `result` is every beat's exact sum and special classes (`beat_layout`,
+    `result_valid` per beat, `latency` = the lanes + the tree), the scales unused, for arrays
+    that sum blocks elsewhere (`block_sum`, an rtl.mac_fp.ExactSum; rtl.ws_array)."""
 
-    def __init__(self, n, m, format, block_size=BLOCK_SIZE):
+    def __init__(self, n, m, format, block_size=BLOCK_SIZE, beat_sums=False):
         if format not in MX_FORMATS:
             raise ValueError(f"format {format!r} is not supported; allowed: {', '.join(MX_FORMATS)}")
         if block_size not in MX_BLOCK_SIZES:
@@ -74,6 +77,7 @@ class MxMac(wiring.Component):
         if not 1 <= n <= m or BLOCK_SIZE % m:
             raise ValueError(f"N:M = {n}:{m}: M must divide {BLOCK_SIZE} and 1 <= N <= M")
         self.n, self.m, self.format, self.block_size = n, m, format, block_size
+        self.beat_sums = beat_sums
         self.elem = mx_element(format)
         self.is_int = self.elem.kind == "int"
         self.beats_per_block = BLOCK_SIZE // m
@@ -87,18 +91,23 @@ class MxMac(wiring.Component):
             max_offset = 2 * ((1 << self.elem.exp_bits) - 2)
             self.lane_bits = 2 * self.elem.sig_bits + max_offset + 1  # signed lane value
         self.block_acc_bits = self.lane_bits + ceil_log2(n * self.beats_per_block)
-        self.lanes = mx_lanes(m)
+        self.lanes = 1 if beat_sums else mx_lanes(m)   # beat sums: blocks add in K order
         self.round_stages = round_latency(self.block_acc_bits, OUT_LZ_SPLIT)
+        self.block_sum = ExactSum(self.block_acc_bits, self.lsb_exp)
+        self.beat_layout = data.StructLayout({
+            "value": signed(self.lane_bits + self.tree_levels),
+            **{name: 1 for name in SPECIAL_CLASSES}})
         add = FP32_ADD_LATENCY
-        self.latency = (self.lane_stages + self.tree_levels + 2 + self.round_stages + 1 + 1 + add
-                        + 1 + (self.lanes - 1) * add + 1)
+        self.latency = self.lane_stages + self.tree_levels + (0 if beat_sums else (
+            2 + self.round_stages + 1 + 1 + add + 1 + (self.lanes - 1) * add + 1))
         code = unsigned(self.elem.width)
         super().__init__({
             "a": In(data.ArrayLayout(code, n)),
             "w": In(data.ArrayLayout(code, n)),
             "valid": In(1), "last": In(1),
             "a_side": In(unsigned(8)), "w_side": In(unsigned(8)),
-            "result": Out(unsigned(32)), "result_valid": Out(1), "overflow": Out(1),
+            "result": Out(self.beat_layout if beat_sums else unsigned(32)),
+            "result_valid": Out(1), "overflow": Out(1),
         })
 
     # -------------------------------------------------------------------------------- lanes
@@ -155,6 +164,11 @@ class MxMac(wiring.Component):
         stage = self.lane_stages + self.tree_levels  # the beat's sum is valid here
         special = {k: delay(m, v, stage - special_stage, f"beat_{k}", reset_less=True)
                    for k, v in special.items()}
+        if self.beat_sums:
+            m.d.comb += [self.result.value.eq(beat),
+                         *[getattr(self.result, k).eq(v) for k, v in special.items()],
+                         self.result_valid.eq(delay(m, self.valid, stage, "valid_x"))]
+            return m
 
         # Scales: registered with the operands, reduced to an exponent sum and a NaN bit.
         sa = delay(m, self.a_side, 1, "a_side_in", reset_less=True)

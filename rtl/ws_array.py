@@ -15,6 +15,10 @@ Streams (amaranth.lib.stream, valid/ready):
   result out: per beat, psum[c] + the N kept products of PE (0, c), then of PE (1, c), ... added
               group by group in K order under the overflow policy (so wrap and saturate give what
               the output-stationary array's accumulator gives for the same K order).
+Partial sums are the PE kind's (rtl.ws_partials): integers for "int"; for "fp" and "mx" records
+that are finished after the bottom row (fp: rounded once; mx: a scale block closed when the
+beat is `block_last`, with the act beat's `side` and the tile column's `side`): act beats then
+carry `final` (the last K-block: its flags raise `overflow`) and results are {psum, value}.
 One beat per cycle. Activations enter row r after r cycles and move right one PE per cycle; each
 column's psum enters its top PE when that PE's products are ready and moves down one PE per
 cycle; the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
@@ -25,7 +29,7 @@ patterns (rtl.decoder.RuntimeNMDecoder in every PE) PE row r holds beat r of the
 values, indices and pattern id) and `data[r]` is that beat's activation window.
 Latency: `latency` cycles from a beat's transfer to its result at `result`.
 """
-from amaranth import Cat, Module, Mux, Signal, Value, signed
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,39 +43,6 @@ def tile_column_layout(pe, groups):
     """One column of a weight tile: N*groups values, then the groups' metadata fields."""
     return data.StructLayout({"values": data.ArrayLayout(pe.weight_shape, pe.n * groups),
                               **grouped_metadata(pe.decoder, groups)})
-
-
-class IntPartialSum:
-    """Integer partial sums: `width` bits, psum + the beat's exact sum under the overflow policy
-    ("wrap" or "saturate"); `add` also says when the exact sum left the range."""
-
-    def __init__(self, width, overflow):
-        self.width, self.saturate = width, overflow == "saturate"
-        self.layout = signed(width)
-
-    def add(self, m, psum, beat):
-        width = self.width
-        exact = Signal(signed(max(width, len(beat)) + 1))
-        m.d.comb += exact.eq(psum + beat)
-        top = exact[width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
-        total = exact[:width]
-        if self.saturate:
-            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
-        return total, out_of_range
-
-
-class ExactFpPartialSum:
-    """The fp kind's exact partial sums (rtl.mac_fp.ExactSum: wide fixed point + special
-    classes), rounded to FP32 once, at the end (`round`): no overflow until then."""
-
-    def __init__(self, exact_sum):
-        self.sum, self.layout = exact_sum, exact_sum.layout
-        self.round, self.round_latency = exact_sum.round, exact_sum.round_latency
-
-    def add(self, m, psum, beat):
-        return self.sum.add(m, psum, beat), 0
 
 
 class StationaryPE(wiring.Component):
@@ -144,19 +115,23 @@ class WeightStationaryArray(wiring.Component):
         self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         pe = self.pe = self.pes[0][0]
         self.n, self.m = pe.n, pe.m
-        # Kinds whose partial sums are rounded at the end (fp): act beats say `final`, results
-        # carry the sums and their rounded `value`s.
-        self.rounds = hasattr(pe.partial, "round")
-        self.latency = rows + cols + pe.psum_lag + (pe.partial.round_latency if self.rounds else 0)
+        # Kinds whose partial sums are finished after the bottom row (fp, mx): act beats say
+        # `final` (and what the kind's finish reads), results carry the sums and their values.
+        partial = pe.partial
+        self.finishes = hasattr(partial, "finish")
+        self.latency = rows + cols + pe.psum_lag + (partial.finish_latency if self.finishes else 0)
         self.result_depth = self.latency + 1    # beats the output FIFO holds
         group = pe.signature.members["act"].shape
-        self.psum_layout = pe.partial.layout
+        self.psum_layout = partial.layout
         psums = data.ArrayLayout(self.psum_layout, cols)
-        self.tile_layout = data.ArrayLayout(tile_column_layout(pe, rows), cols)
+        column = tile_column_layout(pe, rows)
+        if self.finishes and partial.tile_fields:
+            column = data.StructLayout({**column.members, **partial.tile_fields})
+        self.tile_layout = data.ArrayLayout(column, cols)
         act = {"data": data.ArrayLayout(group, rows), "psum": psums, "first": 1}
         result = psums
-        if self.rounds:
-            act["final"] = 1
+        if self.finishes:
+            act |= {"final": 1, **partial.act_fields}
             result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(32, cols)})
         super().__init__({
             "act": In(stream.Signature(data.StructLayout(act))),
@@ -225,22 +200,14 @@ class WeightStationaryArray(wiring.Component):
         sums = [delay(m, pes[-1][c].psum_out, cols - 1 - c, f"deskew{c}_", reset_less=True)
                 for c in range(cols)]
         written = delay(m, beat, rows + cols - 1 + lag, "result_valid", reset_less=False)
-        row_overflow = Signal(rows)
-        if self.rounds:   # each column's sum rounded; a final beat's flags raise `overflow`
-            rounded = [self.pe.partial.round(m, sums[c], f"round{c}") for c in range(cols)]
-            later = self.pe.partial.round_latency
-            final = delay(m, beat & self.act.payload.final, rows + cols - 1 + lag + later,
-                          "final_written", reset_less=False)
-            sums = [Cat(delay(m, s, later, f"sum{c}_", reset_less=True) for c, s in
-                        enumerate(sums)), Cat(bits for bits, _ in rounded)]
-            written = delay(m, written, later, "rounded_valid", reset_less=False)
-            with m.If(final & Cat(flag for _, flag in rounded).any()):
-                m.d.sync += self.overflow.eq(1)
+        if self.finishes:
+            sums, written = self._finish(m, sums, written, beat, take_tile, lag)
         m.d.comb += [out.w_data.eq(Cat(*sums)), out.w_en.eq(written),
                      self.result.payload.eq(out.r_data), self.result.valid.eq(out.r_rdy),
                      out.r_en.eq(self.result.ready)]
 
         # Flags: sticky overflow; malformed groups counted as each PE takes a tile into use.
+        row_overflow = Signal(rows)
         m.d.sync += [row_overflow[r].eq(Cat(pe.overflow for pe in pes[r]).any()) for r in range(rows)]
         with m.If(row_overflow.any()):
             m.d.sync += self.overflow.eq(1)
@@ -253,6 +220,36 @@ class WeightStationaryArray(wiring.Component):
                          for count, pe in zip(counts[-1], row)]
         count_bad_groups(m, counts, self.bad_groups, self.meta_error)
         return m
+
+
+    def _finish(self, m, sums, written, beat, take_tile, lag):
+        """Each column's deskewed sum through the kind's `finish`, with the act fields it reads
+        (delayed as the beat's sums) and its tile fields (`w_*`: those of the tile the beat
+        used, kept beside the PEs' shadow and active registers); a `final` beat's flags raise
+        `overflow`. Returns the FIFO's word parts and write enable."""
+        partial, payload, cols = self.pe.partial, self.act.payload, self.cols
+        at = self.rows + cols - 1 + lag       # from a beat's transfer to its deskewed sums
+        context = {name: delay(m, payload[name], at, f"ctx_{name}_", reset_less=True)
+                   for name in partial.act_fields}
+        columns = []
+        for c in range(cols):
+            fields = {}
+            for name in partial.tile_fields:
+                shadow = Signal.like(self.weight.payload[c][name], name=f"w_{name}{c}_shadow")
+                active = Signal.like(shadow, name=f"w_{name}{c}_active")
+                with m.If(take_tile):
+                    m.d.sync += shadow.eq(self.weight.payload[c][name])
+                with m.If(beat & payload.first):
+                    m.d.sync += active.eq(shadow)
+                used = Mux(payload.first, shadow, active)
+                fields[f"w_{name}"] = delay(m, used, at, f"ctx_w_{name}{c}_", reset_less=True)
+            columns.append(partial.finish(m, sums[c], {**context, **fields}, f"finish{c}"))
+        later = partial.finish_latency
+        final = delay(m, beat & payload.final, at + later, "final_written", reset_less=False)
+        with m.If(final & Cat(flag for _, _, flag in columns).any()):
+            m.d.sync += self.overflow.eq(1)
+        return ([Cat(record for record, _, _ in columns), Cat(value for _, value, _ in columns)],
+                delay(m, written, later, "finished_valid", reset_less=False))
 
 
 def _slice(field, index, count):

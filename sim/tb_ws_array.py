@@ -12,17 +12,23 @@ partial sums are golden.fp_mac records (a fixed-point value of acc_bits bits, wh
 sets `bound`, and the special classes), the first K-block's random over the whole range with
 a few classes set; every result beat's `psum` must equal golden's record and its `value` the
 record rounded (golden.fp_mac.exact_result); `overflow` must follow the flags of the beats
-marked `final` (the last K-block's). Run-time designs: one GEMM per pattern
+marked `final` (the last K-block's). Kind "mx": records of the current block's exact sum and
+the FP32 sum of the blocks before; beats carry the row's scale and `block_last`, tiles the
+columns' scales; K a multiple of the 32-element block. Run-time designs: one GEMM per pattern
 of the table (at least), PE row r holding beat r of the K-block and `data[r]` its activation
 window (golden.nm.act_windows), the running sum updated per beat. NMFORGE_CORRUPT malformed (group,
 column) metadata groups per GEMM (sim.array_model.corrupt_groups / corrupt_bitmaps): the columns
 they spoil go unchecked, `meta_error` must rise and `bad_groups` count each one once per tile
 use. Every wait has a watchdog (harness.watchdog_bound)."""
+import math
+
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from ..golden.fp_mac import SPECIAL_CLASSES, exact_beat_sums, exact_result
+from ..golden.fp_mac import SPECIAL_CLASSES, exact_beat_sums, exact_result, fp32_bits
+from ..golden.fp_mac import _add as fp32_add
+from ..golden.mx import SCALE_BIAS, SCALE_NAN
 from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
 from ..golden.ints import int_range
 from ..golden.nm import act_windows, beat_span, parse_runtime_pattern
@@ -52,6 +58,8 @@ def tile(ops, kb, cols, rows, n, m, bitmap, id_bits=0):
                 column["bitmap"] |= (bitmap_of(ops.indices[g * n:(g + 1) * n, c]) ^ flip) << (b * m)
         else:
             column["indices"] = ops.indices[lanes, c]
+        if ops.w_side is not None:     # mx: the column's block scale
+            column["side"] = int(ops.w_side[kb * rows, c])
         out.append(column)
     return out
 
@@ -109,6 +117,7 @@ class FpPartials:
     def __init__(self, info, kind):
         self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
         self.bits = info["pe"]["acc_bits"]
+        self.formats = (kind.fa, kind.fb)
         self.lsb = kind.fa.lsb_exp + kind.fb.lsb_exp
         self.dtype = np.dtype([("value", object)] + [(name, bool) for name in self.FLAGS])
 
@@ -125,7 +134,8 @@ class FpPartials:
         acts = ops.a[:, positions].transpose(1, 0, 3, 2)                    # (G, rows, cols, N)
         weights = np.broadcast_to(ops.values.reshape(groups, self.n, -1).transpose(0, 2, 1)
                                   [:, None], acts.shape)
-        records = exact_beat_sums(self.kind.fa, acts, self.kind.fb, weights)
+        fa, fb = self.formats
+        records = exact_beat_sums(fa, acts, fb, weights)
         out = self.zeros(acts.shape[:-1])
         for name, value in records.items():
             out[name] = value
@@ -187,7 +197,74 @@ class FpPartials:
         return "; ".join(problems)
 
 
-PARTIALS = {"int": IntPartials, "fp": FpPartials}
+class MxPartials(FpPartials):
+    """Kind "mx": records of the current scale block's exact sum (`block`: as FpPartials, of
+    block_acc_bits) and `sum`, the FP32 sum of the blocks before (-0.0 until `started`) with its
+    sticky `flag`; a K-block that ends a 32-element block closes it (`close`: rounded with the
+    scales as golden.mx.mx_block_dot / mx_block_flags, then added in FP32 RNE)."""
+
+    SUMS = np.array([0x00000000, 0x80000000, 0x3F800000, 0xC0400000, 0x7F7FFFFF, 0xFF7FFFFF,
+                     0x00000001, 0x7F800000, 0xFF800000, 0x7FC00000], dtype=np.uint32)
+
+    def __init__(self, info, kind):
+        self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.bits = info["pe"]["block_acc_bits"]
+        self.formats = (kind.fmt, kind.fmt)
+        self.lsb = 2 * kind.fmt.lsb_exp
+        self.dtype = np.dtype([("value", object)] + [(name, bool) for name in self.FLAGS]
+                              + [("sum", np.uint32), ("flag", bool), ("started", bool)])
+
+    def start(self, rng, shape):
+        out = super().start(rng, shape)
+        out["sum"] = np.where(rng.random(shape) < 0.5, rng.choice(self.SUMS, shape),
+                              rng.integers(0, 1 << 31, shape).astype(np.uint32) & 0x7F7FFFFF
+                              | (rng.integers(0, 2, shape).astype(np.uint32) << 31))
+        out["flag"] = rng.random(shape) < self.CLASS_RATE
+        out["started"] = rng.random(shape) < 0.7
+        return out
+
+    def close(self, sums, a_scale, w_scale):
+        """The records after their block closes: `a_scale` per row, `w_scale` per column."""
+        out = sums.copy()
+        for at in np.ndindex(sums.shape):
+            r = sums[at]
+            nan_scale = a_scale[at[0]] == SCALE_NAN or w_scale[at[1]] == SCALE_NAN
+            classes = {name: bool(r[name]) for name in self.FLAGS}
+            classes["nan"] |= nan_scale
+            bits, flag = exact_result(int(r["value"]), self.lsb + int(a_scale[at[0]])
+                                      + int(w_scale[at[1]]) - 2 * SCALE_BIAS, **classes)
+            before = np.uint32(r["sum"] if r["started"] else 0x80000000).view(np.float32)
+            total, add_flag = fp32_add(np.array([before]), np.array([bits], np.uint32)
+                                       .view(np.float32))
+            out[at] = (0, False, False, False, False, False, int(fp32_bits(total)[0]),
+                       bool(r["flag"]) | flag | bool(add_flag[0]), True)
+        return out
+
+    def final_flags(self, sums):
+        return sums["flag"].copy()
+
+    def check(self, got, want, keep):
+        problems = []
+        for c in keep:
+            record = {name: int(v) for name, v in got["psum"][c]["block"].items()}
+            record |= {name: int(got["psum"][c][name]) for name in ("sum", "flag", "started")}
+            wanted = self.payload([want[c]])[0]
+            wanted = {name: v for name, v in wanted["block"].items()} | \
+                {name: wanted[name] for name in ("sum", "flag", "started")}
+            if record != wanted:
+                problems.append(f"column {c}: record {record}, want {wanted}")
+            elif got["value"][c] != int(want[c]["sum"]):
+                problems.append(f"column {c}: value {got['value'][c]:#010x}, want "
+                                f"{int(want[c]['sum']):#010x}")
+        return "; ".join(problems)
+
+    def payload(self, row):
+        return [{"block": {name: int(r[name]) for name in ("value", *self.FLAGS)},
+                 "sum": int(r["sum"]), "flag": int(r["flag"]), "started": int(r["started"])}
+                for r in row]
+
+
+PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials}
 
 
 @cocotb.test()
@@ -223,7 +300,7 @@ async def ws_regression(dut):
         span = beat_span(kind.pattern, n) if runtime else m   # K per PE row and beat
         block = rows * span
         mdim = int(rng.integers(1, 2 * rows + 1))
-        k = block * int(rng.integers(1, 4))
+        k = (block if runtime else math.lcm(block, kind.k_multiple)) * int(rng.integers(1, 4))
         panels = int(rng.integers(1, 3))
         ops = kind.random_gemm(rng, (mdim, k, panels * cols), extreme=number % 2 == 1)
         spoiled = set()
@@ -260,6 +337,14 @@ async def ws_regression(dut):
                 for g in range(kb * rows, (kb + 1) * rows):
                     after, overflowed = partials.add(after, sums[g][:, j * cols:(j + 1) * cols])
                     expected_overflow |= bool(overflowed[:, checked].any())
+                sides = {}
+                if ops.a_side is not None:   # mx: the K-block's scales; a block ends here?
+                    g = kb * rows
+                    sides = {"side": ops.a_side[:, g], "block_last": int(
+                        (kb + 1) * block % kind.block_size == 0)}
+                    if sides["block_last"]:
+                        after = partials.close(after, ops.a_side[:, g],
+                                               ops.w_side[g, j * cols:(j + 1) * cols])
                 final = kb == k // block - 1
                 if final:
                     expected_overflow |= bool(partials.final_flags(after[:, checked]).any())
@@ -270,6 +355,8 @@ async def ws_regression(dut):
                     beat = {"data": data, "psum": partials.payload(before[i]), "first": int(i == 0)}
                     if "final" in act_layout["fields"]:
                         beat["final"] = int(final)
+                    if sides:
+                        beat |= {"side": int(sides["side"][i]), "block_last": sides["block_last"]}
                     act.send_nowait(pack(act_layout, beat))
                     expected.append((j, kb, i, after[i]))
         bound = watchdog_bound(latency, rows + cols, stall)

@@ -1,5 +1,5 @@
 """Dataflows other than output-stationary (gen.config DATAFLOWS). The weight-stationary array
-(rtl.ws_array) passes its own regression (sim.tb_ws_array) for the int and fp kinds. The dot-product array
+(rtl.ws_array) passes its own regression (sim.tb_ws_array) for the int, fp and mx kinds. The dot-product array
 (rtl.mac_array.DotProductArray: per column one PE reducing `rows` K-groups per beat through an
 adder tree, activations broadcast, no skew) passes the array regression (sim.tb_array: random
 GEMMs under random stalls, the corner tiles, malformed metadata counted) for the int, fp and mx
@@ -12,7 +12,7 @@ from nmforge.golden import accel as G
 from nmforge.golden.gemm import sparse_gemm_int
 from nmforge.golden.nm import malformed_groups
 from nmforge.rtl import isa
-from nmforge.rtl.fp32 import round_latency
+from nmforge.rtl.fp32 import FP32_ADD_LATENCY, round_latency
 from nmforge.rtl.mac_fp import OUT_LZ_SPLIT
 
 from conftest import assert_passed
@@ -115,6 +115,9 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "fp8-2:4": ({"nm": "2:4", "rows": 4, "cols": 4, "pe": FP8}, 0),
     "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
                                                                 "weight_format": "fp8_e5m2"}}, 0),
+    "mxfp4-2:4": ({"nm": "2:4", "rows": 4, "cols": 2, "pe": MXFP4}, 0),
+    "mxint8-2:4-malformed": ({"nm": "2:4", "rows": 8, "cols": 4,
+                              "pe": {**MXFP4, "format": "mxint8"}}, 2),
     "fp8-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "cols": 3, "encoding": "bitmap",
                                   "pe": FP8}, 2),
 }
@@ -132,16 +135,23 @@ def test_weight_stationary_array_regression(simulate, case):
     config = ws_config("ws_" + case.replace("-", "_").replace(":", ""), **keywords)
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
     assert_passed(result)
-    rounding = 0 if config.pe_kind == "int" else 1 + round_latency(
-        generated.info["pe"]["acc_bits"], OUT_LZ_SPLIT)   # fp: sums rounded after the array
+    pe = generated.info["pe"]
+    finish = {"int": 0,   # fp: sums rounded after the array; mx: blocks rounded, then added
+              "fp": 1 + round_latency(pe.get("acc_bits") or 0, OUT_LZ_SPLIT),
+              "mx": 1 + round_latency(pe.get("block_acc_bits") or 0, OUT_LZ_SPLIT) + 1
+              + FP32_ADD_LATENCY}[config.pe_kind]
     assert generated.info["latency_cycles"] == config.rows + config.cols + \
-        generated.info["pe"]["mac_latency"] + 2 + rounding
+        pe["mac_latency"] + 2 + finish
 
 
 @pytest.mark.parametrize("table,field", [
     ({"pe": {"kind": "posit", "format": "posit8_0"}}, "array.dataflow"),
     ({"runtime": True}, "array.dataflow"),
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
+    ({"pe": MXFP4, "rows": 16, "dataflow": "weight_stationary"}, "array.rows"),
+    ({"pe": {**FP8, "accumulate": "fp32"}, "dataflow": "weight_stationary"}, "pe.accumulate"),
+    ({"pe": {"kind": "posit", "format": "posit8_0"}, "dataflow": "weight_stationary"},
+     "array.dataflow"),
 ])
 def test_dot_product_config_limits_are_one_line(table, field):
     pe = table.get("pe", INT8)
@@ -325,12 +335,14 @@ def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
 
 
 @pytest.mark.parametrize("dataflow, kind", [("dot_product", "fp8"), ("dot_product", "mxfp4"),
-                                            ("weight_stationary", "fp8")])
+                                            ("weight_stationary", "fp8"),
+                                            ("weight_stationary", "mxfp4")])
 def test_fp_accelerators(sim_cache, dataflow, kind):
     """FP8 E4M3 (dot-product: FP32 accumulation; weight-stationary: exact) and MXFP4 on 4x4
     accelerators (a beat of 16 K; on the dot-product array one PE tree sums 8 products per
     beat, golden.fp_mac / golden.mx.mx_mac see beats of 8 pairs; the weight-stationary array
-    keeps exact partial sums in its accumulator memory and rounds after the last K-block): a
+    keeps exact partial sums in its accumulator memory and rounds after the last K-block, or
+    for MXFP4 closes each 32-element block every second K-block, blocks added in K order): a
     5x64x7 GEMM with NaN/inf codes among the operands (and random block scales) under random
     stalls, FP32 results bit-exact against the golden executor, and that against the
     accumulation mode's own golden model."""

@@ -1,0 +1,113 @@
+"""Partial sums of the weight-stationary array (rtl.ws_array), one class per PE kind: the
+layout that flows down a column (and through the accelerator's accumulator memory), `add` (one
+PE's update with its MAC unit's exact beat sum, combinational) and, for kinds whose partial sums
+are finished after the bottom row, `finish` (a pipeline of `finish_latency` cycles per column
+giving the record to pass on, the FP32 `value` and the flag) with the act-beat fields
+(`act_fields`) and weight-tile column fields (`tile_fields`) it reads. An all-zero record is the
+empty sum (the accumulator's first K-block)."""
+from amaranth import Mux, Signal, signed
+from amaranth.lib import data
+
+from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg
+from .formats import E8M0_BIAS, E8M0_NAN
+from .pipeline import delay
+
+FP32_NEG_ZERO = 0x80000000
+
+
+class IntPartialSum:
+    """Integer partial sums: `width` bits, psum + the beat's exact sum under the overflow policy
+    ("wrap" or "saturate"); `add` also says when the exact sum left the range."""
+
+    def __init__(self, width, overflow):
+        self.width, self.saturate = width, overflow == "saturate"
+        self.layout = signed(width)
+
+    def add(self, m, psum, beat):
+        width = self.width
+        exact = Signal(signed(max(width, len(beat)) + 1))
+        m.d.comb += exact.eq(psum + beat)
+        top = exact[width - 1:]
+        out_of_range = ~(top.all() | ~top.any())
+        total = exact[:width]
+        if self.saturate:
+            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
+        return total, out_of_range
+
+
+class ExactFpPartialSum:
+    """The fp kind's exact partial sums (rtl.mac_fp.ExactSum: wide fixed point + special
+    classes), rounded to FP32 once, at the end (`round`): no overflow until then."""
+
+    def __init__(self, exact_sum):
+        self.sum, self.layout = exact_sum, exact_sum.layout
+        self.round, self.round_latency = exact_sum.round, exact_sum.round_latency
+
+    def add(self, m, psum, beat):
+        return self.sum.add(m, psum, beat), 0
+
+
+class ExactFpPartialSum:
+    """Kind "fp" (exact accumulation): rtl.mac_fp.ExactSum records (wide fixed point + special
+    classes) summed exactly down the columns and across K-blocks, rounded to FP32 once: the
+    finished value of the last K-block is golden.fp_mac_exact's result. No flag until then."""
+
+    act_fields, tile_fields = {}, {}
+
+    def __init__(self, exact_sum):
+        self.sum, self.layout = exact_sum, exact_sum.layout
+        self.finish_latency = exact_sum.round_latency
+
+    def add(self, m, psum, beat):
+        return self.sum.add(m, psum, beat), 0
+
+    def finish(self, m, total, context, name):
+        bits, flag = self.sum.round(m, total, name)
+        return delay(m, total, self.finish_latency, f"{name}_sum", reset_less=True), bits, flag
+
+
+class MxPartialSum:
+    """Kind "mx": a record is the current scale block's exact sum (`block`, the MAC's
+    `block_sum` ExactSum), `sum` the FP32 sum of the blocks before (-0.0 until `started`) and
+    their sticky `flag`. Each PE adds its group to `block`; after the bottom row a beat marked
+    `block_last` (its K-block ends a 32-element block) closes the block: rounded once with
+    the scales (act `side` of the row, tile `side` of the column: x 2^(sa + sw - 254), NaN for a
+    0xFF scale; golden.mx.mx_block_dot) and added to `sum` in FP32 RNE (rtl.fp32.fp32_add), so
+    blocks add in K order from -0.0: golden.mx.mx_tile with one lane."""
+
+    act_fields, tile_fields = {"side": 8, "block_last": 1}, {"side": 8}
+
+    def __init__(self, block_sum):
+        self.block_sum = block_sum
+        self.layout = data.StructLayout({"block": block_sum.layout, "sum": 32, "flag": 1,
+                                         "started": 1})
+        self.finish_latency = block_sum.round_latency + 1 + FP32_ADD_LATENCY
+
+    def add(self, m, psum, beat):
+        out = Signal(self.layout, name="record")
+        m.d.comb += [out.block.eq(self.block_sum.add(m, psum.block, beat)),
+                     out.sum.eq(psum.sum), out.flag.eq(psum.flag), out.started.eq(psum.started)]
+        return out, 0
+
+    def finish(self, m, total, context, name):
+        rounding, add = self.block_sum.round_latency, FP32_ADD_LATENCY
+        scale = Signal(EXP_SHAPE, name=f"{name}_scale")
+        m.d.comb += scale.eq(context["side"] + context["w_side"] - 2 * E8M0_BIAS)
+        scale_nan = (context["side"] == E8M0_NAN) | (context["w_side"] == E8M0_NAN)
+        block, block_flag = self.block_sum.round(m, total.block, name, scale, scale_nan)
+        before = delay(m, Mux(total.started, total.sum, FP32_NEG_ZERO), rounding,
+                       f"{name}_before", reset_less=True)
+        x, y = reg(m, before, f"{name}_x"), reg(m, block, f"{name}_y")
+        new_sum, add_flag = fp32_add(m, x, y, name=f"{name}_add")
+        block_flag = delay(m, block_flag, 1 + add, f"{name}_bflag", reset_less=True)
+        later = self.finish_latency
+        kept = delay(m, total, later, f"{name}_kept", reset_less=True)
+        close = delay(m, context["block_last"], later, f"{name}_close", reset_less=True)
+        out = Signal(self.layout, name=f"{name}_record")
+        with m.If(close):
+            m.d.comb += [out.sum.eq(new_sum), out.flag.eq(kept.flag | block_flag | add_flag),
+                         out.started.eq(1)]
+        with m.Else():
+            m.d.comb += out.eq(kept)
+        return out, out.sum, out.flag
