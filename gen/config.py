@@ -157,8 +157,10 @@ DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_statio
 #: Dataflows besides "output_stationary" that run run-time patterns.
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
-DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx"),
-                                                 "weight_stationary": ("int", "fp", "mx")}
+DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx", "posit",
+                                                                 "scalable"),
+                                                 "weight_stationary": ("int", "fp", "mx",
+                                                                       "scalable")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.

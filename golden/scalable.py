@@ -83,14 +83,17 @@ def scalable_tile(modes, a_bytes, w_bytes, acc_width, overflow, int16=True):
     return int(acc[0, 0]), overflowed
 
 
-def sparse_scalable_gemm(a_words, w_words, modes, indices, n, m, acc_width, overflow, int16=True):
+def sparse_scalable_gemm(a_words, w_words, modes, indices, n, m, acc_width, overflow, int16=True,
+                         beat_groups=1):
     """C = A x W on scalable PEs from W's compressed N:M form: per output, the tile of beats
     g = 0..K/M-1 with lane l pairing activation word a[i, g*M + indices[g*N+l, j]] with weight
-    word w_words[g*N+l, j] in mode modes[g*N+l, j]; beat sums accumulated in order.
+    word w_words[g*N+l, j] in mode modes[g*N+l, j]; beat sums accumulated in order
+    (`beat_groups` consecutive groups summed exactly per beat: a dot-product PE's beat).
     Returns (c (rows, cols) int64, overflowed)."""
     acts, weights = kept_pairs(a_words, w_words, indices, n, m)   # (rows, cols, G, N)
     _, lane_modes = kept_pairs(a_words, modes, indices, n, m)
     sums = beat_sums(lane_modes, acts, weights, int16)              # (rows, cols, G)
+    sums = sums.reshape(*sums.shape[:2], -1, beat_groups).sum(axis=-1)
     return _accumulate(sums.transpose(2, 0, 1), acc_width, overflow)
 
 

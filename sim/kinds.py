@@ -493,6 +493,7 @@ class PositKind:
         acts = a[:, pos].transpose(0, 3, 1, 2)                         # (rows, cols, G, N)
         weights = values.reshape(groups, self.n, -1).transpose(2, 0, 1)  # (cols, G, N)
         weights = np.broadcast_to(weights, acts.shape)
+        acts, weights = beats_of(acts, self.beat_groups), beats_of(weights, self.beat_groups)
         codes, flags = posit_mac(self.fmt, acts, weights, quire=self.quire_bits)
         return codes.astype(np.int64), bool(flags.any())
 
@@ -802,7 +803,8 @@ class ScalableKind:
     def golden(self, ops):
         values = np.asarray(ops.values, dtype=np.int64)
         return sparse_scalable_gemm(ops.a, values & 0xFF, values >> 8, ops.indices, self.n,
-                                    self.m, self.acc_width, self.overflow)
+                                    self.m, self.acc_width, self.overflow,
+                                    beat_groups=self.beat_groups)
 
 
 KINDS = {"int": IntKind, "fp": FpKind, "scalable": ScalableKind, "mpgemm": MpgemmKind, "bitserial": BitserialKind, "posit": PositKind, "mx": MxKind}

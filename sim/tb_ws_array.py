@@ -31,7 +31,8 @@ from ..golden.fp_mac import _add as fp32_add
 from ..golden.mx import SCALE_BIAS, SCALE_NAN
 from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
 from ..golden.ints import int_range
-from ..golden.nm import act_windows, beat_span, parse_runtime_pattern
+from ..golden.nm import act_windows, beat_span, kept_pairs, parse_runtime_pattern
+from ..golden.scalable import beat_sums as scalable_beat_sums
 from .array_model import bitmap_of, column_subset, corrupt_bitmaps, corrupt_groups, corrupt_runtime
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import kind_model
@@ -104,6 +105,17 @@ class IntPartials:
         got = np.array(got)
         return "" if np.array_equal(got[keep], want[keep]) else \
             f"got {got.tolist()}, want {want.tolist()}"
+
+
+class ScalablePartials(IntPartials):
+    """Kind "scalable": integer partial sums of golden.scalable's exact lane values (a weight
+    word is its byte | mode << 8)."""
+
+    def group_terms(self, ops):
+        values = np.asarray(ops.values, dtype=np.int64)
+        acts, weights = kept_pairs(ops.a, values & 0xFF, ops.indices, self.n, self.m)
+        _, modes = kept_pairs(ops.a, values >> 8, ops.indices, self.n, self.m)
+        return scalable_beat_sums(modes, acts, weights).transpose(2, 0, 1)
 
 
 class FpPartials:
@@ -264,7 +276,8 @@ class MxPartials(FpPartials):
                 for r in row]
 
 
-PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials}
+PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials,
+            "scalable": ScalablePartials}
 
 
 @cocotb.test()

@@ -39,6 +39,9 @@ ARRAYS = {   # name: (config keywords, regression options)
     "int-1:4-malformed": ({"nm": "1:4", "rows": 4}, {"corners": 0, "corrupt": 5}),
     "fp8": ({"rows": 2, "cols": 2, "pe": FP8}, {}),
     "mxfp4": ({"rows": 4, "cols": 2, "pe": MXFP4}, {}),
+    "posit8": ({"rows": 4, "cols": 2, "pe": {"kind": "posit", "format": "posit8_0"}}, {}),
+    "scalable-saturate": ({"rows": 2, "cols": 2, "pe": {"kind": "scalable", "acc_width": 32,
+                                                         "overflow": "saturate"}}, {}),
     "int-dense": ({"nm": "4:4"}, {}),
     "int-16bit-saturate": ({"nm": "2:4", "rows": 2, "pe": {**INT8, "acc_width": 16,
                                                            "overflow": "saturate"}}, {}),
@@ -83,6 +86,28 @@ def test_dot_product_saturates_per_beat(simulate, tmp_path):
     assert sparse_gemm_int(a, values, indices, 2, 4, 16, "saturate")[0][0, 0] == 255
 
 
+def test_scalable_golden_saturates_per_beat_like_int():
+    """golden.scalable with beat_groups (the dot-product scalable PE: a beat's groups summed
+    exactly, then saturated once) agrees with golden.gemm's int model on INT8-mode words, where
+    per-group and per-beat saturation differ (a 16-bit accumulator that group 0 alone passes)."""
+    from nmforge.golden.scalable import MODE_CODES, sparse_scalable_gemm
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (6, 32))
+    a[0, :8] = -128
+    values = rng.integers(-128, 128, (16, 3))
+    values[:4, 0] = [-128, -128, 127, 127]
+    indices = np.tile([[0], [1]], (8, 3))
+    modes = np.full(values.shape, MODE_CODES["int8"])
+    for groups in (1, 2, 4):
+        want = sparse_gemm_int(a, values, indices, 2, 4, 16, "saturate", beat_groups=groups)
+        got = sparse_scalable_gemm(a & 0xFF, values & 0xFF, modes, indices, 2, 4, 16,
+                                   "saturate", int16=False, beat_groups=groups)
+        assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+    per_group = sparse_scalable_gemm(a & 0xFF, values & 0xFF, modes, indices, 2, 4, 16,
+                                     "saturate", int16=False)[0]
+    assert not np.array_equal(per_group, want[0])
+
+
 def test_dot_product_array_has_no_skew():
     """Latency from the last beat to the result: the PE pipeline + 2 (no R-1 + C-1 skew)."""
     from nmforge.gen.elaborate import build
@@ -116,6 +141,8 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
                                                                 "weight_format": "fp8_e5m2"}}, 0),
     "mxfp4-2:4": ({"nm": "2:4", "rows": 4, "cols": 2, "pe": MXFP4}, 0),
+    "scalable-2:4-saturate-malformed": ({"nm": "2:4", "rows": 3, "cols": 3, "pe": {
+        "kind": "scalable", "acc_width": 32, "overflow": "saturate"}}, 2),
     "mxint8-2:4-malformed": ({"nm": "2:4", "rows": 8, "cols": 4,
                               "pe": {**MXFP4, "format": "mxint8"}}, 2),
     "fp8-2:8-bitmap-malformed": ({"nm": "2:8", "rows": 2, "cols": 3, "encoding": "bitmap",
@@ -136,16 +163,17 @@ def test_weight_stationary_array_regression(simulate, case):
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
     assert_passed(result)
     pe = generated.info["pe"]
-    finish = {"int": 0,   # fp: sums rounded after the array; mx: blocks rounded, then added
-              "fp": 1 + round_latency(pe.get("acc_bits") or 0, OUT_LZ_SPLIT),
-              "mx": 1 + round_latency(pe.get("block_acc_bits") or 0, OUT_LZ_SPLIT) + 1
-              + FP32_ADD_LATENCY}[config.pe_kind]
+    # after the bottom row: fp sums rounded once; mx blocks rounded, then added in FP32
+    finish = {"fp": lambda: 1 + round_latency(pe["acc_bits"], OUT_LZ_SPLIT),
+              "mx": lambda: 1 + round_latency(pe["block_acc_bits"], OUT_LZ_SPLIT) + 1
+              + FP32_ADD_LATENCY}.get(config.pe_kind, lambda: 0)()
     assert generated.info["latency_cycles"] == config.rows + config.cols + \
         pe["mac_latency"] + 2 + finish
 
 
 @pytest.mark.parametrize("table,field", [
-    ({"pe": {"kind": "posit", "format": "posit8_0"}}, "array.dataflow"),
+    ({"pe": {"kind": "bitserial", "act_width": 8, "weight_width": 8, "acc_width": 32,
+             "overflow": "wrap"}}, "array.dataflow"),
     ({"runtime": True}, "array.dataflow"),
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
     ({"pe": MXFP4, "rows": 16, "dataflow": "weight_stationary"}, "array.rows"),
@@ -255,7 +283,9 @@ def test_sweep_takes_the_dataflow_as_a_grid_axis(tmp_path):
     assert "dataflow=weight_stationary" in {part for p in points for part in p.label.split()}
     spec.write_text(spec.read_text().replace('kind = "int"\nact_width = 8\nweight_width = 8\n'
                                              'acc_width = 32\noverflow = "wrap"',
-                                             'kind = "posit"\nformat = "posit8_0"'))
+                                             'kind = "bitserial"\nact_width = 8\n'
+                                             'weight_width = 8\nacc_width = 32\n'
+                                             'overflow = "wrap"'))
     points = load_sweep(spec).points
     failed = [p for p in points if p.config is None]
     assert len(failed) == 4 and all("array.dataflow" in p.error and "\n" not in p.error
