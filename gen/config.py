@@ -160,7 +160,7 @@ RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx", "posit",
                                                                  "scalable"),
                                                  "weight_stationary": ("int", "fp", "mx",
-                                                                       "scalable")}
+                                                                       "posit", "scalable")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.

@@ -21,7 +21,8 @@ from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
 from ..rtl.ws_array import StationaryPE, WeightStationaryArray
-from ..rtl.ws_partials import ExactFpPartialSum, IntPartialSum, MxPartialSum
+from ..rtl.ws_partials import (ExactFpPartialSum, IntPartialSum, MxPartialSum,
+                               PositPartialSum)
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -50,15 +51,19 @@ def beat_groups(config):
 
 def make_stationary_pe(config):
     """A weight-stationary PE: the kind's MAC unit giving each beat's exact sum (int, scalable:
-    wide enough; fp, mx: `beat_sums`) behind the encoding's decoder; partial sums
+    wide enough; fp, mx, posit: `beat_sums`) behind the encoding's decoder; partial sums
     (rtl.ws_partials) on the config's accumulator width and policy (int, scalable), exact and
-    rounded at the end (fp), or exact per scale block and added block by block in FP32 (mx)."""
+    rounded at the end (fp: FP32; posit: a quire), or exact per scale block and added block by
+    block in FP32 (mx)."""
     if config.pe_kind == "fp":
         mac = FpMac(config.n, config.act_format, config.weight_format, "exact", beat_sums=True)
         partial = ExactFpPartialSum(mac.sum)
     elif config.pe_kind == "mx":
         mac = MxMac(config.n, config.m, config.format, config.block_size, beat_sums=True)
         partial = MxPartialSum(mac.block_sum)
+    elif config.pe_kind == "posit":
+        mac = PositMac(config.n, config.format, beat_sums=True)
+        partial = PositPartialSum(mac)
     elif config.pe_kind == "scalable":   # lane values up to 2^30 (INT16 pieces): exact beats
         mac = ScalableMac(config.n, 32 + ceil_log2(config.n) + 1, "wrap")
         partial = IntPartialSum(config.acc_width, config.overflow)

@@ -137,11 +137,15 @@ def decode(m, body, special, n, es, name):
 
 class PositMac(wiring.Component):
     """Accumulates, over the beats of a tile, the N exact posit products of each beat in a quire;
-    one posit result per tile."""
+    one posit result per tile. With `beat_sums` it does not accumulate: `result` is every beat's
+    exact sum in quire units and its NaR bit (`beat_layout`, `result_valid` per beat, `latency`
+    = 6 + tree levels), for arrays that keep the quire elsewhere (rtl.ws_partials, which rounds
+    with `round_quire`)."""
 
-    def __init__(self, n, fmt, quire_bits=None, chunk_bits=QUIRE_CHUNK_BITS, dsp=None):
+    def __init__(self, n, fmt, quire_bits=None, chunk_bits=QUIRE_CHUNK_BITS, dsp=None,
+                 beat_sums=False):
         f = posit_format(fmt)
-        self.n, self.fmt, self.format = n, f, fmt
+        self.n, self.fmt, self.format, self.beat_sums = n, f, fmt, beat_sums
         self.bits, self.es = f.n, f.es
         self.frac_bits = f.max_fraction_bits
         self.max_scale = f.maxpos_scale
@@ -158,13 +162,16 @@ class PositMac(wiring.Component):
         self.dsp = self.bits > 8 if dsp is None else dsp
         steps = ceil_log2(self.bits)  # the output's leading-zero count within one block
         self.lz_stages = 2 + (steps - 1) // OUT_LZ_SPLIT
-        self.latency = (6 + self.tree_levels + self.chunks + 1 + self.chunks + self.lz_stages + 1
-                        + 1 + 1)
+        self.round_latency = self.chunks + self.lz_stages + 2   # round_quire
+        self.beat_layout = data.StructLayout({"value": signed(self.beat_bits), "nar": 1})
+        self.latency = 6 + self.tree_levels + (
+            0 if beat_sums else self.chunks + 1 + self.round_latency + 1)
         super().__init__({
             "a": In(data.ArrayLayout(unsigned(self.bits), n)),
             "w": In(data.ArrayLayout(unsigned(self.bits), n)),
             "valid": In(1), "last": In(1),
-            "result": Out(unsigned(self.bits)), "result_valid": Out(1), "overflow": Out(1),
+            "result": Out(self.beat_layout if beat_sums else unsigned(self.bits)),
+            "result_valid": Out(1), "overflow": Out(1),
         })
 
     # -----------------------------------------------------------------------------------------
@@ -216,12 +223,15 @@ class PositMac(wiring.Component):
         cycles += self.tree_levels
         valid = delay(m, self.valid, cycles, "valid_t", reset_less=False)
         last = delay(m, self.valid & self.last, cycles, "last_t", reset_less=False)
+        if self.beat_sums:
+            m.d.comb += [self.result.value.eq(beat), self.result.nar.eq(beat_nar),
+                         self.result_valid.eq(valid)]
+            return m
 
         total, nar, bound, final_valid = self._quire(m, beat, beat_nar, valid, last)
-        code = self._round(m, total, nar | bound)
-        out_valid = delay(m, final_valid, self.chunks + self.lz_stages + 2, "out_valid",
-                          reset_less=False)
-        out_flag = delay(m, bound, self.chunks + self.lz_stages + 2, "out_flag", reset_less=True)
+        code = self.round_quire(m, total, nar | bound)
+        out_valid = delay(m, final_valid, self.round_latency, "out_valid", reset_less=False)
+        out_flag = delay(m, bound, self.round_latency, "out_flag", reset_less=True)
         result = Signal(self.bits, name="result_reg", reset_less=True)  # held until the next tile
         m.d.comb += self.result.eq(result)
         with m.If(out_valid):
@@ -321,9 +331,9 @@ class PositMac(wiring.Component):
         sticky = passed["below"] | norm[:nb - 1].any()
         return position, fraction, sticky, passed["nonzero"], 2 + inner
 
-    def _round(self, m, total, nar):
+    def round_quire(self, m, total, nar):
         """The posit code of the quire value `total` (NaR when `nar`), combinational
-        `chunks + lz_stages + 2` cycles after `total`."""
+        `round_latency` = chunks + lz_stages + 2 cycles after `total`."""
         q, cw, chunks = self.quire_bits, self.chunk_bits, self.chunks
         nb, es = self.bits, self.es
         # |S| chunk by chunk: -S = ~S + 1, the +1's carry registered between chunks.

@@ -132,7 +132,8 @@ class WeightStationaryArray(wiring.Component):
         result = psums
         if self.finishes:
             act |= {"final": 1, **partial.act_fields}
-            result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(32, cols)})
+            value = getattr(partial, "value_bits", 32)    # FP32, or a posit code
+            result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(value, cols)})
         super().__init__({
             "act": In(stream.Signature(data.StructLayout(act))),
             "weight": In(stream.Signature(self.tile_layout)),

@@ -2,7 +2,8 @@
 layout that flows down a column (and through the accelerator's accumulator memory), `add` (one
 PE's update with its MAC unit's exact beat sum, combinational) and, for kinds whose partial sums
 are finished after the bottom row, `finish` (a pipeline of `finish_latency` cycles per column
-giving the record to pass on, the FP32 `value` and the flag) with the act-beat fields
+giving the record to pass on, the finished `value` (FP32, or `value_bits` wide) and the flag)
+with the act-beat fields
 (`act_fields`) and weight-tile column fields (`tile_fields`) it reads. An all-zero record is the
 empty sum (the accumulator's first K-block)."""
 from amaranth import Mux, Signal, signed
@@ -111,3 +112,35 @@ class MxPartialSum:
         with m.Else():
             m.d.comb += out.eq(kept)
         return out, out.sum, out.flag
+
+
+class PositPartialSum:
+    """Kind "posit": a record is a quire (`value`, Q bits of rtl.mac_posit.PositMac, wrapping),
+    `nar` (a NaR operand met) and `bound` (a partial sum reached |S| >= 2^(Q-1): the quire's
+    carry guard overflowed, golden.posit_mac); each PE adds its group's exact sum, the sum is
+    rounded once to the posit format after the bottom row (`round_quire`); NaR when `nar` or
+    `bound`, whose flag raises `overflow` on the last K-block."""
+
+    act_fields, tile_fields = {}, {}
+
+    def __init__(self, mac):
+        self.mac, self.q = mac, mac.quire_bits
+        self.value_bits = mac.bits
+        self.layout = data.StructLayout({"value": signed(self.q), "nar": 1, "bound": 1})
+        self.finish_latency = mac.round_latency
+
+    def add(self, m, psum, beat):
+        q = self.q
+        exact = Signal(signed(q + 1), name="quire_exact")
+        out = Signal(self.layout, name="quire")
+        limit = 1 << (q - 1)
+        m.d.comb += [exact.eq(psum.value + beat.value), out.value.eq(exact[:q]),
+                     out.nar.eq(psum.nar | beat.nar),
+                     out.bound.eq(psum.bound | (exact >= limit) | (exact <= -limit))]
+        return out, 0
+
+    def finish(self, m, total, context, name):
+        code = self.mac.round_quire(m, total.value, total.nar | total.bound)
+        later = self.finish_latency
+        return (delay(m, total, later, f"{name}_sum", reset_less=True), code,
+                delay(m, total.bound, later, f"{name}_bound", reset_less=True))

@@ -32,6 +32,8 @@ from ..golden.mx import SCALE_BIAS, SCALE_NAN
 from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
 from ..golden.ints import int_range
 from ..golden.nm import act_windows, beat_span, kept_pairs, parse_runtime_pattern
+from ..golden import posit as P
+from ..golden.posit_mac import quire_lsb_exp, quire_products
 from ..golden.scalable import beat_sums as scalable_beat_sums
 from .array_model import bitmap_of, column_subset, corrupt_bitmaps, corrupt_groups, corrupt_runtime
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
@@ -276,8 +278,44 @@ class MxPartials(FpPartials):
                 for r in row]
 
 
+class PositPartials(FpPartials):
+    """Kind "posit": quire records (golden.posit_mac: exact products in quire units, `nar`, and
+    `bound` once a partial sum reaches |S| >= 2^(Q-1); the hardware's quire wraps), rounded once
+    to the posit format (NaR when `nar` or `bound`; the flag is `bound`)."""
+
+    FLAGS = ("nar", "bound")
+
+    def __init__(self, info, kind):
+        self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.fmt, self.bits = kind.fmt, kind.quire_bits
+        self.dtype = np.dtype([("value", object), ("nar", bool), ("bound", bool)])
+
+    def group_terms(self, ops):
+        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
+        products, nar = quire_products(self.fmt, acts, weights)     # (rows, cols, G, N)
+        out = self.zeros(products.shape[:-1])
+        out["value"] = products.sum(axis=-1)
+        out["nar"] = nar.any(axis=-1)
+        return out.transpose(2, 0, 1)
+
+    def add(self, before, term):
+        half = 1 << (self.bits - 1)
+        exact = before["value"] + term["value"]
+        after = before.copy()
+        after["value"] = (exact + half) % (2 * half) - half
+        after["bound"] |= (exact >= half) | (exact <= -half)
+        after["nar"] |= term["nar"]
+        return after, np.zeros(before.shape, dtype=bool)
+
+    def rounded(self, record):
+        f = self.fmt
+        if record["nar"] or record["bound"]:
+            return f.nar, bool(record["bound"])
+        return int(P.round_exact(f.n, f.es, int(record["value"]), quire_lsb_exp(f))), False
+
+
 PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials,
-            "scalable": ScalablePartials}
+            "scalable": ScalablePartials, "posit": PositPartials}
 
 
 @cocotb.test()

@@ -141,6 +141,8 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
                                                                 "weight_format": "fp8_e5m2"}}, 0),
     "mxfp4-2:4": ({"nm": "2:4", "rows": 4, "cols": 2, "pe": MXFP4}, 0),
+    "posit8-2:4": ({"nm": "2:4", "rows": 3, "cols": 2, "pe": {"kind": "posit",
+                                                              "format": "posit8_0"}}, 0),
     "scalable-2:4-saturate-malformed": ({"nm": "2:4", "rows": 3, "cols": 3, "pe": {
         "kind": "scalable", "acc_width": 32, "overflow": "saturate"}}, 2),
     "mxint8-2:4-malformed": ({"nm": "2:4", "rows": 8, "cols": 4,
@@ -163,10 +165,14 @@ def test_weight_stationary_array_regression(simulate, case):
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
     assert_passed(result)
     pe = generated.info["pe"]
-    # after the bottom row: fp sums rounded once; mx blocks rounded, then added in FP32
+    # after the bottom row: fp sums rounded once; mx blocks rounded, then added in FP32;
+    # posit: |quire| per 64-bit chunk, the leading-one search (2 + (log2 n - 1) // 2), 2 more
+    posit_bits = {"posit8_0": 8, "posit16_1": 16}.get(pe.get("format"), 8)
     finish = {"fp": lambda: 1 + round_latency(pe["acc_bits"], OUT_LZ_SPLIT),
               "mx": lambda: 1 + round_latency(pe["block_acc_bits"], OUT_LZ_SPLIT) + 1
-              + FP32_ADD_LATENCY}.get(config.pe_kind, lambda: 0)()
+              + FP32_ADD_LATENCY,
+              "posit": lambda: -(-pe["quire_bits"] // 64) + 2
+              + (posit_bits.bit_length() - 2) // 2 + 2}.get(config.pe_kind, lambda: 0)()
     assert generated.info["latency_cycles"] == config.rows + config.cols + \
         pe["mac_latency"] + 2 + finish
 
@@ -178,8 +184,8 @@ def test_weight_stationary_array_regression(simulate, case):
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
     ({"pe": MXFP4, "rows": 16, "dataflow": "weight_stationary"}, "array.rows"),
     ({"pe": {**FP8, "accumulate": "fp32"}, "dataflow": "weight_stationary"}, "pe.accumulate"),
-    ({"pe": {"kind": "posit", "format": "posit8_0"}, "dataflow": "weight_stationary"},
-     "array.dataflow"),
+    ({"pe": {"kind": "mpgemm", "act_format": "int8", "weight_format": "int4", "group_size": 32,
+             "out_width": 8}, "dataflow": "weight_stationary"}, "array.dataflow"),
 ])
 def test_dot_product_config_limits_are_one_line(table, field):
     pe = table.get("pe", INT8)
