@@ -50,7 +50,8 @@ activations stream through the rows, partial sums flow down the columns. All hav
 rows*cols*N multipliers. Dataflows other than output-stationary are implemented for the pe.kinds
 in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's
 rows*M elements (a dot-product beat, a weight-stationary K-block) must lie in one scale block
-(``block_size`` a multiple of rows*M); kind "fp" on
+(``block_size`` a multiple of rows*M), with kind "mpgemm" in one quantization group
+(``group_size`` a multiple of rows*M); kind "fp" on
 "weight_stationary" accumulates exactly (``accumulate = "exact"``: exact partial sums, rounded
 once after the last K-block).
 
@@ -158,9 +159,10 @@ DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_statio
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx", "posit",
-                                                                 "scalable"),
+                                                                 "scalable", "mpgemm"),
                                                  "weight_stationary": ("int", "fp", "mx",
-                                                                       "posit", "scalable")}
+                                                                       "posit", "scalable",
+                                                                       "mpgemm")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.
@@ -511,11 +513,15 @@ def _validate_dataflow(source: str, cfg: "Config") -> None:
                           f"{cfg.accumulate!r} is not implemented on 'weight_stationary' "
                           "(its partial sums are exact and rounded once)", "'exact'")
     span = cfg.rows * cfg.m
+    beat = "beat" if cfg.dataflow == "dot_product" else "K-block"
     if cfg.pe_kind == "mx" and cfg.block_size % span:
-        beat = "beat" if cfg.dataflow == "dot_product" else "K-block"
         raise ConfigError(source, "array.rows",
                           f"a {beat} of rows*M = {span} elements crosses an MX block "
                           f"of {cfg.block_size}", f"rows*M dividing pe.block_size ({cfg.block_size})")
+    if cfg.pe_kind == "mpgemm" and cfg.group_size % span:
+        raise ConfigError(source, "array.rows",
+                          f"a {beat} of rows*M = {span} elements crosses a quantization group "
+                          f"of {cfg.group_size}", f"rows*M dividing pe.group_size ({cfg.group_size})")
 
 
 def _validate_accelerator(source: str, cfg: "Config") -> None:

@@ -21,8 +21,8 @@ from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
 from ..rtl.ws_array import StationaryPE, WeightStationaryArray
-from ..rtl.ws_partials import (ExactFpPartialSum, IntPartialSum, MxPartialSum,
-                               PositPartialSum)
+from ..rtl.ws_partials import (ExactFpPartialSum, IntPartialSum, MpgemmPartialSum,
+                               MxPartialSum, PositPartialSum)
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -64,6 +64,10 @@ def make_stationary_pe(config):
     elif config.pe_kind == "posit":
         mac = PositMac(config.n, config.format, beat_sums=True)
         partial = PositPartialSum(mac)
+    elif config.pe_kind == "mpgemm":
+        mac = MpgemmMac(config.n, config.m, config.act_format, config.weight_format,
+                        config.group_size, config.out_width, beat_sums=True)
+        partial = MpgemmPartialSum(mac)
     elif config.pe_kind == "scalable":   # lane values up to 2^30 (INT16 pieces): exact beats
         mac = ScalableMac(config.n, 32 + ceil_log2(config.n) + 1, "wrap")
         partial = IntPartialSum(config.acc_width, config.overflow)

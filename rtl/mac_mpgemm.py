@@ -148,7 +148,7 @@ class MpgemmMac(wiring.Component):
     """y = requantize(sum_g scale_g * (s_g - zero_g * t_g), mult, shift, out_width) per tile."""
 
     def __init__(self, n, m, act_format, weight_format, group_size, out_width,
-                 max_tile_k=MAX_TILE_K, acc_bits=None):
+                 max_tile_k=MAX_TILE_K, acc_bits=None, beat_sums=False):
         if act_format not in ACT_FORMATS:
             raise ValueError(f"act_format {act_format!r}; allowed: {', '.join(ACT_FORMATS)}")
         if weight_format not in WEIGHT_FORMATS:
@@ -174,15 +174,27 @@ class MpgemmMac(wiring.Component):
         self.u_bits = signed_bits(self.group_pairs * (hi - lo) * (1 << (self.act_width - 1)))
         self.r_bits = self.u_bits + SCALE_BITS
         self.r_latency = piecewise_latency(self.u_bits)
+        self.group_latency = 3 + self.r_latency        # group_value
         self.rq_latency = piecewise_latency(self.acc_bits)
-        self.latency = (2 + self.tree_levels + 1 + 3 + self.r_latency + 1 + 1 + self.rq_latency
-                        + 2 + 1 + 1)
+        self.requantize_latency = 1 + self.rq_latency + 2 + 1
+        self.beat_sums = beat_sums
+        # beat sums (`beat_sums`): p = sum of the N products w * a, t = sum of the activations;
+        # a group's sums s, t (rtl.ws_partials) hold group_pairs of them
+        pair = max(-lo, hi) << (self.act_width - 1)
+        act = 1 << (self.act_width - 1)
+        self.beat_layout = data.StructLayout({"p": signed(signed_bits(n * pair)),
+                                              "t": signed(signed_bits(n * act))})
+        self.s_bits = signed_bits(self.group_pairs * pair)
+        self.t_bits = signed_bits(self.group_pairs * act)
+        self.latency = 2 + self.tree_levels + (0 if beat_sums else (
+            1 + self.group_latency + 1 + self.requantize_latency + 1))
         super().__init__({
             "a": In(data.ArrayLayout(signed(self.act_width), n)),
             "w": In(data.ArrayLayout(self.weight_shape, n)),
             "w_side": In(side_layout(weight_format)),
             "valid": In(1), "last": In(1),
-            "result": Out(signed(out_width)), "result_valid": Out(1), "overflow": Out(1),
+            "result": Out(self.beat_layout if beat_sums else signed(out_width)),
+            "result_valid": Out(1), "overflow": Out(1),
         })
 
     def elaborate(self, platform):
@@ -220,6 +232,10 @@ class MpgemmMac(wiring.Component):
             acts = [reg(m, sum(acts[i:i + 2]), f"tsum{level}_{i // 2}")
                     for i in range(0, len(acts), 2)]
         p, t = prods[0], acts[0]
+        if self.beat_sums:
+            m.d.comb += [self.result.p.eq(p), self.result.t.eq(t),
+                         self.result_valid.eq(delay(m, valid, 1 + self.tree_levels, "valid_b"))]
+            return m
         cycles = 1 + self.tree_levels
         b_valid = delay(m, valid, cycles, "valid_b")
         b_end = delay(m, valid & group_end, cycles, "end_b")
@@ -246,15 +262,8 @@ class MpgemmMac(wiring.Component):
                      f_bad.eq(b_valid & (g_bad | b_bad))]
         f_side = delay(m, b_side, 1, "side_f", reset_less=True)
 
-        # u = s - zero * t (exact in u_bits); scale beside it: the inputs of scale * u.
-        # (u, then a plain copy: the fabric register ends the adders' path, the copy is the
-        # one the multiplier block absorbs as its input register)
-        zt = reg(m, shift_add_product(t_fin, f_side.zero), "zero_t")
-        u = reg(m, reg(m, s_fin, "s_d") - zt, "u", signed(self.u_bits))
-        u = reg(m, u, "u_in")
-        scale = delay(m, f_side.scale, 3, "scale", reset_less=True)
-        r = piecewise_product(m, u, scale, "r")
-        cycles = 3 + self.r_latency
+        r = self.group_value(m, s_fin, t_fin, f_side)
+        cycles = self.group_latency
         r_valid = delay(m, f_valid, cycles, "valid_r")
         r_last = delay(m, f_last, cycles, "last_r")
         r_bad = delay(m, f_bad, cycles, "bad_r")
@@ -284,31 +293,50 @@ class MpgemmMac(wiring.Component):
         q_valid = Signal(name="valid_q")
         m.d.sync += q_valid.eq(r_valid & r_last)
 
-        # Requantize: acc * mult, then >> (shift - 1), then round half up and saturate.
-        x = reg(m, final, "rq_acc")
-        mult = reg(m, q_mult, "rq_mult")
-        prod = piecewise_product(m, x, mult, "rq_prod")
+        y, flag = self.requantize(m, final, q_mult, q_shift, final_flag)
+        out_valid = delay(m, q_valid, self.requantize_latency, "valid_o")
+        result = Signal(signed(self.out_width), name="result_reg", reset_less=True)
+        with m.If(out_valid):    # held until the next tile
+            m.d.sync += result.eq(y)
+        m.d.sync += [self.result_valid.eq(out_valid), self.overflow.eq(out_valid & flag)]
+        m.d.comb += self.result.eq(result)
+        return m
+
+    def group_value(self, m, s, t, side, name=""):
+        """r = scale * (s - zero * t) of a quantization group's sums and `side`,
+        `group_latency` cycles later: zero * t, u = s - zero * t (exact in u_bits), u's plain
+        copy and scale (the multiplier blocks absorb them as input registers), the pieces."""
+        zt = reg(m, shift_add_product(t, side.zero), f"{name}zero_t")
+        u = reg(m, reg(m, s, f"{name}s_d") - zt, f"{name}u", signed(self.u_bits))
+        u = reg(m, u, f"{name}u_in")
+        scale = delay(m, side.scale, 3, f"{name}scale", reset_less=True)
+        return piecewise_product(m, u, scale, f"{name}r")
+
+    def requantize(self, m, acc, mult, shift, flag, name=""):
+        """(y, flag) `requantize_latency` cycles after `acc`: (acc * mult + 2^(shift-1)) >>
+        shift (round half up, none for shift = 0) saturated to signed out_width; the flag is
+        `flag` (delayed) or the saturation. Steps: input registers, the pieces of acc * mult,
+        the shift by shift - 1 in two halves, the rounding."""
+        x = reg(m, acc, f"{name}rq_acc")
+        mult = reg(m, mult, f"{name}rq_mult")
+        prod = piecewise_product(m, x, mult, f"{name}rq_prod")
         cycles = self.rq_latency
-        amount = Signal(SHIFT_BITS, name="rq_amount_in")  # shift - 1, or 0 for shift = 0
-        m.d.comb += amount.eq(Mux(q_shift == 0, 0, q_shift - 1))
-        amount = delay(m, reg(m, amount, "rq_amount"), cycles, "rq_amount_p", reset_less=True)
-        no_shift = delay(m, reg(m, q_shift == 0, "rq_noshift"), cycles + 2, "rq_noshift_p",
-                         reset_less=True)
-        flag = delay(m, reg(m, final_flag, "rq_flag"), cycles, "rq_flag_p", reset_less=True)
-        coarse = reg(m, prod >> Cat(Const(0, 3), amount[3:]), "rq_coarse")
-        half = reg(m, coarse >> delay(m, amount[:3], 1, "rq_fine", reset_less=True), "rq_half")
-        flag = delay(m, flag, 2, "rq_flag_h", reset_less=True)
-        y = reg(m, Mux(no_shift, half, (half + 1) >> 1), "rq_y", signed(len(half)))
-        flag = delay(m, flag, 1, "rq_flag_y", reset_less=True)
+        amount = Signal(SHIFT_BITS, name=f"{name}rq_amount_in")  # shift - 1, or 0 for 0
+        m.d.comb += amount.eq(Mux(shift == 0, 0, shift - 1))
+        amount = delay(m, reg(m, amount, f"{name}rq_amount"), cycles, f"{name}rq_amount_p",
+                       reset_less=True)
+        no_shift = delay(m, reg(m, shift == 0, f"{name}rq_noshift"), cycles + 2,
+                         f"{name}rq_noshift_p", reset_less=True)
+        flag = delay(m, reg(m, flag, f"{name}rq_flag"), cycles, f"{name}rq_flag_p",
+                     reset_less=True)
+        coarse = reg(m, prod >> Cat(Const(0, 3), amount[3:]), f"{name}rq_coarse")
+        half = reg(m, coarse >> delay(m, amount[:3], 1, f"{name}rq_fine", reset_less=True),
+                   f"{name}rq_half")
+        flag = delay(m, flag, 2, f"{name}rq_flag_h", reset_less=True)
+        y = reg(m, Mux(no_shift, half, (half + 1) >> 1), f"{name}rq_y", signed(len(half)))
+        flag = delay(m, flag, 1, f"{name}rq_flag_y", reset_less=True)
         out = self.out_width
         top = y[out - 1:]
         fits = top.all() | ~top.any()
         lo, hi = -(1 << (out - 1)), (1 << (out - 1)) - 1
-        saturated = Mux(y[-1], lo, hi)
-        out_valid = delay(m, q_valid, 1 + cycles + 2 + 1, "valid_o")
-        result = Signal(signed(out), name="result_reg", reset_less=True)  # held until the next
-        with m.If(out_valid):
-            m.d.sync += result.eq(Mux(fits, y[:out], saturated))
-        m.d.sync += [self.result_valid.eq(out_valid), self.overflow.eq(out_valid & (flag | ~fits))]
-        m.d.comb += self.result.eq(result)
-        return m
+        return Mux(fits, y[:out], Mux(y[-1], lo, hi)), flag | ~fits

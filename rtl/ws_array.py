@@ -29,7 +29,7 @@ patterns (rtl.decoder.RuntimeNMDecoder in every PE) PE row r holds beat r of the
 values, indices and pattern id) and `data[r]` is that beat's activation window.
 Latency: `latency` cycles from a beat's transfer to its result at `result`.
 """
-from amaranth import Cat, Module, Mux, Signal, Value
+from amaranth import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -132,7 +132,7 @@ class WeightStationaryArray(wiring.Component):
         result = psums
         if self.finishes:
             act |= {"final": 1, **partial.act_fields}
-            value = getattr(partial, "value_bits", 32)    # FP32, or a posit code
+            value = getattr(partial, "value_bits", 32)    # FP32, a posit code, an mpgemm output
             result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(value, cols)})
         super().__init__({
             "act": In(stream.Signature(data.StructLayout(act))),
@@ -235,8 +235,8 @@ class WeightStationaryArray(wiring.Component):
         columns = []
         for c in range(cols):
             fields = {}
-            for name in partial.tile_fields:
-                shadow = Signal.like(self.weight.payload[c][name], name=f"w_{name}{c}_shadow")
+            for name, shape in partial.tile_fields.items():   # kept as raw bits
+                shadow = Signal(Shape.cast(shape).width, name=f"w_{name}{c}_shadow")
                 active = Signal.like(shadow, name=f"w_{name}{c}_active")
                 with m.If(take_tile):
                     m.d.sync += shadow.eq(self.weight.payload[c][name])
@@ -249,7 +249,9 @@ class WeightStationaryArray(wiring.Component):
         final = delay(m, beat & payload.final, at + later, "final_written", reset_less=False)
         with m.If(final & Cat(flag for _, _, flag in columns).any()):
             m.d.sync += self.overflow.eq(1)
-        return ([Cat(record for record, _, _ in columns), Cat(value for _, value, _ in columns)],
+        bits = getattr(partial, "value_bits", 32)
+        return ([Cat(record for record, _, _ in columns),
+                 Cat(Value.cast(value)[:bits] for _, value, _ in columns)],
                 delay(m, written, later, "finished_valid", reset_less=False))
 
 

@@ -144,3 +144,54 @@ class PositPartialSum:
         later = self.finish_latency
         return (delay(m, total, later, f"{name}_sum", reset_less=True), code,
                 delay(m, total.bound, later, f"{name}_bound", reset_less=True))
+
+
+class MpgemmPartialSum:
+    """Kind "mpgemm": a record is the current quantization group's exact sums (`s` = sum w*a,
+    `t` = sum a, rtl.mac_mpgemm.MpgemmMac), the accumulator of the groups before (`acc`,
+    acc_bits, wrapping) and the sticky `flag` (acc left its range). Each PE adds its group's
+    (p, t); after the bottom row a beat marked `block_last` (its K-block ends a quantization
+    group) closes the group with its column's tile `side` (scale, zero: MpgemmMac.group_value)
+    into `acc`; every beat's `value` is acc requantized with the tile's mult and shift
+    (MpgemmMac.requantize: the last K-block's is the output, golden.dot.mpgemm_gemm), the flag
+    adding the output's saturation."""
+
+    act_fields = {"block_last": 1}
+
+    def __init__(self, mac):
+        from .mac_mpgemm import side_layout
+        self.mac, self.side = mac, side_layout(mac.weight_format)
+        self.tile_fields = {"side": self.side}
+        self.value_bits = mac.out_width
+        self.layout = data.StructLayout({"s": signed(mac.s_bits), "t": signed(mac.t_bits),
+                                         "acc": signed(mac.acc_bits), "flag": 1})
+        self.finish_latency = mac.group_latency + mac.requantize_latency
+
+    def add(self, m, psum, beat):
+        out = Signal(self.layout, name="record")
+        m.d.comb += [out.s.eq(psum.s + beat.p), out.t.eq(psum.t + beat.t),
+                     out.acc.eq(psum.acc), out.flag.eq(psum.flag)]
+        return out, 0
+
+    def finish(self, m, total, context, name):
+        mac, width = self.mac, self.mac.acc_bits
+        side = data.View(self.side, context["w_side"])
+        r = mac.group_value(m, total.s, total.t, side, f"{name}_")
+        later = mac.group_latency
+        kept = delay(m, total, later, f"{name}_kept", reset_less=True)
+        close = delay(m, context["block_last"], later, f"{name}_close", reset_less=True)
+        exact = Signal(signed(max(width, len(r)) + 1), name=f"{name}_acc_exact")
+        m.d.comb += exact.eq(kept.acc + r)
+        top = exact[width - 1:]
+        record = Signal(self.layout, name=f"{name}_record")
+        with m.If(close):
+            m.d.comb += [record.acc.eq(exact[:width]),
+                         record.flag.eq(kept.flag | ~(top.all() | ~top.any()))]
+        with m.Else():
+            m.d.comb += record.eq(kept)
+        sides = data.View(self.side, delay(m, context["w_side"], later, f"{name}_side",
+                                           reset_less=True))
+        value, flag = mac.requantize(m, record.acc, sides.mult, sides.shift, record.flag,
+                                     f"{name}_")
+        return (delay(m, record, mac.requantize_latency, f"{name}_out", reset_less=True),
+                value, flag)

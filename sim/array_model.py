@@ -25,7 +25,9 @@ def metadata_fields(weight_element_layout):
 
 def column_payload(ops, g, c, n, metadata, m=None, groups=1):
     """The weight payload of column `c` for beat `g` of `groups` K-groups of M (N values each):
-    values, metadata (each group's bitmap at bit group*M), side (the beat's first group's)."""
+    values, metadata (each group's bitmap at bit group*M), side (the beat's last group's: the
+    MAC samples sides that change within a tile, e.g. mpgemm's output stage, on a group's last
+    beat)."""
     lanes = slice(g * groups * n, (g + 1) * groups * n)
     column = {"values": ops.values[lanes, c]}
     if "indices" in metadata:
@@ -39,7 +41,7 @@ def column_payload(ops, g, c, n, metadata, m=None, groups=1):
     if "pattern" in metadata:
         column["pattern"] = ops.pattern_ids[g, c]
     if ops.w_side is not None:
-        column["side"] = ops.w_side[g * groups, c]
+        column["side"] = ops.w_side[(g + 1) * groups - 1, c]
     return column
 
 
@@ -155,7 +157,7 @@ class ArrayModel:
                             else ops.a[i:i + self.rows, g * self.window:(g + 1) * self.window])
                     act = {"data": data, "last": int(g == groups - 1)}
                     if ops.a_side is not None:
-                        act["side"] = ops.a_side[i:i + self.rows, g * self.groups]
+                        act["side"] = ops.a_side[i:i + self.rows, (g + 1) * self.groups - 1]
                     cols = [column_payload(ops, g, c, self.n, self.metadata, self.m, self.groups)
                             for c in range(j, j + self.cols)]
                     yield pack(self.act_layout, act), pack(self.weight_layout, cols)

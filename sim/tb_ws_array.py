@@ -26,6 +26,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
+from ..golden.dot import requantize
 from ..golden.fp_mac import SPECIAL_CLASSES, exact_beat_sums, exact_result, fp32_bits
 from ..golden.fp_mac import _add as fp32_add
 from ..golden.mx import SCALE_BIAS, SCALE_NAN
@@ -61,8 +62,8 @@ def tile(ops, kb, cols, rows, n, m, bitmap, id_bits=0):
                 column["bitmap"] |= (bitmap_of(ops.indices[g * n:(g + 1) * n, c]) ^ flip) << (b * m)
         else:
             column["indices"] = ops.indices[lanes, c]
-        if ops.w_side is not None:     # mx: the column's block scale
-            column["side"] = int(ops.w_side[kb * rows, c])
+        if ops.w_side is not None:     # mx, mpgemm: the K-block's last group's side
+            column["side"] = int(ops.w_side[(kb + 1) * rows - 1, c])
         out.append(column)
     return out
 
@@ -102,7 +103,11 @@ class IntPartials:
     def payload(self, row):
         return row
 
-    def check(self, got, want, keep):
+    def snapshot(self, final):
+        """What `check` needs besides the sums of a beat of the last K-block or not."""
+        return None
+
+    def check(self, got, want, keep, snapshot=None):
         """'' when the result beat `got` (unpacked) equals the sums `want` in columns `keep`."""
         got = np.array(got)
         return "" if np.array_equal(got[keep], want[keep]) else \
@@ -198,7 +203,10 @@ class FpPartials:
     def payload(self, row):
         return [{name: int(r[name]) for name in self.dtype.names} for r in row]
 
-    def check(self, got, want, keep):
+    def snapshot(self, final):
+        return None
+
+    def check(self, got, want, keep, snapshot=None):
         problems = []
         for c in keep:
             record = {name: int(v) for name, v in got["psum"][c].items()}
@@ -222,6 +230,7 @@ class MxPartials(FpPartials):
 
     def __init__(self, info, kind):
         self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.block_size = kind.block_size
         self.bits = info["pe"]["block_acc_bits"]
         self.formats = (kind.fmt, kind.fmt)
         self.lsb = 2 * kind.fmt.lsb_exp
@@ -237,8 +246,9 @@ class MxPartials(FpPartials):
         out["started"] = rng.random(shape) < 0.7
         return out
 
-    def close(self, sums, a_scale, w_scale):
-        """The records after their block closes: `a_scale` per row, `w_scale` per column."""
+    def close(self, sums, ops, g, columns):
+        """The records after their block closes, with the scales of group g (rows; `columns`)."""
+        a_scale, w_scale = ops.a_side[:, g], ops.w_side[g, columns]
         out = sums.copy()
         for at in np.ndindex(sums.shape):
             r = sums[at]
@@ -257,7 +267,7 @@ class MxPartials(FpPartials):
     def final_flags(self, sums):
         return sums["flag"].copy()
 
-    def check(self, got, want, keep):
+    def check(self, got, want, keep, snapshot=None):
         problems = []
         for c in keep:
             record = {name: int(v) for name, v in got["psum"][c]["block"].items()}
@@ -314,8 +324,95 @@ class PositPartials(FpPartials):
         return int(P.round_exact(f.n, f.es, int(record["value"]), quire_lsb_exp(f))), False
 
 
+class MpgemmPartials(IntPartials):
+    """Kind "mpgemm": records of the current quantization group's sums (s = sum w*a, t = sum a;
+    zero at a group's start), the accumulator of the groups before (acc_bits, wrapping) and its
+    flag; a K-block that ends a group closes it with the column's scale and zero point, and
+    each beat's value is acc requantized with the column's mult and shift
+    (golden.dot.mpgemm_gemm's order; the flag adds the output's saturation)."""
+
+    def __init__(self, info, kind):
+        pe = info["pe"]
+        self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.block_size, self.bits, self.out = kind.group_size, pe["acc_bits"], kind.out_width
+        self.dtype = np.dtype([("s", np.int64), ("t", np.int64), ("acc", np.int64),
+                               ("flag", bool)])
+        self.mult = self.shift = None
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=self.dtype)
+
+    def group_terms(self, ops):
+        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
+        out = self.zeros(acts.shape[:-1])
+        out["s"], out["t"] = (acts * weights).sum(axis=-1), acts.sum(axis=-1)
+        return out.transpose(2, 0, 1)
+
+    def start(self, rng, shape):
+        """s = t = 0 (a K-block 0 starts a group); acc over its whole range, a few flags."""
+        out = self.zeros(shape)
+        lo, hi = int_range(self.bits)
+        out["acc"] = rng.integers(lo, hi, shape, endpoint=True)
+        out["flag"] = rng.random(shape) < 0.02
+        return out
+
+    def add(self, before, term):
+        after = before.copy()
+        after["s"] += term["s"]
+        after["t"] += term["t"]
+        return after, np.zeros(before.shape, dtype=bool)
+
+    def close(self, sums, ops, g, columns):
+        sides = [unpack(self.kind.side, int(x)) for x in ops.w_side[g, columns]]
+        scale = np.array([f["scale"] for f in sides], dtype=object)
+        zero = np.array([f["zero"] for f in sides], dtype=object)
+        self.mult = np.array([f["mult"] for f in sides], dtype=np.int64)
+        self.shift = np.array([f["shift"] for f in sides], dtype=np.int64)
+        exact = sums["acc"].astype(object) + scale * (sums["s"].astype(object)
+                                                      - zero * sums["t"].astype(object))
+        half = 1 << (self.bits - 1)
+        out = self.zeros(sums.shape)
+        out["acc"] = ((exact + half) % (2 * half) - half).astype(np.int64)
+        out["flag"] = sums["flag"] | ((exact >= half) | (exact < -half)).astype(bool)
+        return out
+
+    def requantized(self, record, mult, shift):
+        """(y, flag) of a record's acc: golden.dot.requantize, flagged when it saturates."""
+        acc = np.array([record["acc"]])
+        y = int(requantize(acc, int(mult), int(shift), self.out)[0])
+        return y, bool(record["flag"]) or int(requantize(acc, int(mult), int(shift), 63)[0]) != y
+
+    def final_flags(self, sums):
+        flags = np.zeros(sums.shape, dtype=bool)
+        for i, c in np.ndindex(sums.shape):
+            flags[i, c] = self.requantized(sums[i, c], self.mult[c], self.shift[c])[1]
+        return flags
+
+    def payload(self, row):
+        return [{name: int(r[name]) for name in self.dtype.names} for r in row]
+
+    def snapshot(self, final):
+        """The last K-block's mult and shift per column (its value is the GEMM's output)."""
+        return (self.mult.copy(), self.shift.copy()) if final else None
+
+    def check(self, got, want, keep, snapshot=None):
+        problems = []
+        for c in keep:
+            record = {name: int(v) for name, v in got["psum"][c].items()}
+            wanted = self.payload([want[c]])[0]
+            if record != wanted:
+                problems.append(f"column {c}: record {record}, want {wanted}")
+            elif snapshot is not None:
+                y = self.requantized(want[c], snapshot[0][c], snapshot[1][c])[0]
+                if got["value"][c] != y & ((1 << self.out) - 1):
+                    problems.append(f"column {c}: value {got['value'][c]}, want {y} (acc "
+                                    f"{int(want[c]['acc'])} x {snapshot[0][c]} >> "
+                                    f"{snapshot[1][c]})")
+        return "; ".join(problems)
+
+
 PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials,
-            "scalable": ScalablePartials, "posit": PositPartials}
+            "scalable": ScalablePartials, "posit": PositPartials, "mpgemm": MpgemmPartials}
 
 
 @cocotb.test()
@@ -388,17 +485,15 @@ async def ws_regression(dut):
                 for g in range(kb * rows, (kb + 1) * rows):
                     after, overflowed = partials.add(after, sums[g][:, j * cols:(j + 1) * cols])
                     expected_overflow |= bool(overflowed[:, checked].any())
-                sides = {}
-                if ops.a_side is not None:   # mx: the K-block's scales; a block ends here?
-                    g = kb * rows
-                    sides = {"side": ops.a_side[:, g], "block_last": int(
-                        (kb + 1) * block % kind.block_size == 0)}
-                    if sides["block_last"]:
-                        after = partials.close(after, ops.a_side[:, g],
-                                               ops.w_side[g, j * cols:(j + 1) * cols])
+                closing = getattr(partials, "block_size", None)   # mx, mpgemm: K per block
+                if closing:   # the K-block's last group's sides; does a block end here?
+                    g, columns = (kb + 1) * rows - 1, slice(j * cols, (j + 1) * cols)
+                    block_last = int((kb + 1) * block % closing == 0)
+                    if block_last:
+                        after = partials.close(after, ops, g, columns)
                 final = kb == k // block - 1
                 if final:
-                    expected_overflow |= bool(partials.final_flags(after[:, checked]).any())
+                    expected_overflow |= bool(partials.final_flags(after)[:, checked].any())
                 running[:, j * cols:(j + 1) * cols] = after
                 for i in range(mdim):
                     data = (windows[i, kb * rows:(kb + 1) * rows] if runtime
@@ -406,16 +501,18 @@ async def ws_regression(dut):
                     beat = {"data": data, "psum": partials.payload(before[i]), "first": int(i == 0)}
                     if "final" in act_layout["fields"]:
                         beat["final"] = int(final)
-                    if sides:
-                        beat |= {"side": int(sides["side"][i]), "block_last": sides["block_last"]}
+                    if closing:
+                        beat["block_last"] = block_last
+                    if ops.a_side is not None:
+                        beat["side"] = int(ops.a_side[i, g])
                     act.send_nowait(pack(act_layout, beat))
-                    expected.append((j, kb, i, after[i]))
+                    expected.append((j, kb, i, after[i], partials.snapshot(final)))
         bound = watchdog_bound(latency, rows + cols, stall)
         await result.wait_beats(len(expected), bound, f"GEMM {number}'s {len(expected)} beats")
-        for j, kb, i, want in expected:
+        for j, kb, i, want, snapshot in expected:
             got = unpack(result_layout, result.queue.popleft())
             keep = [c for c in range(cols) if j * cols + c not in spoiled]
-            problem = partials.check(got, want, keep)
+            problem = partials.check(got, want, keep, snapshot)
             assert not problem, (f"GEMM {number} {mdim}x{k}x{panels * cols}: column panel {j}, "
                                  f"K-block {kb}, row {i}: {problem}")
         await ClockCycles(dut.clk, 4)

@@ -12,8 +12,7 @@ from nmforge.golden import accel as G
 from nmforge.golden.gemm import sparse_gemm_int
 from nmforge.golden.nm import malformed_groups
 from nmforge.rtl import isa
-from nmforge.rtl.fp32 import FP32_ADD_LATENCY, round_latency
-from nmforge.rtl.mac_fp import OUT_LZ_SPLIT
+from nmforge.gen.elaborate import build
 
 from conftest import assert_passed
 from test_accel import (code_operands, gemm_from_images, gemm_per_pattern, layer, loads,
@@ -42,6 +41,9 @@ ARRAYS = {   # name: (config keywords, regression options)
     "posit8": ({"rows": 4, "cols": 2, "pe": {"kind": "posit", "format": "posit8_0"}}, {}),
     "scalable-saturate": ({"rows": 2, "cols": 2, "pe": {"kind": "scalable", "acc_width": 32,
                                                          "overflow": "saturate"}}, {}),
+    "mpgemm-int4": ({"rows": 2, "cols": 2, "pe": {"kind": "mpgemm", "act_format": "int8",
+                                                   "weight_format": "int4", "group_size": 32,
+                                                   "out_width": 8}}, {}),
     "int-dense": ({"nm": "4:4"}, {}),
     "int-16bit-saturate": ({"nm": "2:4", "rows": 2, "pe": {**INT8, "acc_width": 16,
                                                            "overflow": "saturate"}}, {}),
@@ -141,6 +143,9 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
                                                                 "weight_format": "fp8_e5m2"}}, 0),
     "mxfp4-2:4": ({"nm": "2:4", "rows": 4, "cols": 2, "pe": MXFP4}, 0),
+    "mpgemm-int4-2:4": ({"nm": "2:4", "rows": 4, "cols": 3, "pe": {
+        "kind": "mpgemm", "act_format": "int8", "weight_format": "int4", "group_size": 32,
+        "out_width": 8}}, 0),
     "posit8-2:4": ({"nm": "2:4", "rows": 3, "cols": 2, "pe": {"kind": "posit",
                                                               "format": "posit8_0"}}, 0),
     "scalable-2:4-saturate-malformed": ({"nm": "2:4", "rows": 3, "cols": 3, "pe": {
@@ -165,14 +170,10 @@ def test_weight_stationary_array_regression(simulate, case):
     result, generated = simulate(config, "array", seed=9, gemms=4, stall=0.3, corrupt=corrupt)
     assert_passed(result)
     pe = generated.info["pe"]
-    # after the bottom row: fp sums rounded once; mx blocks rounded, then added in FP32;
-    # posit: |quire| per 64-bit chunk, the leading-one search (2 + (log2 n - 1) // 2), 2 more
-    posit_bits = {"posit8_0": 8, "posit16_1": 16}.get(pe.get("format"), 8)
-    finish = {"fp": lambda: 1 + round_latency(pe["acc_bits"], OUT_LZ_SPLIT),
-              "mx": lambda: 1 + round_latency(pe["block_acc_bits"], OUT_LZ_SPLIT) + 1
-              + FP32_ADD_LATENCY,
-              "posit": lambda: -(-pe["quire_bits"] // 64) + 2
-              + (posit_bits.bit_length() - 2) // 2 + 2}.get(config.pe_kind, lambda: 0)()
+    # after the bottom row: kinds that finish their sums (fp, mx, posit, mpgemm) add the
+    # finish's pipeline (rtl.ws_partials)
+    partial = build(config).pe.partial
+    finish = partial.finish_latency if hasattr(partial, "finish") else 0
     assert generated.info["latency_cycles"] == config.rows + config.cols + \
         pe["mac_latency"] + 2 + finish
 
@@ -183,6 +184,8 @@ def test_weight_stationary_array_regression(simulate, case):
     ({"runtime": True}, "array.dataflow"),
     ({"pe": MXFP4, "rows": 16}, "array.rows"),
     ({"pe": MXFP4, "rows": 16, "dataflow": "weight_stationary"}, "array.rows"),
+    ({"pe": {"kind": "mpgemm", "act_format": "int8", "weight_format": "int4", "group_size": 16,
+             "out_width": 8}, "rows": 8}, "array.rows"),
     ({"pe": {**FP8, "accumulate": "fp32"}, "dataflow": "weight_stationary"}, "pe.accumulate"),
     ({"pe": {"kind": "mpgemm", "act_format": "int8", "weight_format": "int4", "group_size": 32,
              "out_width": 8}, "dataflow": "weight_stationary"}, "array.dataflow"),
