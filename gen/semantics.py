@@ -182,7 +182,7 @@ def _mx(config, pe) -> dict:
 
 def _posit(config, pe) -> dict:
     q = pe["quire_bits"]
-    return {
+    rules = {
         "addition order": ("per beat the N products are summed exactly, then added exactly to a "
                            f"{q}-bit quire (SoftPosit's layout, LSB 2^{pe['quire_lsb_exp']}); the tile's "
                            "sum is rounded once (`golden/posit_mac.py`)."),
@@ -193,6 +193,14 @@ def _posit(config, pe) -> dict:
                           f"quire's carry-guard bits have overflowed: the result is NaR and `overflow` "
                           f"is set. This differs from SoftPosit, whose quire wraps silently."),
     }
+    if config.dataflow == "weight_stationary":
+        rules["partial sums"] = (
+            f"weight-stationary: the act beat's and the result's `psum[c]` are the quire so far "
+            f"(`value`, {q} bits, wrapping; `nar`; `bound`: a partial sum reached the bound), all "
+            f"zero for the first K-block; each PE adds its group's exact sum; `value[c]` is the "
+            f"quire rounded to the format (NaR when `nar` or `bound`); `overflow` follows "
+            f"`bound` on beats marked `final`.")
+    return rules
 
 
 def _scalable(config, pe) -> dict:
@@ -205,7 +213,7 @@ def _scalable(config, pe) -> dict:
 
 
 def _mpgemm(config, pe) -> dict:
-    return {
+    rules = {
         "addition order": (f"per quantization group of {pe['group_size']} K: s = sum w*a and t = sum a "
                            f"over the kept pairs, r = scale * (s - zero * t) exactly; the tile's sum of r "
                            f"is requantized (`golden.dot.mpgemm_gemm`)."),
@@ -214,6 +222,16 @@ def _mpgemm(config, pe) -> dict:
         "overflow flag": ("`overflow` is set when the side values (scale, zero) change within a "
                           "quantization group: malformed data, flagged, not silently computed."),
     }
+    if config.dataflow == "weight_stationary":
+        rules["partial sums"] = (
+            "weight-stationary: `psum[c]` holds the current group's `s` (sum w*a) and `t` (sum a), "
+            "the accumulator `acc` of the groups before and its `flag`; a beat marked `block_last` "
+            "(its K-block ends a quantization group) closes the group with the weight tile's "
+            "`side[c]` scale and zero point (the K-block's: one tile per K-block, so no change "
+            "within it to flag); `value[c]` is `acc` requantized with the tile's mult and shift, "
+            "the output on beats marked `final`, whose flag (acc overflow or saturation) raises "
+            "`overflow`.")
+    return rules
 
 
 def _bitserial(config, pe) -> dict:
