@@ -159,7 +159,8 @@ DATAFLOWS: tuple[str, ...] = ("output_stationary", "dot_product", "weight_statio
 RUNTIME_DATAFLOWS: tuple[str, ...] = ("weight_stationary",)
 #: PE kinds each dataflow other than "output_stationary" is implemented for.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "mx", "posit",
-                                                                 "scalable", "mpgemm"),
+                                                                 "scalable", "mpgemm",
+                                                                 "bitserial"),
                                                  "weight_stationary": ("int", "fp", "mx",
                                                                        "posit", "scalable",
                                                                        "mpgemm")}

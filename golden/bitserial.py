@@ -55,13 +55,15 @@ def from_planes(planes):
     return np.tensordot(weights, planes, axes=1)
 
 
-def plane_beats(a, values, indices, n, precision):
+def plane_beats(a, values, indices, n, precision, block=1):
     """Expand one GEMM with N:M compressed P-bit weights into beat space.
 
     a (rows, K), values/indices (K/M*N, cols) -> (a_beats (rows, K*P), bits (K/M*P*N, cols),
     beat_indices (K/M*P*N, cols), planes (K/M*P,), msb (K/M*P,)): N:M group g becomes beats
     g*P .. g*P+P-1, beat g*P+p carrying group g's activations and indices and bit p of its
-    weights, msb set on p = P-1."""
+    weights, msb set on p = P-1. With `block` > 1 (a dot-product PE's beat of `block` groups)
+    the groups go in blocks, plane-major inside each: block b's plane p is the `block` beats
+    from (b*P + p)*block on, so one array beat holds one plane of `block` groups."""
     precision = check_precision(precision)
     a = int_array(a, "a").astype(np.int64)
     values = int_array(values, "values")
@@ -71,13 +73,17 @@ def plane_beats(a, values, indices, n, precision):
     if values.shape[0] != groups * n or groups == 0 or a.shape[1] % groups:
         raise ValueError(f"values {values.shape} and a {a.shape} do not form {n}-value groups")
     m = a.shape[1] // groups
-    planes = bit_planes(values, precision).reshape(precision, groups, n, cols)
-    bits = planes.transpose(1, 0, 2, 3).reshape(groups * precision * n, cols)
-    beat_indices = np.repeat(indices.reshape(groups, 1, n, cols), precision, axis=1)
+    block = operator.index(block)
+    if block < 1 or groups % block:
+        raise ValueError(f"{groups} groups do not form blocks of {block}")
+    blocks = groups // block
+    planes = bit_planes(values, precision).reshape(precision, blocks, block, n, cols)
+    bits = planes.transpose(1, 0, 2, 3, 4).reshape(groups * precision * n, cols)
+    beat_indices = np.repeat(indices.reshape(blocks, 1, block * n, cols), precision, axis=1)
     beat_indices = beat_indices.reshape(groups * precision * n, cols)
-    a_beats = np.repeat(a.reshape(a.shape[0], groups, 1, m), precision, axis=2)
+    a_beats = np.repeat(a.reshape(a.shape[0], blocks, 1, block * m), precision, axis=2)
     a_beats = a_beats.reshape(a.shape[0], groups * precision * m)
-    plane = np.tile(np.arange(precision), groups)
+    plane = np.tile(np.repeat(np.arange(precision), block), blocks)
     msb = (plane == precision - 1).astype(np.int64)
     return a_beats, bits, beat_indices, plane, msb
 
@@ -96,7 +102,7 @@ def malformed_columns(planes, msb, weight_width):
 
 
 def bitserial_gemm(a, bits, indices, planes, msb, n, m, acc_width, overflow,
-                   weight_width=MAX_WEIGHT_WIDTH):
+                   weight_width=MAX_WEIGHT_WIDTH, beat_groups=1):
     """The bit-serial array's GEMM in beat space: returns (c, overflowed).
 
     a (rows, B*M) activations, bits/indices (B*N, cols) the weight bits and indices of the B
@@ -104,6 +110,8 @@ def bitserial_gemm(a, bits, indices, planes, msb, n, m, acc_width, overflow,
     or (B, cols). Beat b adds v_b (module docstring); the B beats of the tile are accumulated in
     order (golden.gemm accumulation, `acc_width` bits, `overflow` = "wrap" or "saturate").
     overflowed: an accumulation left the range, or a column's plane sequence is malformed.
+    With `beat_groups` > 1 (a dot-product PE) each run of that many beats is one array beat of
+    one plane (plane_beats with `block`): summed exactly, then accumulated.
     """
     bits = int_array(bits, "bits").astype(np.int64)
     if ((bits != 0) & (bits != 1)).any():
@@ -117,5 +125,7 @@ def bitserial_gemm(a, bits, indices, planes, msb, n, m, acc_width, overflow,
         raise ValueError(f"plane indices must be in 0..{MAX_WEIGHT_WIDTH - 1} (at most 4 bits)")
     sums = (acts * kept_bits).sum(axis=3).transpose(2, 0, 1)  # (B, rows, cols)
     beat_values = (sums << planes[:, None, :]) * np.where(msb != 0, -1, 1)[:, None, :]
+    beat_values = beat_values.reshape(beats // beat_groups, beat_groups, rows, cols).sum(axis=1)
+    planes, msb = planes[beat_groups - 1::beat_groups], msb[beat_groups - 1::beat_groups]
     c, overflowed = _accumulate(beat_values, acc_width, overflow)
     return c, overflowed or bool(malformed_columns(planes, msb, weight_width).any())

@@ -612,7 +612,11 @@ class BitserialKind:
     """Kind "bitserial": one weight bit-plane per beat; operands in beat space (a GEMM of P-bit
     weights becomes P beats per K-group, golden.bitserial.plane_beats), P drawn per GEMM: the
     first two GEMMs of a run use P = 1 and P = weight_width (in random order), later ones a
-    random P in 1..weight_width, so back-to-back GEMMs switch the run-time precision."""
+    random P in 1..weight_width, so back-to-back GEMMs switch the run-time precision. A
+    dot-product PE's beat (`beat_groups` K-groups) is one plane of its groups
+    (golden.bitserial.plane_beats with `block`)."""
+
+    beat_groups = 1   # K-groups per beat (kind_model sets the design's)
 
     def __init__(self, info):
         p, pe = info["parameters"], info["pe"]
@@ -653,7 +657,7 @@ class BitserialKind:
             values = rng.integers(lo, hi, size=(groups * self.n, cols), endpoint=True)
         indices = random_indices(rng, groups, self.n, self.m, cols)
         a_beats, bits, beat_indices, planes, msb = BS.plane_beats(a, values, indices, self.n,
-                                                                  precision)
+                                                                  precision, self.beat_groups)
         side = np.array([pack(self.side, {"plane": int(p), "msb": int(s)})
                          for p, s in zip(planes, msb)], dtype=np.int64)
         return Operands(a_beats, bits, beat_indices, None,
@@ -664,7 +668,8 @@ class BitserialKind:
         planes = np.array([[f["plane"] for f in row] for row in fields], dtype=np.int64)
         msb = np.array([[f["msb"] for f in row] for row in fields], dtype=np.int64)
         return BS.bitserial_gemm(ops.a, ops.values, ops.indices, planes, msb, self.n, self.m,
-                                 self.acc_width, self.overflow, self.weight_width)
+                                 self.acc_width, self.overflow, self.weight_width,
+                                 self.beat_groups)
 
 
 class MxKind:
