@@ -163,7 +163,7 @@ DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"dot_product": ("int", "fp", "m
                                                                  "bitserial"),
                                                  "weight_stationary": ("int", "fp", "mx",
                                                                        "posit", "scalable",
-                                                                       "mpgemm")}
+                                                                       "mpgemm", "bitserial")}
 #: Allowed ``pe.overflow`` values (kind "int").
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
 #: Allowed ``pe.act_format`` / ``pe.weight_format`` values (kind "fp"): golden.formats names.

@@ -50,11 +50,12 @@ def beat_groups(config):
 
 
 def make_stationary_pe(config):
-    """A weight-stationary PE: the kind's MAC unit giving each beat's exact sum (int, scalable:
-    wide enough; fp, mx, posit: `beat_sums`) behind the encoding's decoder; partial sums
-    (rtl.ws_partials) on the config's accumulator width and policy (int, scalable), exact and
-    rounded at the end (fp: FP32; posit: a quire), or exact per scale block and added block by
-    block in FP32 (mx)."""
+    """A weight-stationary PE: behind the encoding's decoder, the kind's MAC unit giving each
+    beat's exact sum (int, scalable, bitserial: wide enough, every beat a tile; fp, mx, posit,
+    mpgemm: `beat_sums`); partial sums (rtl.ws_partials) on the config's accumulator width and
+    policy (int, scalable, bitserial), exact and finished after the array (fp: rounded to
+    FP32; posit: the quire rounded), or exact per block and closed block by block (mx: in
+    FP32; mpgemm: scaled, then requantized)."""
     if config.pe_kind == "fp":
         mac = FpMac(config.n, config.act_format, config.weight_format, "exact", beat_sums=True)
         partial = ExactFpPartialSum(mac.sum)
@@ -68,6 +69,10 @@ def make_stationary_pe(config):
         mac = MpgemmMac(config.n, config.m, config.act_format, config.weight_format,
                         config.group_size, config.out_width, beat_sums=True)
         partial = MpgemmPartialSum(mac)
+    elif config.pe_kind == "bitserial":   # each beat's plane, shifted and signed, exactly
+        exact = config.act_width + config.weight_width + ceil_log2(config.n) + 1
+        mac = BitserialMac(config.n, config.act_width, config.weight_width, exact, "wrap")
+        partial = IntPartialSum(config.acc_width, config.overflow)
     elif config.pe_kind == "scalable":   # lane values up to 2^30 (INT16 pieces): exact beats
         mac = ScalableMac(config.n, 32 + ceil_log2(config.n) + 1, "wrap")
         partial = IntPartialSum(config.acc_width, config.overflow)
@@ -160,8 +165,13 @@ MAC_DESCRIBERS = {"int": _int_parameters, "fp": _fp_parameters, "scalable": _sca
 def mac_parameters(config, mac) -> dict:
     """The manifest's `pe` section: kind, the kind's arithmetic (formats, accumulation mode and
     widths) and the MAC unit's own latency."""
-    return {"kind": config.pe_kind, **MAC_DESCRIBERS[config.pe_kind](mac),
-            "mac_latency": mac.latency}
+    params = {"kind": config.pe_kind, **MAC_DESCRIBERS[config.pe_kind](mac),
+              "mac_latency": mac.latency}
+    if config.dataflow == "weight_stationary" and "overflow" in params:
+        # the MAC gives exact beat sums; the design's accumulator is the partial sums'
+        params |= {"beat_sum_bits": params["acc_width"], "acc_width": config.acc_width,
+                   "overflow": config.overflow}
+    return params
 
 
 def build(config, block="array"):

@@ -235,12 +235,23 @@ def _mpgemm(config, pe) -> dict:
 
 
 def _bitserial(config, pe) -> dict:
-    return {
+    rules = {
         "addition order": ("one weight bit-plane per beat: the beat adds +-2^plane * sum a*bit "
                            "(negated on the sign plane), then acc = policy(acc + beat sum), beats in "
                            "order (`golden/bitserial.py`)."),
         "overflow and saturation": _int(config, pe)["overflow and saturation"],
     }
+    if config.dataflow != "output_stationary":
+        rules["planes per beat"] = (
+            "a beat (dot-product) or weight tile (weight-stationary) is one bit-plane of `rows` "
+            "K-groups, its plane and msb in the weight `side`; a K-block's planes follow each "
+            "other (`golden.bitserial.plane_beats(block=rows)`). "
+            + ("The MAC checks each column's plane sequence as in the output-stationary array."
+               if config.dataflow == "dot_product" else
+               "Weight-stationary: every tile is computed as its side says (each PE adds its "
+               "group's signed, shifted sum to the partial sum), so any sequence of tiles has one "
+               "meaning; there is no sequence to check."))
+    return rules
 
 
 KIND_RULES = {"int": _int, "fp": _fp, "mx": _mx, "posit": _posit, "scalable": _scalable,

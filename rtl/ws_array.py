@@ -40,9 +40,11 @@ from .pipeline import delay
 
 
 def tile_column_layout(pe, groups):
-    """One column of a weight tile: N*groups values, then the groups' metadata fields."""
+    """One column of a weight tile: N*groups values, then the groups' metadata fields, then the
+    MAC's weight side value when it has one (one for the column: every PE row's)."""
+    side = {"side": pe.side_shape} if pe.side_shape is not None else {}
     return data.StructLayout({"values": data.ArrayLayout(pe.weight_shape, pe.n * groups),
-                              **grouped_metadata(pe.decoder, groups)})
+                              **grouped_metadata(pe.decoder, groups), **side})
 
 
 class StationaryPE(wiring.Component):
@@ -64,7 +66,10 @@ class StationaryPE(wiring.Component):
         self.act_shape = mac_ports["a"].shape.elem_shape
         self.weight_shape = mac_ports["w"].shape.elem_shape
         self.psum_lag = 2 + mac.latency   # input register, decoded operands, the MAC
-        self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder))
+        # the MAC's per-column side value (e.g. a bit-plane index), held with the weights
+        self.side_shape = mac_ports["w_side"].shape if "w_side" in mac_ports else None
+        self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder),
+                                           self.side_shape)
         group = decoder.signature.members["group"].shape
         super().__init__({
             "act": In(group), "valid": In(1), "first": In(1),
@@ -99,6 +104,8 @@ class StationaryPE(wiring.Component):
         m.d.comb += [mac.a.eq(delay(m, decoder.operands, 1, "operands", reset_less=True)),
                      mac.w.eq(delay(m, active.values, 1, "weights", reset_less=True)),
                      mac.valid.eq(valid), mac.last.eq(valid)]
+        if self.side_shape is not None:
+            m.d.comb += mac.w_side.eq(delay(m, active.side, 1, "side", reset_less=True))
 
         total, out_of_range = self.partial.add(m, self.psum, mac.result)
         m.d.sync += [self.psum_out.eq(total),
@@ -164,6 +171,8 @@ class WeightStationaryArray(wiring.Component):
                 for name in metadata_ports(pes[r][c].decoder):
                     m.d.comb += Value.cast(getattr(slot, name)).eq(
                         _slice(getattr(column, name), r, rows))
+                if self.pe.side_shape is not None:
+                    m.d.comb += slot.side.eq(column.side)
 
         # Activation beats: admitted while the output FIFO has room for every outstanding one.
         m.submodules.out = out = fifo.SyncFIFO(width=len(self.result.payload.as_value()),
