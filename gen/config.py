@@ -51,9 +51,9 @@ rows*cols*N multipliers. Dataflows other than output-stationary are implemented 
 in DATAFLOW_PE_KINDS; run-time patterns for RUNTIME_DATAFLOWS too; with kind "mx" a beat's
 rows*M elements (a dot-product beat, a weight-stationary K-block) must lie in one scale block
 (``block_size`` a multiple of rows*M), with kind "mpgemm" in one quantization group
-(``group_size`` a multiple of rows*M); kind "fp" on
-"weight_stationary" accumulates exactly (``accumulate = "exact"``: exact partial sums, rounded
-once after the last K-block).
+(``group_size`` a multiple of rows*M). On "weight_stationary" kind "fp" keeps exact partial
+sums rounded once after the last K-block (``accumulate = "exact"``) or adds each K-group's sum
+in FP32 in K order (``"fp32"``).
 
 Run-time patterns
 -----------------
@@ -509,10 +509,6 @@ def _validate_dataflow(source: str, cfg: "Config") -> None:
                           f"{cfg.dataflow!r} does not run run-time patterns",
                           f"'output_stationary', {_choices(RUNTIME_DATAFLOWS)} "
                           "when sparsity.runtime = true")
-    if cfg.dataflow == "weight_stationary" and cfg.pe_kind == "fp" and cfg.accumulate != "exact":
-        raise ConfigError(source, "pe.accumulate",
-                          f"{cfg.accumulate!r} is not implemented on 'weight_stationary' "
-                          "(its partial sums are exact and rounded once)", "'exact'")
     span = cfg.rows * cfg.m
     beat = "beat" if cfg.dataflow == "dot_product" else "K-block"
     if cfg.pe_kind == "mx" and cfg.block_size % span:

@@ -21,8 +21,8 @@ from ..rtl.mac_bitserial import BitserialMac
 from ..rtl.mac_posit import PositMac
 from ..rtl.pe import SparsePE
 from ..rtl.ws_array import StationaryPE, WeightStationaryArray
-from ..rtl.ws_partials import (ExactFpPartialSum, IntPartialSum, MpgemmPartialSum,
-                               MxPartialSum, PositPartialSum)
+from ..rtl.ws_partials import (ExactFpPartialSum, Fp32PartialSum, IntPartialSum,
+                               MpgemmPartialSum, MxPartialSum, PositPartialSum)
 
 BLOCKS = ("array", "pe", "decoder", "mac", "accelerator")
 
@@ -53,12 +53,13 @@ def make_stationary_pe(config):
     """A weight-stationary PE: behind the encoding's decoder, the kind's MAC unit giving each
     beat's exact sum (int, scalable, bitserial: wide enough, every beat a tile; fp, mx, posit,
     mpgemm: `beat_sums`); partial sums (rtl.ws_partials) on the config's accumulator width and
-    policy (int, scalable, bitserial), exact and finished after the array (fp: rounded to
-    FP32; posit: the quire rounded), or exact per block and closed block by block (mx: in
-    FP32; mpgemm: scaled, then requantized)."""
+    policy (int, scalable, bitserial), FP32 additions (fp, accumulate "fp32"), exact and
+    finished after the array (fp exact: rounded to FP32; posit: the quire rounded), or exact per
+    block and closed block by block (mx: in FP32; mpgemm: scaled, then requantized)."""
     if config.pe_kind == "fp":
-        mac = FpMac(config.n, config.act_format, config.weight_format, "exact", beat_sums=True)
-        partial = ExactFpPartialSum(mac.sum)
+        mac = FpMac(config.n, config.act_format, config.weight_format, config.accumulate,
+                    beat_sums=True)
+        partial = ExactFpPartialSum(mac.sum) if config.accumulate == "exact" else Fp32PartialSum()
     elif config.pe_kind == "mx":
         mac = MxMac(config.n, config.m, config.format, config.block_size, beat_sums=True)
         partial = MxPartialSum(mac.block_sum)

@@ -107,6 +107,14 @@ def _fp(config, pe) -> dict:
                               "at +0.0, and RNE gives x + (-x) = +0).")
         rules["overflow flag"] = ("`overflow` is set when a product or an addition raises IEEE overflow "
                                   "(finite operands, infinite result) or invalid (inf x 0, inf + -inf).")
+        if config.dataflow == "weight_stationary":
+            rules["partial sums"] = (
+                "weight-stationary: a beat of the order above is one K-group (each PE's N "
+                "products), L = 1: the act beat's and the result's `psum[c]` are the FP32 sum so "
+                "far (`bits`, all zero = +0.0 for the first K-block) and its sticky `flag`; each "
+                "PE adds its group's sum in one RNE addition (6 cycles: partial sums move down a "
+                "row every 7 cycles); `value[c]` is the sum; `overflow` follows the `flag` of "
+                "beats marked `final`.")
     else:
         rules["addition order and lanes"] = (
             f"exact: every product is exact and summed exactly (per beat the N products, then into "

@@ -435,7 +435,9 @@ class Executor:
             if s.kind in ("fp", "mx"):  # per output: its beats' N kept (act, weight) code pairs
                 pairs_a = kept.transpose(0, 3, 1, 2)                  # (R, cols, beats, N)
                 pairs_w = np.broadcast_to(vg.transpose(2, 0, 1), pairs_a.shape)
-                if s.kind == "fp":
+                if s.kind == "fp":   # the sums the accumulator adds: a dot-product beat's,
+                    step = s.n * s.saturation_groups   # else each K-group's
+                    pairs_a, pairs_w = (x.reshape(*x.shape[:2], -1, step) for x in (pairs_a, pairs_w))
                     bits, flags = fp_mac(s.act_format, pairs_a, s.weight_format, pairs_w,
                                          s.accumulate, s.fp_lanes or 1, s.fp_acc_bits)
                 else:   # the scales seen with each beat: the row's (ACT) and column's (WEIGHT)

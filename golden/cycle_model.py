@@ -70,12 +70,12 @@ def gemm_cycles_ws(shape, rows, col_panels, groups, array_latency, result_depth=
     column panel, K-block (a weight tile, then the block's rows), each slot waiting for room in
     its FIFO and a row also for fewer beats in flight than its block has rows (unless the GEMM
     has one K-block); reads reach the FIFO READ_LATENCY cycles later; the array takes a tile
-    into its shadow registers when they are free (R+C-1 cycles after the tile before went into
-    use), a row beat whenever the FIFO has one (a `first` beat only with a tile loaded), and
+    into its shadow registers when they are free ((R-1)*hop+C cycles after the tile before went
+    into use), a row beat whenever the FIFO has one (a `first` beat only with a tile loaded), and
     returns its sums `array_latency` cycles later, every one taken at once."""
     from ..rtl.banked_memory import READ_LATENCY
     from ..rtl.execute_ws import ACT_FIFO_DEPTH, WEIGHT_FIFO_DEPTH
-    block, settle = shape.acc_rows, shape.beat_groups + shape.cols - 2
+    block, settle = shape.acc_rows, (shape.beat_groups - 1) * shape.ws_hop + shape.cols - 1
     slots = []
     for first_row in range(0, rows, block):
         height = min(block, rows - first_row)

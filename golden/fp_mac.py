@@ -159,15 +159,14 @@ def fp32_products(fmt_a, a_bits, fmt_b, b_bits):
     return p, flag
 
 
-def fp_mac_fp32(fmt_a, a_bits, fmt_b, b_bits, lanes):
-    """Tile results of the fp32 mode with `lanes` interleaved partial sums: (bits, flag)."""
+def fp32_beat_sums(fmt_a, a_bits, fmt_b, b_bits):
+    """Steps 1-2 of the fp32 mode for operands (..., N): each beat's sum s = the pairwise tree
+    of its FP32 products (float32, shape (...)) and its flag (a product or tree addition raised
+    overflow or invalid)."""
     fa, fb = _formats(fmt_a, fmt_b)
-    if lanes < 1:
-        raise ValueError(f"lanes must be at least 1, got {lanes}")
-    a, b, lead = _tiles(fa, a_bits, fb, b_bits)
-    p, flag = fp32_products(fa, a, fb, b)
-    flag = flag.any(axis=2)  # (T, B)
-    terms = [p[:, :, i] for i in range(p.shape[2])]
+    p, flag = fp32_products(fa, a_bits, fb, b_bits)
+    flag = flag.any(axis=-1)
+    terms = [p[..., i] for i in range(p.shape[-1])]
     while len(terms) > 1:  # pairwise tree over the lanes
         nxt = []
         for i in range(0, len(terms) - 1, 2):
@@ -177,7 +176,16 @@ def fp_mac_fp32(fmt_a, a_bits, fmt_b, b_bits, lanes):
         if len(terms) % 2:
             nxt.append(terms[-1])
         terms = nxt
-    beats = terms[0]  # (T, B)
+    return terms[0], flag
+
+
+def fp_mac_fp32(fmt_a, a_bits, fmt_b, b_bits, lanes):
+    """Tile results of the fp32 mode with `lanes` interleaved partial sums: (bits, flag)."""
+    fa, fb = _formats(fmt_a, fmt_b)
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
+    a, b, lead = _tiles(fa, a_bits, fb, b_bits)
+    beats, flag = fp32_beat_sums(fa, a, fb, b)  # (T, B)
     flags = flag.any(axis=1)
     acc = [np.zeros(a.shape[0], dtype=np.float32) for _ in range(lanes)]
     for k in range(beats.shape[1]):

@@ -220,6 +220,7 @@ class AcceleratorShape:
     beat_groups: int = 1     # K-groups of M per array beat and column (dot-product: its rows)
     dataflow: str = "output_stationary"   # config array.dataflow
     acc_rows: int = 0        # weight-stationary: GEMM rows per block (its accumulator's depth)
+    ws_hop: int = 1          # weight-stationary: cycles a partial sum takes per PE row
 
     @classmethod
     def from_config(cls, config):
@@ -235,11 +236,15 @@ class AcceleratorShape:
                   config.out_depth, bool(config.runtime))
         if config.pe_kind == "fp":
             from .mac_fp import FpMac
+            from .ws_partials import Fp32PartialSum
             mac = FpMac(config.n * config.rows if dot else config.n, config.act_format,
                         config.weight_format, config.accumulate)
+            lanes = mac.lanes
+            if config.dataflow == "weight_stationary" and config.accumulate == "fp32":
+                groups["ws_hop"], lanes = Fp32PartialSum.hop, 1   # K-groups in K order
             return cls(*common, config.act_bits, config.weight_bits, FP_RESULT_BITS, "flag",
                        *depths, "fp", config.act_format, config.weight_format,
-                       config.accumulate, mac.lanes, mac.acc_bits, **groups)
+                       config.accumulate, lanes, mac.acc_bits, **groups)
         if config.pe_kind == "mx":
             from .mac_mx import mx_lanes
             beat_m = config.m * config.rows if dot else config.m

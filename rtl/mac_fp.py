@@ -144,16 +144,15 @@ class ExactSum:
 
 class FpMac(wiring.Component):
     """Accumulates, over the beats of a tile, the N products of each beat; FP32 result per tile.
-    With `beat_sums` (exact mode only) it does not accumulate: `result` is every beat's exact
-    sum and classes (`beat_layout`, `result_valid` per beat, `latency` = 5 + tree levels), for
-    arrays that accumulate elsewhere with `sum` (rtl.ws_array)."""
+    With `beat_sums` it does not accumulate: `result` is every beat's sum (`beat_layout`,
+    `result_valid` per beat): exact mode, the exact fixed-point sum and classes (`latency` =
+    5 + tree levels; accumulate with `sum`); fp32 mode, the pairwise tree of the FP32 products
+    and its flag. For arrays that accumulate elsewhere (rtl.ws_array)."""
 
     def __init__(self, n, act_format, weight_format, accumulate="exact",
                  max_products=MAX_TILE_PRODUCTS, beat_sums=False):
         if accumulate not in ACCUMULATE_MODES:
             raise ValueError(f"accumulate {accumulate!r}; allowed: {', '.join(ACCUMULATE_MODES)}")
-        if beat_sums and accumulate != "exact":
-            raise ValueError("beat_sums needs accumulate 'exact'")
         self.n, self.accumulate, self.beat_sums = n, accumulate, beat_sums
         self.act_format, self.weight_format = act_format, weight_format
         self.fa, self.fb = float_format(act_format), float_format(weight_format)
@@ -180,8 +179,9 @@ class FpMac(wiring.Component):
             add = FP32_ADD_LATENCY
             self.lanes = 1 + add  # operand register + adder: the accumulation loop's length
             self.round_stages = round_latency(self.product_bits)
-            self.latency = (3 + self.round_stages + 1 + self.tree_levels * add + 1 + add + 1
-                            + (self.lanes - 1) * add + 1)
+            self.beat_layout = data.StructLayout({"bits": 32, "flag": 1})
+            self.latency = 3 + self.round_stages + 1 + self.tree_levels * add + (
+                0 if beat_sums else 1 + add + 1 + (self.lanes - 1) * add + 1)
         super().__init__({
             "a": In(data.ArrayLayout(unsigned(self.fa.width), n)),
             "w": In(data.ArrayLayout(unsigned(self.fb.width), n)),
@@ -315,6 +315,10 @@ class FpMac(wiring.Component):
         beat, beat_flag = values[0]
         valid = delay(m, valid, cycles, "valid_t", reset_less=False)
         last = delay(m, last, cycles, "last_t", reset_less=False)
+        if self.beat_sums:
+            m.d.comb += [self.result.bits.eq(beat), self.result.flag.eq(beat_flag),
+                         self.result_valid.eq(valid)]
+            return
 
         # Round-robin partial sums: beat b of a tile adds into slot b mod L, L = 1 + adder latency.
         n_slots = self.lanes

@@ -7,7 +7,7 @@ Streams (amaranth.lib.stream, valid/ready):
               then each group's metadata in turn: rtl.decoder.grouped_metadata, the dot-product
               array's weight beat); PE (r, c) takes group r of column c into its shadow register.
               Taken when the shadow registers are free: the tile before has been taken into use
-              by every PE (R+C-1 cycles after its first beat), so the next tile loads while the
+              by every PE ((R-1)*hop+C-1 cycles after its first beat), so the next tile loads while the
               current one computes.
   act    in : one activation row's K-block: `data[r]` the M activations of group r; `psum[c]` the
               partial sum the beat adds to for column c (the sums of the K-blocks before); `first`
@@ -19,9 +19,9 @@ Partial sums are the PE kind's (rtl.ws_partials): integers for "int"; for "fp" a
 that are finished after the bottom row (fp: rounded once; mx: a scale block closed when the
 beat is `block_last`, with the act beat's `side` and the tile column's `side`): act beats then
 carry `final` (the last K-block: its flags raise `overflow`) and results are {psum, value}.
-One beat per cycle. Activations enter row r after r cycles and move right one PE per cycle; each
-column's psum enters its top PE when that PE's products are ready and moves down one PE per
-cycle; the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
+One beat per cycle. Activations enter row r after r*hop cycles and move right one PE per cycle;
+each column's psum enters its top PE when that PE's products are ready and moves down one PE
+per hop cycles (hop = 1, or the kind's pipelined adder + 1: FP32 accumulation); the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
 beats (admission keeps that many beats outstanding, so a ready consumer never stalls the array).
 `overflow` and `meta_error` are sticky until reset; `bad_groups` counts the malformed metadata
 groups of every tile each time a tile is taken into use (its `first` beat). With run-time
@@ -57,7 +57,7 @@ class StationaryPE(wiring.Component):
     (`*_out`). `malformed`: the active weights' metadata is malformed, on a `first` beat at the
     decoder (`bad_groups`: how many groups, for decoders whose beat holds several).
     Timing: `psum` must arrive `psum_lag` cycles after the beat at `act`; `psum_out` follows
-    one cycle later."""
+    `psum_hop` cycles later (1, or the kind's adder pipeline + 1: `partial.hop`)."""
 
     def __init__(self, mac, decoder, partial):
         self.mac, self.decoder, self.partial = mac, decoder, partial
@@ -66,6 +66,7 @@ class StationaryPE(wiring.Component):
         self.act_shape = mac_ports["a"].shape.elem_shape
         self.weight_shape = mac_ports["w"].shape.elem_shape
         self.psum_lag = 2 + mac.latency   # input register, decoded operands, the MAC
+        self.psum_hop = getattr(partial, "hop", 1)
         # the MAC's per-column side value (e.g. a bit-plane index), held with the weights
         self.side_shape = mac_ports["w_side"].shape if "w_side" in mac_ports else None
         self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder),
@@ -126,7 +127,9 @@ class WeightStationaryArray(wiring.Component):
         # `final` (and what the kind's finish reads), results carry the sums and their values.
         partial = pe.partial
         self.finishes = hasattr(partial, "finish")
-        self.latency = rows + cols + pe.psum_lag + (partial.finish_latency if self.finishes else 0)
+        self.hop = pe.psum_hop     # cycles a partial sum takes per PE row (activations skew alike)
+        self.latency = rows * self.hop + cols + pe.psum_lag + (
+            partial.finish_latency if self.finishes else 0)
         self.result_depth = self.latency + 1    # beats the output FIFO holds
         group = pe.signature.members["act"].shape
         self.psum_layout = partial.layout
@@ -159,7 +162,9 @@ class WeightStationaryArray(wiring.Component):
 
         # Weight tiles: into every shadow register, once the tile before is in use everywhere.
         shadow_full = Signal()
-        settling = Signal(range(rows + cols))   # cycles until the last PE has its tile in use
+        hop = self.hop
+        settle = (rows - 1) * hop + cols - 1     # until the last PE has its tile in use
+        settling = Signal(range(settle + 2))
         take_tile = self.weight.valid & self.weight.ready
         m.d.comb += self.weight.ready.eq(~shadow_full & (settling == 0))
         for r in range(rows):
@@ -184,18 +189,21 @@ class WeightStationaryArray(wiring.Component):
         taken = self.result.valid & self.result.ready
         m.d.sync += outstanding.eq(outstanding + beat - taken)
         with m.If(beat & first):
-            m.d.sync += [shadow_full.eq(0), settling.eq(rows + cols - 2)]
+            m.d.sync += [shadow_full.eq(0), settling.eq(settle)]
         with m.Elif(take_tile):
             m.d.sync += shadow_full.eq(1)
         with m.If(~(beat & first) & (settling != 0)):
             m.d.sync += settling.eq(settling - 1)
 
-        # Skewed entry: row r after r cycles, moving right; psum into each column's top PE.
+        # Skewed entry: row r after r*hop cycles, moving right; psum into each column's top PE.
         for r in range(rows):
             row = pes[r]
-            m.d.comb += [row[0].act.eq(delay(m, self.act.payload.data[r], r, f"act_skew{r}_", reset_less=True)),
-                         row[0].valid.eq(delay(m, beat, r, f"valid_skew{r}_", reset_less=False)),
-                         row[0].first.eq(delay(m, beat & first, r, f"first_skew{r}_", reset_less=False))]
+            skew = r * hop
+            m.d.comb += [row[0].act.eq(delay(m, self.act.payload.data[r], skew, f"act_skew{r}_",
+                                             reset_less=True)),
+                         row[0].valid.eq(delay(m, beat, skew, f"valid_skew{r}_", reset_less=False)),
+                         row[0].first.eq(delay(m, beat & first, skew, f"first_skew{r}_",
+                                               reset_less=False))]
             for c in range(1, cols):
                 m.d.comb += [row[c].act.eq(row[c - 1].act_out), row[c].valid.eq(row[c - 1].valid_out),
                              row[c].first.eq(row[c - 1].first_out)]
@@ -209,7 +217,7 @@ class WeightStationaryArray(wiring.Component):
         # The bottom row's sums, re-aligned (column c leaves c cycles after column 0).
         sums = [delay(m, pes[-1][c].psum_out, cols - 1 - c, f"deskew{c}_", reset_less=True)
                 for c in range(cols)]
-        written = delay(m, beat, rows + cols - 1 + lag, "result_valid", reset_less=False)
+        written = delay(m, beat, rows * hop + cols - 1 + lag, "result_valid", reset_less=False)
         if self.finishes:
             sums, written = self._finish(m, sums, written, beat, take_tile, lag)
         m.d.comb += [out.w_data.eq(Cat(*sums)), out.w_en.eq(written),
@@ -238,7 +246,7 @@ class WeightStationaryArray(wiring.Component):
         used, kept beside the PEs' shadow and active registers); a `final` beat's flags raise
         `overflow`. Returns the FIFO's word parts and write enable."""
         partial, payload, cols = self.pe.partial, self.act.payload, self.cols
-        at = self.rows + cols - 1 + lag       # from a beat's transfer to its deskewed sums
+        at = self.rows * self.hop + cols - 1 + lag   # a beat's transfer to its deskewed sums
         context = {name: delay(m, payload[name], at, f"ctx_{name}_", reset_less=True)
                    for name in partial.act_fields}
         columns = []

@@ -68,6 +68,33 @@ class ExactFpPartialSum:
         return delay(m, total, self.finish_latency, f"{name}_sum", reset_less=True), bits, flag
 
 
+class Fp32PartialSum:
+    """Kind "fp" with FP32 accumulation: a record is the FP32 sum so far (`bits`, +0.0 when all
+    zero) and its sticky `flag` (a product or addition raised overflow or invalid); each PE adds
+    its group's FP32 beat sum (FpMac `beat_sums`: the pairwise tree of the rounded products)
+    with one RNE addition, so a column sums its groups in K order from +0.0:
+    golden.fp_mac.fp_mac_fp32 with one lane. The addition takes FP32_ADD_LATENCY cycles, so a
+    partial sum moves down one PE row in `hop` cycles. The value is the sum itself."""
+
+    act_fields, tile_fields = {}, {}
+    hop = 1 + FP32_ADD_LATENCY
+    finish_latency = 0
+
+    def __init__(self):
+        self.layout = data.StructLayout({"bits": 32, "flag": 1})
+
+    def add(self, m, psum, beat):
+        bits, flag = fp32_add(m, psum.bits, beat.bits, name="psum_add")
+        out = Signal(self.layout, name="record")
+        m.d.comb += [out.bits.eq(bits),
+                     out.flag.eq(flag | delay(m, psum.flag | beat.flag, FP32_ADD_LATENCY,
+                                              "psum_flag", reset_less=True))]
+        return out, 0
+
+    def finish(self, m, total, context, name):
+        return total, total.bits, total.flag
+
+
 class MxPartialSum:
     """Kind "mx": a record is the current scale block's exact sum (`block`, the MAC's
     `block_sum` ExactSum), `sum` the FP32 sum of the blocks before (-0.0 until `started`) and

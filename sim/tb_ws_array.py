@@ -27,7 +27,8 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from ..golden.dot import requantize
-from ..golden.fp_mac import SPECIAL_CLASSES, exact_beat_sums, exact_result, fp32_bits
+from ..golden.fp_mac import (SPECIAL_CLASSES, exact_beat_sums, exact_result, fp32_beat_sums,
+                             fp32_bits)
 from ..golden.fp_mac import _add as fp32_add
 from ..golden.mx import SCALE_BIAS, SCALE_NAN
 from ..golden.gemm import POLICIES, runtime_beat_sums, sparse_group_sums
@@ -240,6 +241,49 @@ class FpPartials:
         return "; ".join(problems)
 
 
+class Fp32Partials(FpPartials):
+    """Kind "fp", FP32 accumulation: records of the FP32 sum so far and its flag; each K-group
+    adds its beat sum (golden.fp_mac.fp32_beat_sums: the pairwise tree of the FP32 products) in
+    one RNE addition, K order from the beat's `psum` (golden.fp_mac.fp_mac_fp32 with one lane
+    from +0.0). The value is the sum; the flag counts on the last K-block."""
+
+    SUMS = np.array([0x00000000, 0x80000000, 0x3F800000, 0xC0400000, 0x7F7FFFFF, 0xFF7FFFFF,
+                     0x00000001, 0x7F800000, 0xFF800000, 0x7FC00000], dtype=np.uint32)
+
+    def __init__(self, info, kind):
+        self.kind, self.n, self.m = kind, info["parameters"]["n"], info["parameters"]["m"]
+        self.dtype = np.dtype([("bits", np.uint32), ("flag", bool)])
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=self.dtype)
+
+    def group_terms(self, ops):
+        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
+        sums, flags = fp32_beat_sums(self.kind.fa, acts, self.kind.fb, weights)
+        out = self.zeros(sums.shape)
+        out["bits"], out["flag"] = fp32_bits(sums), flags
+        return out.transpose(2, 0, 1)
+
+    def start(self, rng, shape):
+        """Random sums: a quarter the special and boundary values, the others any finite
+        FP32 value; a few flags."""
+        out = self.zeros(shape)
+        finite = (rng.integers(0, 0xFF000000, shape, endpoint=True) & 0x7F7FFFFF).astype(
+            np.uint32) | (rng.integers(0, 2, shape).astype(np.uint32) << 31)
+        out["bits"] = np.where(rng.random(shape) < 0.25, rng.choice(self.SUMS, shape), finite)
+        out["flag"] = rng.random(shape) < 0.02
+        return out
+
+    def add(self, before, term):
+        total, flag = fp32_add(before["bits"].view(np.float32), term["bits"].view(np.float32))
+        after = self.zeros(before.shape)
+        after["bits"], after["flag"] = fp32_bits(total), before["flag"] | term["flag"] | flag
+        return after, np.zeros(before.shape, dtype=bool)
+
+    def rounded(self, record):
+        return int(record["bits"]), bool(record["flag"])
+
+
 class MxPartials(FpPartials):
     """Kind "mx": records of the current scale block's exact sum (`block`: as FpPartials, of
     block_acc_bits) and `sum`, the FP32 sum of the blocks before (-0.0 until `started`) with its
@@ -420,7 +464,7 @@ class MpgemmPartials(FpPartials):
             ((1 << self.out) - 1)
 
 
-PARTIALS = {"int": IntPartials, "fp": FpPartials, "mx": MxPartials,
+PARTIALS = {"int": IntPartials, "fp": FpPartials, "fp32": Fp32Partials, "mx": MxPartials,
             "scalable": ScalablePartials, "posit": PositPartials, "mpgemm": MpgemmPartials,
             "bitserial": BitserialPartials}
 
@@ -431,7 +475,8 @@ async def ws_regression(dut):
     p = info["parameters"]
     rows, cols, n, m = p["rows"], p["cols"], p["n"], p["m"]
     kind = kind_model(info)
-    partials = PARTIALS[p["pe_kind"]](info, kind)
+    fp32 = info["pe"].get("accumulate") == "fp32"
+    partials = PARTIALS["fp32" if fp32 else p["pe_kind"]](info, kind)
     interfaces = info["interfaces"]
     act_layout, weight_layout = interfaces["act"]["payload"], interfaces["weight"]["payload"]
     result_layout = interfaces["result"]["payload"]

@@ -274,9 +274,10 @@ def test_mxfp4_gemm_larger_than_the_array(sim_cache):
     gemm_from_images(run, images, m, k, n, seed=7)
 
 
-def gemm_from_images(run, images, m, k, n, seed):
+def gemm_from_images(run, images, m, k, n, seed, cycles=False):
     """LOAD each (buffer, words) of `images` at address 0, one GEMM (m, k, n) into OUT, a wide
-    STORE; run under random stalls (bit-exact against the golden executor); the expectation."""
+    STORE; run under random stalls (bit-exact against the golden executor); the expectation.
+    With `cycles`, run it again without stalls: the cycle model within 5 %."""
     shape, commands, data = run.shape, [], []
     for buffer, words in images:
         commands.append(isa.load(buffer, 0, len(words)))
@@ -285,6 +286,10 @@ def gemm_from_images(run, images, m, k, n, seed):
                  isa.store(0, m * n, wide=True, wait=True)]
     expected, _ = run(commands, data, stall=0.3, seed=seed)
     assert len(expected["packets"]) == 1 and not expected["status"]["cmd_error"]
+    if cycles:
+        measured = run(commands, data, stall=0)[1]["cycles"]
+        predicted = run.predict(commands)["cycles"]
+        assert abs(predicted - measured) <= 0.05 * measured, (predicted, measured)
     return expected
 
 

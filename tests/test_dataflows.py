@@ -163,6 +163,8 @@ WS_ARRAYS = {   # name: (config keywords, NMFORGE_CORRUPT)
     "int-dense-20bit-saturate": ({"nm": "4:4", "rows": 3, "cols": 2, "acc_width": 20,
                                   "overflow": "saturate"}, 0),
     "fp8-2:4": ({"nm": "2:4", "rows": 4, "cols": 4, "pe": FP8}, 0),
+    "bf16-fp32-2:4": ({"nm": "2:4", "rows": 3, "cols": 3, "pe": {
+        **FP8, "act_format": "bf16", "weight_format": "bf16", "accumulate": "fp32"}}, 0),
     "fp8-e5m2-1:4": ({"nm": "1:4", "rows": 2, "cols": 3, "pe": {**FP8, "act_format": "fp8_e5m2",
                                                                 "weight_format": "fp8_e5m2"}}, 0),
     "mxfp4-2:4": ({"nm": "2:4", "rows": 4, "cols": 2, "pe": MXFP4}, 0),
@@ -211,7 +213,6 @@ def test_weight_stationary_array_regression(simulate, case):
     ({"pe": MXFP4, "rows": 16, "dataflow": "weight_stationary"}, "array.rows"),
     ({"pe": {"kind": "mpgemm", "act_format": "int8", "weight_format": "int4", "group_size": 16,
              "out_width": 8}, "rows": 8}, "array.rows"),
-    ({"pe": {**FP8, "accumulate": "fp32"}, "dataflow": "weight_stationary"}, "pe.accumulate"),
 ])
 def test_dot_product_config_limits_are_one_line(table, field):
     pe = table.get("pe", INT8)
@@ -300,7 +301,7 @@ def test_dot_product_cycle_model_within_5_percent(dot_accelerator, m, k, n):
 
 def test_sweep_takes_the_dataflow_as_a_grid_axis(tmp_path):
     """`nmforge sweep`: array.dataflow x sparsity.nm expands to one valid design per point; a
-    combination a dataflow does not have (FP32 accumulation on weight-stationary) is that
+    combination a dataflow does not have (run-time patterns on a dot-product array) is that
     point's one-line error, not the sweep's."""
     from nmforge.fpga.sweep_spec import load_sweep
     spec = tmp_path / "dataflows.toml"
@@ -314,15 +315,13 @@ def test_sweep_takes_the_dataflow_as_a_grid_axis(tmp_path):
     assert {p.config.dataflow for p in points} == {"output_stationary", "dot_product",
                                                    "weight_stationary"}
     assert "dataflow=weight_stationary" in {part for p in points for part in p.label.split()}
-    spec.write_text(spec.read_text().replace('kind = "int"\nact_width = 8\nweight_width = 8\n'
-                                             'acc_width = 32\noverflow = "wrap"',
-                                             'kind = "fp"\nact_format = "fp8_e4m3"\n'
-                                             'weight_format = "fp8_e4m3"\n'
-                                             'accumulate = "fp32"'))
+    spec.write_text(spec.read_text().replace('nm = "2:4"\n', 'nm = "4:8"\nruntime = true\n')
+                    .replace('["2:4", "1:4"]', '["4:8"]'))
     points = load_sweep(spec).points
     failed = [p for p in points if p.config is None]
-    assert len(failed) == 2 and all("pe.accumulate" in p.error and "\n" not in p.error
-                                    and "weight_stationary" in p.label for p in failed)
+    assert len(points) == 3 and len(failed) == 1
+    assert "array.dataflow" in failed[0].error and "\n" not in failed[0].error
+    assert "dot_product" in failed[0].label
 
 
 @pytest.mark.parametrize("example, dataflow", [("accel_nm24_int8_4x4", "dot_product"),
@@ -397,10 +396,11 @@ def test_weight_stationary_accelerator_runs_runtime_patterns(sim_cache):
     assert abs(predicted - measured["cycles"]) <= 0.05 * measured["cycles"], (predicted, measured)
 
 
-@pytest.mark.parametrize("dataflow, kind", [("dot_product", "fp8"), ("dot_product", "mxfp4"),
-                                            ("weight_stationary", "fp8"),
-                                            ("weight_stationary", "mxfp4")])
-def test_fp_accelerators(sim_cache, dataflow, kind):
+@pytest.mark.parametrize("dataflow, kind, accumulate", [
+    ("dot_product", "fp8", "fp32"), ("dot_product", "mxfp4", None),
+    ("weight_stationary", "fp8", "exact"), ("weight_stationary", "fp8", "fp32"),
+    ("weight_stationary", "mxfp4", None)])
+def test_fp_accelerators(sim_cache, dataflow, kind, accumulate):
     """FP8 E4M3 (dot-product: FP32 accumulation; weight-stationary: exact) and MXFP4 on 4x4
     accelerators (a beat of 16 K; on the dot-product array one PE tree sums 8 products per
     beat, golden.fp_mac / golden.mx.mx_mac see beats of 8 pairs; the weight-stationary array
@@ -413,9 +413,9 @@ def test_fp_accelerators(sim_cache, dataflow, kind):
     from nmforge.golden.mx import element_format
     from nmforge.rtl.isa import Buffer
     from nmforge.sim.kinds import FpKind, MxKind
-    accumulate = "fp32" if dataflow == "dot_product" else "exact"
     pe = {"fp8": {**FP8, "accumulate": accumulate}, "mxfp4": MXFP4}[kind]
-    config = dot_config(f"{dataflow[:3]}acc44_{kind}", rows=4, cols=4, pe=pe, accelerator=DEPTHS)
+    config = dot_config(f"{dataflow[:3]}acc44_{kind}{accumulate or ''}", rows=4, cols=4, pe=pe,
+                        accelerator=DEPTHS)
     config = parse_config({**config.to_dict(), "array": {"rows": 4, "cols": 4,
                                                          "dataflow": dataflow}}, source="test")
     run = runner(config, sim_cache / config.name)
@@ -432,12 +432,15 @@ def test_fp_accelerators(sim_cache, dataflow, kind):
     else:
         images = [(Buffer.ACT, G.act_image(a, shape)),
                   (Buffer.WEIGHT, G.weight_image(values, indices, shape))]
-    expected = gemm_from_images(run, images, m, k, n, seed=7)
-    if kind == "fp8":   # the golden executor's result is golden.fp_mac over beats of 8 pairs
+    # weight-stationary: the cycle model knows its settling (FP32 partial sums: 7 cycles a row)
+    expected = gemm_from_images(run, images, m, k, n, seed=7,
+                                cycles=dataflow == "weight_stationary")
+    if kind == "fp8":   # the golden executor's result is golden.fp_mac over the PEs' beats
         from nmforge.golden.fp_mac import fp_mac
         from nmforge.golden.nm import kept_pairs
         from nmforge.sim.kinds import beats_of
-        acts, weights = (beats_of(x, 4) for x in kept_pairs(a, values, indices, 2, 4))
+        groups = 4 if dataflow == "dot_product" else 1   # a PE's beat: 4 or 1 K-groups
+        acts, weights = (beats_of(x, groups) for x in kept_pairs(a, values, indices, 2, 4))
         bits, _ = fp_mac("fp8_e4m3", acts, "fp8_e4m3", weights, accumulate,
                          shape.fp_lanes or 1, shape.fp_acc_bits)
         got = G.unpack_store(expected["packets"][0], m * n, 32, 32, signed=False).reshape(m, n)
