@@ -33,8 +33,8 @@ def _shapes(shape):
     text = os.environ.get("NMFORGE_SHAPES")
     if text:
         return [tuple(int(x) for x in s.split("x")) for s in text.split(",")]
-    r, m, c = shape.rows, shape.m, shape.cols
-    return [(2 * r + 1, 3 * m, 2 * c + 1), (3 * r, 4 * m, 2 * c)]
+    r, kg, c = shape.rows, shape.k_group, shape.cols   # K: whole ACT words of any dataflow
+    return [(2 * r + 1, 3 * kg, 2 * c + 1), (3 * r, 4 * kg, 2 * c)]
 
 
 @cocotb.test()
@@ -55,7 +55,7 @@ async def accel_host_gemm(dut):
         return a, values, indices, acc
 
     def beats(mdim, k, ndim):
-        return -(-mdim // shape.rows) * -(-ndim // shape.cols) * (k // shape.m)
+        return -(-mdim // shape.rows) * -(-ndim // shape.cols) * (k // shape.span())
 
     def host():
         link = AcceleratorLink(port, info, sleep=port.sleep, device_timeout_s=timeout_s, retries=2000)
@@ -86,7 +86,7 @@ async def accel_host_gemm(dut):
         link.clear()
         status = link.status()
         assert not status["cmd_error"] and status["array_beats"] == 0, status
-        a, values, indices, acc = operands(shape.rows + 1, shape.m, shape.cols + 1)
+        a, values, indices, acc = operands(shape.rows + 1, shape.k_group, shape.cols + 1)
         assert np.array_equal(link.gemm(a, values, indices), acc), "GEMM after CLEAR differs"
         return runs, link.stats
 

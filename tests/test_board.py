@@ -50,14 +50,17 @@ def test_host_link_dense_saturating(tmp_path):
     assert result.passed, f"board simulation failed; log {result.log}, waves {result.waves}"
 
 
-def test_accelerator_gemms_on_simulated_board(tmp_path):
+@pytest.mark.parametrize("dataflow", ["output_stationary", "dot_product", "weight_stationary"])
+def test_accelerator_gemms_on_simulated_board(tmp_path, dataflow):
     """`nmforge build --board` of a config with [accelerator] builds the accelerator behind the
     UART link: simulated (sim.tb_board_accel), the AcceleratorLink host driver loads A, W and
-    PARAM, runs GEMMs larger than the 2x2 2:4 array (5x12x5 raw accumulators, 6x16x4
-    requantized with ReLU) and reads the results back bit-exactly; a refused command reports
-    its error code, CLEAR resets it, and the next GEMM is exact."""
+    PARAM, runs GEMMs larger than the 2x2 2:4 array (output-stationary: 5x12x5 raw
+    accumulators, 6x16x4 requantized with ReLU; K in whole 8-element ACT words on the
+    dot-product and weight-stationary arrays) and reads the results back bit-exactly; a refused
+    command reports its error code, CLEAR resets it, and the next GEMM is exact. The host driver
+    is the same for every dataflow."""
     config = parse_config({
-        "name": "brd_acc", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
+        "name": f"brd_acc_{dataflow[:3]}", "array": {"rows": 2, "cols": 2, "dataflow": dataflow},
         "sparsity": {"nm": "2:4"},
         "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32, "overflow": "wrap"},
         "accelerator": {"stream_width": 32, "act_depth": 64, "weight_depth": 64, "param_depth": 16,
@@ -66,7 +69,9 @@ def test_accelerator_gemms_on_simulated_board(tmp_path):
     assert result.passed, f"board simulation failed; log {result.log}, waves {result.waves}"
     assert result.tests == 1
     runs = json.loads((tmp_path / "result.json").read_text())
-    assert runs["runs"] == [[5, 12, 5], [6, 16, 4]]
+    k_group = 4 if dataflow == "output_stationary" else 8   # rows * M
+    assert runs["runs"] == [[5 if k_group == 4 else 3, 3 * k_group, 5],
+                            [6 if k_group == 4 else 3, 4 * k_group, 4]]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["accelerator"]["shape"]["stream_width"] == 32
 
