@@ -102,31 +102,37 @@ class ExactSum:
         self.round_stages = round_latency(bits, OUT_LZ_SPLIT)
         self.round_latency = 1 + self.round_stages
 
-    def add(self, m, total, beat, name="sum"):
-        """total + beat (a beat_layout or another sum), combinational in `m`: the value wraps
-        to `bits`, classes and `bound` accumulate."""
+    def add(self, m, value, flags, beat, beat_flags, name="exact"):
+        """value + beat, combinational in `m`: (the sum wrapped to `bits`, the flags after it:
+        each class OR the beat's, `bound` also set when the exact sum leaves the range)."""
         width = self.bits
-        exact = Signal(signed(width + 1), name=f"{name}_exact")
-        out = Signal(self.layout, name=name)
+        exact = Signal(signed(width + 1), name=name)
+        m.d.comb += exact.eq(value + beat)
         top = exact[width - 1:]
-        m.d.comb += [exact.eq(total.value + beat.value),
-                     out.value.eq(exact[:width]),
-                     out.bound.eq(total.bound | getattr(beat, "bound", 0)
-                                  | ~(top.all() | ~top.any())),
-                     *[getattr(out, k).eq(getattr(total, k) | getattr(beat, k))
-                       for k in SPECIAL_CLASSES]]
+        bound = ~(top.all() | ~top.any())
+        new = {k: flags[k] | beat_flags[k] for k in SPECIAL_CLASSES}
+        new["bound"] = flags["bound"] | bound
+        if "bound" in beat_flags:
+            new["bound"] = new["bound"] | beat_flags["bound"]
+        return exact[:width], new
+
+    def add_records(self, m, total, beat, name="sum"):
+        """`add` for records (`layout`; the beat a `beat_layout` or a record): a new record."""
+        value, new = self.add(m, total.value, _flags(total), beat.value, _flags(beat),
+                              f"{name}_exact")
+        out = Signal(self.layout, name=name)
+        m.d.comb += [out.value.eq(value), *[getattr(out, k).eq(v) for k, v in new.items()]]
         return out
 
-    def round(self, m, total, name, scale=None, scale_nan=0):
-        """(FP32 bits, flag) of a sum, `round_latency` cycles later: sign/magnitude, then one
-        RNE rounding; NaN for a NaN class, +inf meeting -inf or `bound`, else +-inf for an
-        infinite class. Flag: invalid | both infinities | bound | rounded to +-inf. `scale`
-        (a signed exponent, MX block scales) multiplies the sum by 2^scale exactly before the
-        rounding; `scale_nan` makes the result NaN quietly (no flag)."""
-        value = total.value
+    def round(self, m, value, flags, name, scale=None, scale_nan=0):
+        """(FP32 bits, flag) of a sum (`value` and its `flags`), `round_latency` cycles later:
+        sign/magnitude, then one RNE rounding; NaN for a NaN class, +inf meeting -inf or
+        `bound`, else +-inf for an infinite class. Flag: invalid | both infinities | bound |
+        rounded to +-inf. `scale` (a signed exponent, MX block scales) multiplies the sum by
+        2^scale exactly before the rounding; `scale_nan` makes the result NaN quietly."""
         sign = reg(m, value[-1], f"{name}_sign")
         magnitude = reg(m, Mux(value[-1], -value, value)[:self.bits], f"{name}_mag")
-        f = {k: reg(m, getattr(total, k), f"{name}_{k}") for k in ("bound", *SPECIAL_CLASSES)}
+        f = {k: reg(m, v, f"{name}_{k}") for k, v in flags.items()}
         exp = self.lsb_exp
         if scale is not None:
             exp = Signal(EXP_SHAPE, name=f"{name}_exp", reset_less=True)
@@ -140,6 +146,16 @@ class ExactSum:
         flag = overflow | delay(m, f["invalid"] | both_inf | f["bound"], self.round_stages,
                                 f"{name}_flag", reset_less=True)
         return bits, flag
+
+    def round_record(self, m, total, name, scale=None, scale_nan=0):
+        """`round` of a record."""
+        return self.round(m, total.value, _flags(total), name, scale, scale_nan)
+
+
+def _flags(record):
+    """The classes (and `bound`, when it has one) of a record or beat view, as a dict."""
+    names = [*SPECIAL_CLASSES, "bound"] if "bound" in record.shape().members else SPECIAL_CLASSES
+    return {k: getattr(record, k) for k in names}
 
 
 class FpMac(wiring.Component):
@@ -230,30 +246,38 @@ class FpMac(wiring.Component):
     # ----------------------------------------------------------------------------- exact mode
 
     def _exact(self, m, lanes, valid, last):
-        beat = self._exact_beat(m, lanes)
+        beat, special = self._exact_beat(m, lanes)
         cycles = 2 + self.tree_levels
         valid = delay(m, valid, cycles, "valid_x", reset_less=False)
         last = delay(m, last, cycles, "last_x", reset_less=False)
         if self.beat_sums:
-            m.d.comb += [self.result.eq(beat), self.result_valid.eq(valid)]
+            m.d.comb += [self.result.value.eq(beat), self.result_valid.eq(valid),
+                         *[getattr(self.result, k).eq(v) for k, v in special.items()]]
             return
 
-        # Accumulate; on `last` the tile's sum goes to the output stage.
-        acc = Signal(self.sum.layout, name="acc")
-        new = self.sum.add(m, acc, beat)
-        final = Signal(self.sum.layout, name="final")
+        # Accumulate; on `last` the tile's sum and classes go to the output stage.
+        width = self.acc_bits
+        acc = Signal(signed(width))
+        flags = {name: Signal(name=f"tile_{name}")  # sticky over the tile
+                 for name in (*SPECIAL_CLASSES, "bound")}
+        total, new = self.sum.add(m, acc, flags, beat, special)
+        final = Signal(signed(width))
+        final_flags = {name: Signal(name=f"final_{name}") for name in flags}
         with m.If(last):
-            m.d.sync += [acc.eq(0), final.eq(new)]
+            m.d.sync += [acc.eq(0), final.eq(total)]
+            m.d.sync += [flags[k].eq(0) for k in flags] + [final_flags[k].eq(new[k]) for k in flags]
         with m.Elif(valid):
-            m.d.sync += acc.eq(new)
+            m.d.sync += [acc.eq(total)] + [flags[k].eq(new[k]) for k in flags]
         final_valid = reg(m, last, "final_valid", reset_less=False)
-        bits, flag = self.sum.round(m, final, "out")
+
+        # Output: sign/magnitude, then one rounding to FP32.
+        bits, flag = self.sum.round(m, final, final_flags, "out")
         out_valid = delay(m, final_valid, self.sum.round_latency, "out_valid", reset_less=False)
         self._publish(m, bits, flag, out_valid)
 
     def _exact_beat(self, m, lanes):
-        """Stages 4, 5 and the adder tree: the beat's exact sum and special classes
-        (`beat_layout`), 2 + tree_levels cycles after the products."""
+        """Stages 4, 5 and the adder tree: the beat's exact sum and its special classes (a
+        dict), 2 + tree_levels cycles after the products."""
         terms, classes = [], {name: [] for name in SPECIAL_CLASSES}
         for i, p in enumerate(lanes):
             magnitude = reg(m, (p["mant"] << p["offset"])[:self.lane_bits], f"x{i}_mag")
@@ -266,17 +290,14 @@ class FpMac(wiring.Component):
             classes["pinf"].append(p["inf"] & ~p["sign"])
             classes["ninf"].append(p["inf"] & p["sign"])
         cycles = 2 + self.tree_levels
-        beat = Signal(self.beat_layout, name="beat")
-        for name, bits in classes.items():
-            m.d.comb += getattr(beat, name).eq(
-                delay(m, Cat(*bits).any(), cycles, f"beat_{name}", reset_less=True))
+        special = {name: delay(m, Cat(*bits).any(), cycles, f"beat_{name}", reset_less=True)
+                   for name, bits in classes.items()}
         for level in range(self.tree_levels):
             pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
             terms = [Signal(signed(self.lane_bits + 2 + level), name=f"sum{level}_{i}")
                      for i in range(len(pairs))]
             m.d.sync += [t.eq(sum(p)) for t, p in zip(terms, pairs)]
-        m.d.comb += beat.value.eq(terms[0])
-        return beat
+        return terms[0], special
 
     def _publish(self, m, bits, flag, valid):
         result = Signal(32, name="result_reg", reset_less=True)  # held until the next tile

@@ -61,10 +61,10 @@ class ExactFpPartialSum:
         self.finish_latency = exact_sum.round_latency
 
     def add(self, m, psum, beat):
-        return self.sum.add(m, psum, beat), 0
+        return self.sum.add_records(m, psum, beat), 0
 
     def finish(self, m, total, context, name):
-        bits, flag = self.sum.round(m, total, name)
+        bits, flag = self.sum.round_record(m, total, name)
         return delay(m, total, self.finish_latency, f"{name}_sum", reset_less=True), bits, flag
 
 
@@ -114,7 +114,7 @@ class MxPartialSum:
 
     def add(self, m, psum, beat):
         out = Signal(self.layout, name="record")
-        m.d.comb += [out.block.eq(self.block_sum.add(m, psum.block, beat)),
+        m.d.comb += [out.block.eq(self.block_sum.add_records(m, psum.block, beat)),
                      out.sum.eq(psum.sum), out.flag.eq(psum.flag), out.started.eq(psum.started)]
         return out, 0
 
@@ -123,7 +123,7 @@ class MxPartialSum:
         scale = Signal(EXP_SHAPE, name=f"{name}_scale")
         m.d.comb += scale.eq(context["side"] + context["w_side"] - 2 * E8M0_BIAS)
         scale_nan = (context["side"] == E8M0_NAN) | (context["w_side"] == E8M0_NAN)
-        block, block_flag = self.block_sum.round(m, total.block, name, scale, scale_nan)
+        block, block_flag = self.block_sum.round_record(m, total.block, name, scale, scale_nan)
         before = delay(m, Mux(total.started, total.sum, FP32_NEG_ZERO), rounding,
                        f"{name}_before", reset_less=True)
         x, y = reg(m, before, f"{name}_x"), reg(m, block, f"{name}_y")
