@@ -33,7 +33,8 @@ DATAFLOW_TIMING = {
         "one act beat (one activation row's K-block of `rows` K-groups, with the C partial sums it "
         "adds to) per cycle; a weight tile (rows K-groups x C columns) loads in one weight transfer "
         "into shadow registers while the tile before computes and is taken into use by the next "
-        "`first` beat, after which the next tile can load R+C-1 cycles later; results wait in an "
+        "`first` beat, after which the next tile can load (R-1)*hop+C cycles later (a partial "
+        "sum takes hop cycles per PE row: 1, or 7 with FP32 partial sums); results wait in an "
         "output FIFO of latency + 1 beats, so a ready consumer never stalls the array",
         "one per malformed K-group of a tile, each time a `first` beat takes the tile into use"),
 }

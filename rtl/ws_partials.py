@@ -1,16 +1,16 @@
 """Partial sums of the weight-stationary array (rtl.ws_array), one class per PE kind: the
 layout that flows down a column (and through the accelerator's accumulator memory), `add` (one
-PE's update with its MAC unit's exact beat sum, combinational) and, for kinds whose partial sums
-are finished after the bottom row, `finish` (a pipeline of `finish_latency` cycles per column
-giving the record to pass on, the finished `value` (FP32, or `value_bits` wide) and the flag)
-with the act-beat fields
-(`act_fields`) and weight-tile column fields (`tile_fields`) it reads. An all-zero record is the
-empty sum (the accumulator's first K-block)."""
+PE's update with its MAC unit's exact beat sum, combinational; `hop` when it is pipelined) and,
+for kinds whose partial sums are finished after the bottom row, `finish` (a pipeline of
+`finish_latency` cycles per column giving the record to pass on, the finished `value` (FP32, or
+`value_bits` wide) and the flag) with the act-beat fields (`act_fields`) and weight-tile column
+fields (`tile_fields`) it reads. An all-zero record is the empty sum (a GEMM's first K-block)."""
 from amaranth import Mux, Signal, signed
 from amaranth.lib import data
 
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg
 from .formats import E8M0_BIAS, E8M0_NAN
+from .mac_mpgemm import side_layout as mpgemm_side_layout
 from .pipeline import delay
 
 FP32_NEG_ZERO = 0x80000000
@@ -35,18 +35,6 @@ class IntPartialSum:
             lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
             total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
         return total, out_of_range
-
-
-class ExactFpPartialSum:
-    """The fp kind's exact partial sums (rtl.mac_fp.ExactSum: wide fixed point + special
-    classes), rounded to FP32 once, at the end (`round`): no overflow until then."""
-
-    def __init__(self, exact_sum):
-        self.sum, self.layout = exact_sum, exact_sum.layout
-        self.round, self.round_latency = exact_sum.round, exact_sum.round_latency
-
-    def add(self, m, psum, beat):
-        return self.sum.add(m, psum, beat), 0
 
 
 class ExactFpPartialSum:
@@ -186,8 +174,7 @@ class MpgemmPartialSum:
     act_fields = {"block_last": 1}
 
     def __init__(self, mac):
-        from .mac_mpgemm import side_layout
-        self.mac, self.side = mac, side_layout(mac.weight_format)
+        self.mac, self.side = mac, mpgemm_side_layout(mac.weight_format)
         self.tile_fields = {"side": self.side}
         self.value_bits = mac.out_width
         self.layout = data.StructLayout({"s": signed(mac.s_bits), "t": signed(mac.t_bits),
