@@ -21,7 +21,7 @@ import operator
 
 import numpy as np
 
-from .gemm import _accumulate
+from .gemm import _accumulate, per_beat
 from .ints import int_array, int_range
 from .nm import kept_pairs
 
@@ -113,6 +113,15 @@ def bitserial_gemm(a, bits, indices, planes, msb, n, m, acc_width, overflow,
     With `beat_groups` > 1 (a dot-product PE) each run of that many beats is one array beat of
     one plane (plane_beats with `block`): summed exactly, then accumulated.
     """
+    beat_values, planes, msb = bitserial_beat_values(a, bits, indices, planes, msb, n, m)
+    c, overflowed = _accumulate(per_beat(beat_values, beat_groups), acc_width, overflow)
+    planes, msb = planes[beat_groups - 1::beat_groups], msb[beat_groups - 1::beat_groups]
+    return c, overflowed or bool(malformed_columns(planes, msb, weight_width).any())
+
+
+def bitserial_beat_values(a, bits, indices, planes, msb, n, m):
+    """(v (B, rows, cols), planes (B, cols), msb (B, cols)): each beat's exact value v_b =
+    (-1)^msb * 2^plane * sum a * bit (module docstring), operands as bitserial_gemm's."""
     bits = int_array(bits, "bits").astype(np.int64)
     if ((bits != 0) & (bits != 1)).any():
         raise ValueError("weight bits must be 0 or 1")
@@ -124,8 +133,4 @@ def bitserial_gemm(a, bits, indices, planes, msb, n, m, acc_width, overflow,
     if (planes < 0).any() or (planes >= MAX_WEIGHT_WIDTH).any():
         raise ValueError(f"plane indices must be in 0..{MAX_WEIGHT_WIDTH - 1} (at most 4 bits)")
     sums = (acts * kept_bits).sum(axis=3).transpose(2, 0, 1)  # (B, rows, cols)
-    beat_values = (sums << planes[:, None, :]) * np.where(msb != 0, -1, 1)[:, None, :]
-    beat_values = beat_values.reshape(beats // beat_groups, beat_groups, rows, cols).sum(axis=1)
-    planes, msb = planes[beat_groups - 1::beat_groups], msb[beat_groups - 1::beat_groups]
-    c, overflowed = _accumulate(beat_values, acc_width, overflow)
-    return c, overflowed or bool(malformed_columns(planes, msb, weight_width).any())
+    return (sums << planes[:, None, :]) * np.where(msb != 0, -1, 1)[:, None, :], planes, msb

@@ -84,10 +84,16 @@ def sparse_gemm_int(a, values, indices, n, m, acc_width, overflow, beat_groups=1
     the exact sum of that many consecutive groups at a time (saturation and the overflow flag
     apply per beat, not per group).
     """
-    sums = sparse_group_sums(a, values, indices, n, m)
-    if beat_groups > 1:
-        sums = sums.reshape(sums.shape[0] // beat_groups, beat_groups, *sums.shape[1:]).sum(axis=1)
-    return _accumulate(sums, acc_width, overflow)
+    return _accumulate(per_beat(sparse_group_sums(a, values, indices, n, m), beat_groups),
+                       acc_width, overflow)
+
+
+def per_beat(sums, beat_groups):
+    """Exact sums (G, ...) of consecutive groups combined per beat of `beat_groups` of them
+    (a dot-product PE sums a beat exactly before its accumulator takes it): (G/beat_groups, ...)."""
+    if beat_groups == 1:
+        return sums
+    return sums.reshape(sums.shape[0] // beat_groups, beat_groups, *sums.shape[1:]).sum(axis=1)
 
 
 def runtime_gemm_int(a, values, indices, pattern, n, acc_width, overflow):

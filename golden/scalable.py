@@ -30,7 +30,7 @@ like code 3 (its lanes then contribute 0).
 import numpy as np
 
 from .dot import subword_dot
-from .gemm import _accumulate
+from .gemm import _accumulate, per_beat
 from .ints import int_array
 from .nm import kept_pairs
 
@@ -90,11 +90,15 @@ def sparse_scalable_gemm(a_words, w_words, modes, indices, n, m, acc_width, over
     word w_words[g*N+l, j] in mode modes[g*N+l, j]; beat sums accumulated in order
     (`beat_groups` consecutive groups summed exactly per beat: a dot-product PE's beat).
     Returns (c (rows, cols) int64, overflowed)."""
+    sums = sparse_scalable_group_sums(a_words, w_words, modes, indices, n, m, int16)
+    return _accumulate(per_beat(sums, beat_groups), acc_width, overflow)
+
+
+def sparse_scalable_group_sums(a_words, w_words, modes, indices, n, m, int16=True):
+    """Exact sums (G, rows, cols) of each K-group's N lane values (as sparse_scalable_gemm)."""
     acts, weights = kept_pairs(a_words, w_words, indices, n, m)   # (rows, cols, G, N)
     _, lane_modes = kept_pairs(a_words, modes, indices, n, m)
-    sums = beat_sums(lane_modes, acts, weights, int16)              # (rows, cols, G)
-    sums = sums.reshape(*sums.shape[:2], -1, beat_groups).sum(axis=-1)
-    return _accumulate(sums.transpose(2, 0, 1), acc_width, overflow)
+    return beat_sums(lane_modes, acts, weights, int16).transpose(2, 0, 1)
 
 
 def split_int16(x):

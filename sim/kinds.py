@@ -663,10 +663,16 @@ class BitserialKind:
         return Operands(a_beats, bits, beat_indices, None,
                         np.repeat(side[:, None], cols, axis=1))
 
-    def golden(self, ops):
+    def planes(self, ops):
+        """(planes, msb), each (beats, cols): the plane index and sign flag of every beat's
+        `w_side`."""
         fields = [[unpack(self.side, int(x)) for x in row] for row in np.asarray(ops.w_side)]
         planes = np.array([[f["plane"] for f in row] for row in fields], dtype=np.int64)
         msb = np.array([[f["msb"] for f in row] for row in fields], dtype=np.int64)
+        return planes, msb
+
+    def golden(self, ops):
+        planes, msb = self.planes(ops)
         return BS.bitserial_gemm(ops.a, ops.values, ops.indices, planes, msb, self.n, self.m,
                                  self.acc_width, self.overflow, self.weight_width,
                                  self.beat_groups)

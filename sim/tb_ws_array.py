@@ -36,7 +36,8 @@ from ..golden.ints import int_range
 from ..golden.nm import act_windows, beat_span, kept_pairs, parse_runtime_pattern
 from ..golden import posit as P
 from ..golden.posit_mac import quire_lsb_exp, quire_products
-from ..golden.scalable import beat_sums as scalable_beat_sums
+from ..golden.bitserial import bitserial_beat_values
+from ..golden.scalable import sparse_scalable_group_sums
 from .array_model import bitmap_of, column_subset, corrupt_bitmaps, corrupt_groups, corrupt_runtime
 from .harness import env_float, env_int, manifest, rngs, start, watchdog_bound
 from .kinds import kind_model
@@ -121,9 +122,8 @@ class ScalablePartials(IntPartials):
 
     def group_terms(self, ops):
         values = np.asarray(ops.values, dtype=np.int64)
-        acts, weights = kept_pairs(ops.a, values & 0xFF, ops.indices, self.n, self.m)
-        _, modes = kept_pairs(ops.a, values >> 8, ops.indices, self.n, self.m)
-        return scalable_beat_sums(modes, acts, weights).transpose(2, 0, 1)
+        return sparse_scalable_group_sums(ops.a, values & 0xFF, values >> 8, ops.indices,
+                                          self.n, self.m)
 
 
 class BitserialPartials(IntPartials):
@@ -136,11 +136,8 @@ class BitserialPartials(IntPartials):
         self.kind = kind
 
     def group_terms(self, ops):
-        acts, bits = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
-        sides = [unpack(self.kind.side, int(x)) for x in ops.w_side[:, 0]]
-        planes = np.array([f["plane"] for f in sides], dtype=np.int64)
-        signs = np.array([-1 if f["msb"] else 1 for f in sides], dtype=np.int64)
-        return ((acts * bits).sum(axis=-1) * (signs << planes)).transpose(2, 0, 1)
+        return bitserial_beat_values(ops.a, ops.values, ops.indices, *self.kind.planes(ops),
+                                     self.n, self.m)[0]
 
 
 class FpPartials:
@@ -165,18 +162,13 @@ class FpPartials:
 
     def group_terms(self, ops):
         """(groups, rows, columns) records of each K-group's N kept (activation, weight) pairs."""
-        groups = ops.values.shape[0] // self.n
-        positions = (np.arange(groups)[:, None, None] * self.m
-                     + ops.indices.reshape(groups, self.n, -1))             # (G, N, cols)
-        acts = ops.a[:, positions].transpose(1, 0, 3, 2)                    # (G, rows, cols, N)
-        weights = np.broadcast_to(ops.values.reshape(groups, self.n, -1).transpose(0, 2, 1)
-                                  [:, None], acts.shape)
+        acts, weights = kept_pairs(ops.a, ops.values, ops.indices, self.n, self.m)
         fa, fb = self.formats
-        records = exact_beat_sums(fa, acts, fb, weights)
+        records = exact_beat_sums(fa, acts, fb, weights)                 # (rows, cols, G)
         out = self.zeros(acts.shape[:-1])
         for name, value in records.items():
             out[name] = value
-        return out
+        return out.transpose(2, 0, 1)
 
     def start(self, rng, shape):
         """Random records: 45 % zero, 5 % at an end of the range (a group of the same sign
