@@ -191,7 +191,8 @@ class MpgemmMac(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(self.act_width), n)),
             "w": In(data.ArrayLayout(self.weight_shape, n)),
-            "w_side": In(side_layout(weight_format)),
+            # beat sums need no side: the array closes groups (rtl.ws_partials)
+            **({} if beat_sums else {"w_side": In(side_layout(weight_format))}),
             "valid": In(1), "last": In(1),
             "result": Out(self.beat_layout if beat_sums else signed(out_width)),
             "result_valid": Out(1), "overflow": Out(1),
@@ -199,28 +200,17 @@ class MpgemmMac(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, beats = self.n, self.group_beats
+        n = self.n
 
         # 1: input registers, position of the beat in its group, scale/zero check.
         a = delay(m, self.a, 1, "a_in", reset_less=True)
         w = delay(m, self.w, 1, "w_in", reset_less=True)
-        side = delay(m, self.w_side, 1, "side_in", reset_less=True)
+        if not self.beat_sums:
+            side = delay(m, self.w_side, 1, "side_in", reset_less=True)
         valid = delay(m, self.valid, 1, "valid_in")
         last = delay(m, self.valid & self.last, 1, "last_in")
-        if beats > 1:
-            count = Signal(range(beats), name="group_beat")
-            first, final = count == 0, count == beats - 1
-            with m.If(valid):
-                m.d.sync += count.eq(Mux(final | last, 0, count + 1))
-            ref_scale = Signal.like(side.scale, name="ref_scale", reset_less=True)
-            ref_zero = Signal.like(side.zero, name="ref_zero", reset_less=True)
-            with m.If(valid & first):
-                m.d.sync += [ref_scale.eq(side.scale), ref_zero.eq(side.zero)]
-            changed = ~first & ((side.scale != ref_scale) | (side.zero != ref_zero))
-            bad = (last & ~final) | changed
-            group_end = final | last
-        else:
-            bad, group_end = Const(0), Const(1)
+        if not self.beat_sums:
+            bad, group_end = self._group_position(m, side, valid, last)
 
         # 2: products (shift-and-add), activations alongside.
         prods = [reg(m, shift_add_product(a[i], w[i]), f"prod{i}") for i in range(n)]
@@ -301,6 +291,24 @@ class MpgemmMac(wiring.Component):
         m.d.sync += [self.result_valid.eq(out_valid), self.overflow.eq(out_valid & flag)]
         m.d.comb += self.result.eq(result)
         return m
+
+    def _group_position(self, m, side, valid, last):
+        """(bad, group_end) of the beat entering stage 1: its group ends here (its last beat or
+        the tile's `last`); bad = `last` in mid-group, or the scale or zero point changed
+        within the group."""
+        beats = self.group_beats
+        if beats == 1:
+            return Const(0), Const(1)
+        count = Signal(range(beats), name="group_beat")
+        first, final = count == 0, count == beats - 1
+        with m.If(valid):
+            m.d.sync += count.eq(Mux(final | last, 0, count + 1))
+        ref_scale = Signal.like(side.scale, name="ref_scale", reset_less=True)
+        ref_zero = Signal.like(side.zero, name="ref_zero", reset_less=True)
+        with m.If(valid & first):
+            m.d.sync += [ref_scale.eq(side.scale), ref_zero.eq(side.zero)]
+        changed = ~first & ((side.scale != ref_scale) | (side.zero != ref_zero))
+        return (last & ~final) | changed, final | last
 
     def group_value(self, m, s, t, side, name=""):
         """r = scale * (s - zero * t) of a quantization group's sums and `side`,

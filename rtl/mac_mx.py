@@ -105,7 +105,8 @@ class MxMac(wiring.Component):
             "a": In(data.ArrayLayout(code, n)),
             "w": In(data.ArrayLayout(code, n)),
             "valid": In(1), "last": In(1),
-            "a_side": In(unsigned(8)), "w_side": In(unsigned(8)),
+            # beat sums need no scales: the array closes blocks (rtl.ws_partials)
+            **({} if beat_sums else {"a_side": In(unsigned(8)), "w_side": In(unsigned(8))}),
             "result": Out(self.beat_layout if beat_sums else unsigned(32)),
             "result_valid": Out(1), "overflow": Out(1),
         })

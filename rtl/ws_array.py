@@ -7,22 +7,24 @@ Streams (amaranth.lib.stream, valid/ready):
               then each group's metadata in turn: rtl.decoder.grouped_metadata, the dot-product
               array's weight beat); PE (r, c) takes group r of column c into its shadow register.
               Taken when the shadow registers are free: the tile before has been taken into use
-              by every PE ((R-1)*hop+C-1 cycles after its first beat), so the next tile loads while the
-              current one computes.
+              by every PE ((R-1)*hop+C-1 cycles after its first beat), so the next tile
+              loads while the current one computes.
   act    in : one activation row's K-block: `data[r]` the M activations of group r; `psum[c]` the
               partial sum the beat adds to for column c (the sums of the K-blocks before); `first`
               = the beat starts using the last loaded tile (it waits until a tile is loaded).
   result out: per beat, psum[c] + the N kept products of PE (0, c), then of PE (1, c), ... added
               group by group in K order under the overflow policy (so wrap and saturate give what
               the output-stationary array's accumulator gives for the same K order).
-Partial sums are the PE kind's (rtl.ws_partials): integers for "int"; for "fp" and "mx" records
-that are finished after the bottom row (fp: rounded once; mx: a scale block closed when the
-beat is `block_last`, with the act beat's `side` and the tile column's `side`): act beats then
-carry `final` (the last K-block: its flags raise `overflow`) and results are {psum, value}.
+Partial sums are the PE kind's (rtl.ws_partials): integers (int, scalable, bit-serial) or
+records finished after the bottom row (fp, mx, posit, mpgemm: rounded, or a block closed when
+the beat is `block_last`, with the fields the kind reads from act beats and tile columns): act
+beats then carry `final` (the last K-block: its flags raise `overflow`) and results are
+{psum, value}. A MAC with a weight side value (bit-serial: the plane) gets the tile column's.
 One beat per cycle. Activations enter row r after r*hop cycles and move right one PE per cycle;
 each column's psum enters its top PE when that PE's products are ready and moves down one PE
-per hop cycles (hop = 1, or the kind's pipelined adder + 1: FP32 accumulation); the bottom row's sums are re-aligned and written to an output FIFO of `latency` + 1
-beats (admission keeps that many beats outstanding, so a ready consumer never stalls the array).
+per hop cycles (hop = 1, or the kind's pipelined adder + 1: FP32 accumulation); the bottom
+row's sums are re-aligned and written to an output FIFO of `latency` + 1 beats (admission
+keeps that many beats outstanding, so a ready consumer never stalls the array).
 `overflow` and `meta_error` are sticky until reset; `bad_groups` counts the malformed metadata
 groups of every tile each time a tile is taken into use (its `first` beat). With run-time
 patterns (rtl.decoder.RuntimeNMDecoder in every PE) PE row r holds beat r of the K-block (its N
@@ -123,8 +125,8 @@ class WeightStationaryArray(wiring.Component):
         self.pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         pe = self.pe = self.pes[0][0]
         self.n, self.m = pe.n, pe.m
-        # Kinds whose partial sums are finished after the bottom row (fp, mx): act beats say
-        # `final` (and what the kind's finish reads), results carry the sums and their values.
+        # Kinds whose partial sums are finished after the bottom row (rtl.ws_partials): act
+        # beats say `final` (and what the kind's finish reads), results carry sums and values.
         partial = pe.partial
         self.finishes = hasattr(partial, "finish")
         self.hop = pe.psum_hop     # cycles a partial sum takes per PE row (activations skew alike)
