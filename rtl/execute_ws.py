@@ -15,7 +15,7 @@ from amaranth.lib import fifo
 from amaranth.lib.memory import Memory
 
 from .banked_memory import BUFFER_ATTRS, READ_LATENCY
-from .execute import ExecuteUnit, runtime_window
+from .execute import ExecuteUnit, select_window
 from .isa import ADDR_BITS, SIZE_BITS
 from .pipeline import delay
 
@@ -164,19 +164,13 @@ class WsExecuteUnit(ExecuteUnit):
         beat r of K-block `sub` of the ACT word; per column the tile's values and indices as
         stored and the GEMM's pattern id for every PE row."""
         array, shape, aw = self.array, self.shape, self.act_width
-        n, mmax, rows = shape.n, shape.m, shape.beat_groups
+        rows = shape.beat_groups
         for r in range(rows):
-            window = Value.cast(array.act.payload.data[r])
-            with m.Switch(pattern):
-                for pid, (np_, mp) in enumerate(shape.patterns):
-                    span = shape.span(pid) // rows          # one PE row's beat
-                    with m.Case(pid):
-                        with m.Switch(sub):
-                            for q in range(shape.k_group // shape.span(pid)):
-                                with m.Case(q):
-                                    m.d.comb += window.eq(runtime_window(
-                                        act_word, q * rows * span + r * span, (np_, mp), n,
-                                        mmax, aw))
+            starts = {(pid, q): (q * rows + r) * (shape.span(pid) // rows)   # one PE row's beat
+                      for pid in range(len(shape.patterns))
+                      for q in range(shape.k_group // shape.span(pid))}
+            m.d.comb += Value.cast(array.act.payload.data[r]).eq(select_window(
+                m, act_word, pattern, sub, starts, shape.patterns, shape.n, shape.m, aw))
         id_bits = len(array.weight.payload[0].pattern) // rows
         self._runtime_columns(m, weight_word, Cat(*[pattern[:id_bits]] * rows))
 
