@@ -8,11 +8,13 @@ streams (data-in always valid, data-out always ready):
   and its unit starts the cycle after, when the next command is taken;
 - LOAD: one data-in word and at most one buffer word per cycle: max(stream words, words) + 3
   cycles from its start until the unit is free;
-- GEMM: the feeder streams one beat per cycle from 4 cycles after the start; a tile's last beat
+- GEMM: the feeder streams one beat per cycle from 4 cycles after the start (6 with run-time
+  patterns: their activation windows are cut in two registered steps); a tile's last beat
   waits while `result_depth` + 1 tiles are admitted and not yet drained; each tile's results
   appear `array_latency` cycles after its last beat; the drain takes one result row per cycle
   (R cycles per tile), tiles starting at least rtl.execute.tile_drain_cycles apart; the unit
-  is free DRAIN_TAIL cycles after the last tile's last row;
+  is free DRAIN_TAIL cycles after the last tile's last row, with `to_act` once the chained
+  writer has written that tile's ACT words (one per cycle);
 - STORE: one data-out stream word per cycle, free (stream words) + STORE_TAIL cycles after its
   start.
 The dataflow enters only through the GEMM timing (feeder start, latency, drain), so another
@@ -21,11 +23,11 @@ dataflow's feeder brings its own `gemm_cycles`.
 from dataclasses import dataclass
 
 from ..rtl.accelerator import control_cycles   # take -> dispatch
-from ..rtl.execute import tile_drain_cycles
+from ..rtl.execute import WINDOW_LATENCY, chain_words, tile_drain_cycles
 from ..rtl.output_stage import LATENCY as STAGE_LATENCY
 from ..rtl.isa import Error, Opcode, UNIT_OF, Unit, check, decode, encode
 
-FEED_DELAY = 4        # start -> first array beat
+FEED_DELAY = 4        # start -> first array beat (+ WINDOW_LATENCY with run-time patterns)
 DRAIN_TAIL = STAGE_LATENCY + 3  # last row taken -> execute unit free (the output stages + 3)
 STORE_TAIL = 4
 LOAD_TAIL = 3
@@ -51,7 +53,7 @@ def gemm_cycles(shape, row_panels, col_panels, groups, array_latency, result_dep
     tiles = row_panels * col_panels
     spacing = tile_drain_cycles(shape.rows, shape.cols, shape.k_group)
     drained = []          # cycle each tile's last row is taken
-    beat = FEED_DELAY - 1
+    beat = FEED_DELAY + (WINDOW_LATENCY if shape.runtime else 0) - 1
     begin = None
     for t in range(tiles):
         last = beat + groups
@@ -164,6 +166,8 @@ def predict(shape, commands, array_latency, result_depth):
             beats = rp * cp * groups
             cycles_of = gemm_cycles_ws if shape.dataflow == "weight_stationary" else gemm_cycles
             end = start + cycles_of(shape, rp, cp, groups, array_latency, result_depth)
+            if f["to_act"]:   # then the chained writer's ACT words of the last tile
+                end += chain_words(shape.cols, shape.k_group, (cp - 1) * shape.cols % shape.k_group)
         elif opcode == Opcode.STORE:
             f = fields["store"]
             end = start + shape.store_stream_words(f["count"], f["wide"]) + STORE_TAIL

@@ -8,7 +8,8 @@ reused by every tile that needs it without reloading), registered straight out o
 RAM (rtl.banked_memory.READ_LATENCY), into an 8-deep skid FIFO that feeds the array's act and
 weight streams, one beat per cycle (`last` on g = groups - 1). On a run-time design the GEMM's
 pattern picks the beat's slice of the ACT word and its activation window
-(golden.nm.act_windows), and the pattern id goes to every column's decoder.
+(golden.nm.act_windows), cut in WINDOW_LATENCY registered steps before the FIFO, and the pattern
+id goes to every column's decoder.
 Drain: takes one row of the array's result tile per cycle (C results), with the tile's C PARAM
 words (read in one cycle from the banked PARAM buffer, rtl.banked_memory), runs them through C
 output stages (rtl.output_stage) and writes the OUT words dst_addr + row*n + col (elements
@@ -31,6 +32,7 @@ from .output_stage import LATENCY as STAGE_LATENCY, OutputStage, PassThroughStag
 from .pipeline import delay
 
 FEED_DEPTH = 8
+WINDOW_LATENCY = 2   # run-time patterns: ACT word -> the rows' windows (shift, pick)
 
 
 class ExecuteUnit(wiring.Component):
@@ -107,7 +109,7 @@ class ExecuteUnit(wiring.Component):
                 with m.Case(pid):
                     m.d.comb += sub_last.eq(shape.k_group // shape.span(pid) - 1)
         m.submodules.feed = feed = fifo.SyncFIFO(
-            width=self.act_bits + self.weight_bits + 1 + len(sub), depth=FEED_DEPTH)
+            width=self.act_bits + self.weight_bits + 1, depth=FEED_DEPTH)
         # Reads in flight: issued (BRAM read), then registered (BRAM data -> fabric register).
         inflight, inflight_last = Signal(READ_LATENCY), Signal(READ_LATENCY)
         inflight_sub = [Signal.like(sub, name=f"inflight_sub{i}") for i in range(READ_LATENCY)]
@@ -153,16 +155,21 @@ class ExecuteUnit(wiring.Component):
         act_data = Signal.like(self.act_rd_data, name="act_rd_reg", reset_less=True)
         weight_data = Signal.like(self.weight_rd_data, name="weight_rd_reg", reset_less=True)
         m.d.sync += [act_data.eq(self.act_rd_data), weight_data.eq(self.weight_rd_data)]
-        m.d.comb += [feed.w_en.eq(inflight[-1]),
-                     feed.w_data.eq(Cat(act_data, weight_data, inflight_last[-1],
-                                        inflight_sub[-1]))]
+        fed, fed_last = inflight[-1], inflight_last[-1]
+        if shape.runtime:   # the rows' windows, cut in WINDOW_LATENCY registered steps
+            act_data = self._runtime_windows(m, op["pattern"], act_data, inflight_sub[-1])
+            weight_data = delay(m, weight_data, WINDOW_LATENCY, "weight_windowed",
+                                reset_less=True)
+            fed = delay(m, fed, WINDOW_LATENCY, "windowed")
+            fed_last = delay(m, fed_last, WINDOW_LATENCY, "windowed_last", reset_less=True)
+        m.d.comb += [feed.w_en.eq(fed), feed.w_data.eq(Cat(act_data, weight_data, fed_last))]
         # FIFO -> array: one joined beat per cycle.
         act_word = feed.r_data[:self.act_bits]
         weight_word = feed.r_data[self.act_bits:self.act_bits + self.weight_bits]
         beat_last = feed.r_data[self.act_bits + self.weight_bits]
-        beat_sub = feed.r_data[self.act_bits + self.weight_bits + 1:]
         if shape.runtime:
-            self._runtime_beat(m, op["pattern"], act_word, weight_word, beat_sub)
+            m.d.comb += array.act.payload.data.eq(act_word)
+            self._runtime_columns(m, weight_word, op["pattern"])
         else:
             m.d.comb += [array.act.payload.data.eq(act_word[:shape.act_data_bits]),
                          array.weight.payload.eq(weight_word)]
@@ -174,20 +181,20 @@ class ExecuteUnit(wiring.Component):
                      self.beat.eq(array.act.ready & array.weight.ready & feed.r_rdy)]
         return running | inflight.any() | feed.r_rdy
 
-    def _runtime_beat(self, m, pattern, act_word, weight_word, sub):
-        """A run-time design's beat: per row the activation window of the GEMM's pattern
-        (golden.nm.act_windows: lane block i holds the M' elements of lane i's group, then the
-        group again reversed as filler) cut from slice `sub` of the ACT word; per column the
-        stored values and indices plus the GEMM's pattern id."""
-        array, shape, aw = self.array, self.shape, self.act_width
-        group = shape.k_group
+    def _runtime_windows(self, m, pattern, act_word, sub):
+        """A run-time design's activation beat, WINDOW_LATENCY cycles after `act_word` and
+        `sub`: per row the activation window of the GEMM's pattern (golden.nm.act_windows: lane
+        block i holds the M' elements of lane i's group, then the group again reversed as
+        filler) cut from slice `sub` of the row's part of the ACT word."""
+        shape, aw, group = self.shape, self.act_width, self.k_group
         starts = {(pid, q): q * shape.span(pid) for pid in range(len(shape.patterns))
                   for q in range(group // shape.span(pid))}
-        for r in range(self.rows):
-            row = act_word[r * group * aw:(r + 1) * group * aw]
-            m.d.comb += Value.cast(array.act.payload.data[r]).eq(select_window(
-                m, row, pattern, sub, starts, shape.patterns, shape.n, shape.m, aw))
-        self._runtime_columns(m, weight_word, pattern)
+        windows = Signal(shape.act_data_bits, name="act_windows", reset_less=True)
+        m.d.sync += windows.eq(Cat(*(
+            select_window(m, act_word[r * group * aw:(r + 1) * group * aw], pattern, sub, starts,
+                          shape.patterns, shape.n, shape.m, aw, registered=True)
+            for r in range(self.rows))))
+        return windows
 
     def _runtime_columns(self, m, weight_word, pattern):
         """A run-time design's weight beat: per column the stored values and indices of
@@ -396,21 +403,22 @@ def window_elements(start, pattern, n, mmax):
             for lane in range(n) for t in range(mmax)]
 
 
-def select_window(m, word, pattern, sub, starts, patterns, n, mmax, width):
+def select_window(m, word, pattern, sub, starts, patterns, n, mmax, width, registered=False):
     """The activation window of the beat `starts[(pattern id, sub)]` of `word` (elements of
-    `width` bits), both chosen at run time (combinational) in two steps: `word` shifted down to
-    the beat's first element (a shifter in steps of the starts' common divisor), then per window
-    element a multiplexer over the elements that position takes under the patterns (1 to 7 on a
-    4:8 design). Two small steps instead of one multiplexer over every (pattern, sub) case: a
-    third of the LUTs (4x4 run-time 4:8: 1532 LUT4 per row instead of 3596)."""
-    unit = reduce(gcd, starts.values())
+    `width` bits), both chosen at run time, in two steps: `word` shifted down to the beat's
+    first element (a shifter in steps of the starts' common divisor; into a register when
+    `registered`, so the window comes a cycle after `word` and `sub`, with `pattern` held), then
+    per window element a multiplexer over the elements that position takes under the patterns
+    (1 to 7 on a 4:8 design). Two small steps instead of one multiplexer over every (pattern,
+    sub) case: a third of the LUTs (4x4 run-time 4:8: 1532 LUT4 per row instead of 3596)."""
+    unit = reduce(gcd, starts.values()) or 1   # every start 0: no shift
     offset = Signal(range(max(starts.values()) // unit + 1), name="window_offset")
     with m.Switch(Cat(sub, pattern)):
         for (pid, q), start in starts.items():
             with m.Case(q | pid << len(sub)):
                 m.d.comb += offset.eq(start // unit)
-    beat = Signal(len(word), name="window_beat")
-    m.d.comb += beat.eq(word >> (offset * (unit * width)))
+    beat = Signal(len(word), name="window_beat", reset_less=registered)
+    m.d["sync" if registered else "comb"] += beat.eq(word >> (offset * (unit * width)))
     picks = [window_elements(0, p, n, mmax) for p in patterns]
     window = []
     for pos in range(n * mmax):

@@ -154,7 +154,8 @@ def test_runtime_patterns_switch_between_gemms(sim_cache):
     """A run-time 4:8 design (2x2): one GEMM per pattern of its table, back to back with the
     weights of each stored compressed per that pattern, then a 1:8 layer chained into a 2:4
     one through ACT; random stalls, bit-exact against the golden executor, which equals
-    golden.gemm.runtime_gemm_int per pattern; a bad pattern id is refused."""
+    golden.gemm.runtime_gemm_int per pattern; a bad pattern id is refused. Without stalls the
+    cycle model counts the same cycles as Verilator (the windows' registered steps included)."""
     run = runner(accel_config("acc22rt48", nm="4:8", runtime=True), sim_cache / "accel22rt48")
     shape = run.shape
     rng = np.random.default_rng(48)
@@ -186,6 +187,8 @@ def test_runtime_patterns_switch_between_gemms(sim_cache):
                      8, 32)
     assert np.array_equal(G.unpack_store(packets[-1], m * n, 8, 32).reshape(m, n), y)
     assert expected["status"]["error_code"] == Error.PATTERN.value
+    _, measured = run(commands, data, stall=0)
+    assert run.predict(commands)["cycles"] == measured["cycles"]
 
 
 def test_malformed_metadata_is_counted_not_computed_as_valid(design):
