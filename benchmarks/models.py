@@ -39,7 +39,7 @@ RESULTS = REPO / "benchmarks" / "results"
 # (model, design, per-layer patterns on a run-time design)
 RUNS = [("digits_mlp", "accel_nm24_int8_8x8", None), ("digits_mlp", "accel_dense_int8_8x8", None),
         ("digits_cnn", "accel_nm24_int8_8x8", None), ("residual_block", "accel_nm24_int8_8x8", None),
-        ("digits_mlp", "accel_rt48_int8_4x4", {"fc1": "1:8", "fc3": "2:4"}),
+        ("digits_mlp", "accel_rt48_int8_2x4", {"fc1": "1:8", "fc3": "2:4"}),
         ("digits_mlp", "accel_fp8_4x4", None)]
 MAX_CYCLE_RATIO = 0.6
 

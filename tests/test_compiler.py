@@ -313,7 +313,7 @@ def _sim_run(tmp_path, design, inputs, patterns=None):
     return out, sim, golden
 
 
-RUNTIME_MLP = ("accel_rt48_int8_4x4.toml", {"fc1": "1:8", "fc3": "2:4"})
+RUNTIME_MLP = ("accel_rt48_int8_2x4.toml", {"fc1": "1:8", "fc3": "2:4"})
 
 
 def _mlp_program(design, patterns=None):
