@@ -47,6 +47,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .accumulator import outside_signed_range
 from .formats import FLOAT_FORMATS, exact_sum_bits, float_format
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg, round_fp32, round_latency
 from .pipeline import delay
@@ -108,8 +109,7 @@ class ExactSum:
         width = self.bits
         exact = Signal(signed(width + 1), name=name)
         m.d.comb += exact.eq(value + beat)
-        top = exact[width - 1:]
-        bound = ~(top.all() | ~top.any())
+        bound = outside_signed_range(exact[width - 1:])
         new = {k: flags[k] | beat_flags[k] for k in SPECIAL_CLASSES}
         new["bound"] = flags["bound"] | bound
         if "bound" in beat_flags:

@@ -55,6 +55,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .accumulator import outside_signed_range
 from .pipeline import delay
 
 ACT_FORMATS = {"int8": 8, "int16": 16}
@@ -265,8 +266,7 @@ class MpgemmMac(wiring.Component):
         acc = Signal(signed(width), name="acc")
         exact = Signal(signed(max(width, len(r)) + 1), name="acc_exact")
         m.d.comb += exact.eq(acc + r)
-        top = exact[width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
+        out_of_range = outside_signed_range(exact[width - 1:])
         tile_bad = Signal(name="tile_bad")
         flag = tile_bad | out_of_range | r_bad
         final = Signal(signed(width), name="final", reset_less=True)

@@ -52,6 +52,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .accumulator import outside_signed_range
 from .formats import POSIT_FORMATS as POSIT_PARAMS, posit_format
 from .fp32 import reg
 from .mac_fp import lut_product
@@ -273,7 +274,7 @@ class PositMac(wiring.Component):
                 # every lower chunk of the same partial sum is zero (they are aligned here)
                 low_zero = ~Cat(*pieces[:-1]).any() if i else Const(1, 1)
                 # outside [-2^(Q-1), 2^(Q-1)), or exactly -2^(Q-1) (the quire's NaR pattern)
-                out = ~(edge.all() | ~edge.any()) | ((new_r == (1 << (width - 1))) & low_zero)
+                out = outside_signed_range(edge) | ((new_r == (1 << (width - 1))) & low_zero)
             with m.If(v):
                 m.d.sync += acc.eq(Mux(la, 0, new))
         nar_in = delay(m, beat_nar, chunks, "q_nar_in", reset_less=True)

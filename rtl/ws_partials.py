@@ -8,6 +8,7 @@ fields (`tile_fields`) it reads. An all-zero record is the empty sum (a GEMM's f
 from amaranth import Mux, Signal, signed
 from amaranth.lib import data
 
+from .accumulator import fit_signed, outside_signed_range
 from .fp32 import EXP_SHAPE, FP32_ADD_LATENCY, fp32_add, reg
 from .formats import E8M0_BIAS, E8M0_NAN
 from .mac_mpgemm import side_layout as mpgemm_side_layout
@@ -28,13 +29,7 @@ class IntPartialSum:
         width = self.width
         exact = Signal(signed(max(width, len(beat)) + 1))
         m.d.comb += exact.eq(psum + beat)
-        top = exact[width - 1:]
-        out_of_range = ~(top.all() | ~top.any())
-        total = exact[:width]
-        if self.saturate:
-            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-            total = Mux(out_of_range, Mux(exact[-1], lo, hi), total)
-        return total, out_of_range
+        return fit_signed(exact, width, self.saturate)
 
 
 class ExactFpPartialSum:
@@ -196,11 +191,10 @@ class MpgemmPartialSum:
         close = delay(m, context["block_last"], later, f"{name}_close", reset_less=True)
         exact = Signal(signed(max(width, len(r)) + 1), name=f"{name}_acc_exact")
         m.d.comb += exact.eq(kept.acc + r)
-        top = exact[width - 1:]
         record = Signal(self.layout, name=f"{name}_record")
         with m.If(close):
             m.d.comb += [record.acc.eq(exact[:width]),
-                         record.flag.eq(kept.flag | ~(top.all() | ~top.any()))]
+                         record.flag.eq(kept.flag | outside_signed_range(exact[width - 1:]))]
         with m.Else():
             m.d.comb += record.eq(kept)
         sides = data.View(self.side, delay(m, context["w_side"], later, f"{name}_side",
