@@ -363,31 +363,29 @@ class ExecuteUnit(wiring.Component):
             m.d.sync += [left.eq(left - 1), wq.eq(wq + 1), writing.eq(left != 1)]
         lanes = rows * group
         data, enable = Signal(lanes * aw), Signal(lanes)
+        # Per (offset, word) case, the tile column each lane of a row takes (None: not written).
+        columns = {(o, q): [c if 0 <= c < cols else None
+                            for c in range(q * group - o, (q + 1) * group - o)]
+                   for o in chain_offsets(cols, group) for q in range(chain_words(cols, group, o))}
         # A lane outside the tile is not written: it carries what it carries in another case
         # (no zero to multiplex in; a lane with one source is a wire).
         filler = {}
-        for o in chain_offsets(cols, group):
-            for q in range(chain_words(cols, group, o)):
-                for lane in range(group):
-                    c = q * group + lane - o
-                    if 0 <= c < cols:
-                        filler.setdefault(lane, c)
+        for taken in columns.values():
+            for lane, c in enumerate(taken):
+                if c is not None:
+                    filler.setdefault(lane, c)
         with m.Switch(tile_off):
             for o in chain_offsets(cols, group):
                 with m.Case(o):
                     with m.Switch(wq):
                         for q in range(chain_words(cols, group, o)):
                             with m.Case(q):
-                                parts, mask = [], 0
-                                for i in range(rows):
-                                    for lane in range(group):
-                                        c = q * group + lane - o
-                                        if 0 <= c < cols:
-                                            parts.append(tile[i][c * aw:(c + 1) * aw])
-                                            mask |= 1 << (i * group + lane)
-                                        else:
-                                            f = filler[lane]
-                                            parts.append(tile[i][f * aw:(f + 1) * aw])
+                                taken = columns[o, q]
+                                parts = [tile[i][c * aw:(c + 1) * aw] for i in range(rows)
+                                         for c in (filler[lane] if c is None else c
+                                                   for lane, c in enumerate(taken))]
+                                mask = sum(1 << (i * group + lane) for i in range(rows)
+                                           for lane, c in enumerate(taken) if c is not None)
                                 m.d.comb += [data.eq(Cat(*parts)), enable.eq(mask)]
         m.d.comb += [self.act_wr_addr.eq(base + wq), self.act_wr_data.eq(data),
                      self.act_wr_en.eq(Mux(writing, enable, 0)), self.act_wr_busy.eq(writing)]
