@@ -59,7 +59,7 @@ from amaranth.lib import io
 from ..rtl.host_link import LinkedAccelerator, LinkedArray
 from ..rtl.uart import divisor_for
 from .devices import DEVICES, device
-from .report import parse_nextpnr_report
+from .report import parse_nextpnr_report, utilisation_table
 from .tools import FlowError, last_error_line
 
 DEFAULT_BAUD = 115200
@@ -252,7 +252,7 @@ def build_board(config, board, out_dir, log=print, *, baud=DEFAULT_BAUD, seed=1)
     elapsed = time.monotonic() - t0
     bitstream = build_dir / f"{name}{spec['bitstream']}"
     if proc.returncode != 0 or not bitstream.is_file():
-        raise FlowError(_failure(board, build_dir, name, log_path, proc.returncode))
+        raise _failure(board, build_dir, name, log_path, proc.returncode)
 
     conflicts = _DRIVER_CONFLICT.findall(_read(build_dir / f"{name}.rpt"))
     if conflicts:
@@ -292,16 +292,24 @@ def build_board(config, board, out_dir, log=print, *, baud=DEFAULT_BAUD, seed=1)
     return bitstream
 
 
-def _failure(board, build_dir, name, log_path, returncode) -> str:
-    """One line for a failed board build: the resource that does not fit, else the last error."""
+def _failure(board, build_dir, name, log_path, returncode) -> Exception:
+    """The error of a failed board build, one line: BoardFitError naming the resource the design
+    needs more of than the device has (nextpnr's utilisation table, or its placer running out of
+    BELs), else FlowError with the tools' last error."""
     texts = [_read(build_dir / f"{name}.tim"), _read(build_dir / f"{name}.rpt"), _read(log_path)]
+    where = f"the {_spec(board)['device']}"
+    over = [(bel, used, available) for bel, (used, available) in utilisation_table(texts[0]).items()
+            if used > available]
+    if over:
+        needs = ", ".join(f"{used} {bel} where {where} has {available}" for bel, used, available in over)
+        return BoardFitError(f"{name} does not fit {where}: it needs {needs} [log: {build_dir / (name + '.tim')}]")
     for text in texts:
         match = _NO_BELS.search(text)
         if match:
             resource = match.group(1) or match.group(3)
-            return (f"{name} does not fit the {_spec(board)['device']}: not enough {resource} "
-                    f"[log: {build_dir / (name + '.tim')}]")
-    return f"board build failed (exit {returncode}): {last_error_line(*texts)} [log: {log_path}]"
+            return BoardFitError(f"{name} does not fit {where}: not enough {resource} "
+                                 f"[log: {build_dir / (name + '.tim')}]")
+    return FlowError(f"board build failed (exit {returncode}): {last_error_line(*texts)} [log: {log_path}]")
 
 
 def _read(path):

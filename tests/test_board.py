@@ -1,6 +1,7 @@
 """Board builds and the UART host link: the host driver against the simulated board logic
 (cocotb on Verilator, sim/tb_board.py), a real ULX3S bitstream build, and the fit checks."""
 import json
+import re
 import types
 
 import pytest
@@ -132,6 +133,25 @@ def test_icebreaker_counts_the_output_stages_multipliers():
                                             r"output stages\), the iCE40UP5K has 8 DSP blocks"):
         check_fit(parse_config(table, source="test"), "icebreaker")
     check_fit(parse_config({**table, "sparsity": {"nm": "1:4"}}, source="test"), "icebreaker")
+
+
+def test_icebreaker_names_what_nextpnr_found_too_small(tmp_path, capsys):
+    """A design past the multiplier check that nextpnr cannot place: one line naming the
+    resources from its utilisation table (its buffers need 80 block RAMs of the UP5K's 30),
+    exit status 2."""
+    table = {"name": "big", "array": {"rows": 1, "cols": 1, "dataflow": "output_stationary"},
+             "sparsity": {"nm": "1:4"},
+             "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
+                    "overflow": "wrap"},
+             "accelerator": {"stream_width": 32, "act_depth": 4096, "weight_depth": 4096,
+                             "param_depth": 16, "out_depth": 4096}}
+    config = parse_config(table, source="test")
+    check_fit(config, "icebreaker")
+    assert cmd_build(config, tmp_path, types.SimpleNamespace(board="icebreaker")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert re.match(r"nmforge: error: big_icebreaker does not fit the iCE40UP5K: it needs .*"
+                    r"80 ICESTORM_RAM where the iCE40UP5K has 30 \[log: ", err), err
 
 
 def test_uart_divisor():
