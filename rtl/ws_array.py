@@ -68,7 +68,7 @@ class StationaryPE(wiring.Component):
         self.act_shape = mac_ports["a"].shape.elem_shape
         self.weight_shape = mac_ports["w"].shape.elem_shape
         self.psum_lag = 2 + mac.latency   # input register, decoded operands, the MAC
-        self.psum_hop = getattr(partial, "hop", 1)
+        self.psum_hop = partial.hop
         # the MAC's per-column side value (e.g. a bit-plane index), held with the weights
         self.side_shape = mac_ports["w_side"].shape if "w_side" in mac_ports else None
         self.weight_layout = weight_layout(self.n, self.weight_shape, metadata_ports(decoder),
@@ -128,10 +128,9 @@ class WeightStationaryArray(wiring.Component):
         # Kinds whose partial sums are finished after the bottom row (rtl.ws_partials): act
         # beats say `final` (and what the kind's finish reads), results carry sums and values.
         partial = pe.partial
-        self.finishes = hasattr(partial, "finish")
+        self.finishes = partial.finishes
         self.hop = pe.psum_hop     # cycles a partial sum takes per PE row (activations skew alike)
-        self.latency = rows * self.hop + cols + pe.psum_lag + (
-            partial.finish_latency if self.finishes else 0)
+        self.latency = rows * self.hop + cols + pe.psum_lag + partial.finish_latency
         self.result_depth = self.latency + 1    # beats the output FIFO holds
         group = pe.signature.members["act"].shape
         self.psum_layout = partial.layout
@@ -144,7 +143,7 @@ class WeightStationaryArray(wiring.Component):
         result = psums
         if self.finishes:
             act |= {"final": 1, **partial.act_fields}
-            value = getattr(partial, "value_bits", 32)    # FP32, a posit code, an mpgemm output
+            value = partial.value_bits    # FP32, a posit code, an mpgemm output
             result = data.StructLayout({"psum": psums, "value": data.ArrayLayout(value, cols)})
         super().__init__({
             "act": In(stream.Signature(data.StructLayout(act))),
@@ -268,7 +267,7 @@ class WeightStationaryArray(wiring.Component):
         final = delay(m, beat & payload.final, at + later, "final_written", reset_less=False)
         with m.If(final & Cat(flag for _, _, flag in columns).any()):
             m.d.sync += self.overflow.eq(1)
-        bits = getattr(partial, "value_bits", 32)
+        bits = partial.value_bits
         return ([Cat(record for record, _, _ in columns),
                  Cat(Value.cast(value)[:bits] for _, value, _ in columns)],
                 delay(m, written, later, "finished_valid", reset_less=False))

@@ -17,7 +17,18 @@ from .pipeline import delay
 FP32_NEG_ZERO = 0x80000000
 
 
-class IntPartialSum:
+class PartialSum:
+    """What rtl.ws_array reads of every kind's partial sum, with the defaults of a kind that adds
+    in one cycle per PE row and has nothing to finish (the integer kinds)."""
+
+    hop = 1               # cycles a partial sum takes per PE row
+    finishes = False      # True: `finish` runs after the bottom row (`finish_latency` cycles)
+    finish_latency = 0
+    act_fields, tile_fields = {}, {}   # what `finish` reads of the act beat / the weight tile
+    value_bits = 32       # the finished value's bits
+
+
+class IntPartialSum(PartialSum):
     """Integer partial sums: `width` bits, psum + the beat's exact sum under the overflow policy
     ("wrap" or "saturate"); `add` also says when the exact sum left the range."""
 
@@ -32,12 +43,12 @@ class IntPartialSum:
         return fit_signed(exact, width, self.saturate)
 
 
-class ExactFpPartialSum:
+class ExactFpPartialSum(PartialSum):
     """Kind "fp" (exact accumulation): rtl.mac_fp.ExactSum records (wide fixed point + special
     classes) summed exactly down the columns and across K-blocks, rounded to FP32 once: the
     finished value of the last K-block is golden.fp_mac_exact's result. No flag until then."""
 
-    act_fields, tile_fields = {}, {}
+    finishes = True
 
     def __init__(self, exact_sum):
         self.sum, self.layout = exact_sum, exact_sum.layout
@@ -51,7 +62,7 @@ class ExactFpPartialSum:
         return delay(m, total, self.finish_latency, f"{name}_sum", reset_less=True), bits, flag
 
 
-class Fp32PartialSum:
+class Fp32PartialSum(PartialSum):
     """Kind "fp" with FP32 accumulation: a record is the FP32 sum so far (`bits`, +0.0 when all
     zero) and its sticky `flag` (a product or addition raised overflow or invalid); each PE adds
     its group's FP32 beat sum (FpMac `beat_sums`: the pairwise tree of the rounded products)
@@ -59,9 +70,8 @@ class Fp32PartialSum:
     golden.fp_mac.fp_mac_fp32 with one lane. The addition takes FP32_ADD_LATENCY cycles, so a
     partial sum moves down one PE row in `hop` cycles. The value is the sum itself."""
 
-    act_fields, tile_fields = {}, {}
     hop = 1 + FP32_ADD_LATENCY
-    finish_latency = 0
+    finishes = True
 
     def __init__(self):
         self.layout = data.StructLayout({"bits": 32, "flag": 1})
@@ -78,7 +88,7 @@ class Fp32PartialSum:
         return total, total.bits, total.flag
 
 
-class MxPartialSum:
+class MxPartialSum(PartialSum):
     """Kind "mx": a record is the current scale block's exact sum (`block`, the MAC's
     `block_sum` ExactSum), `sum` the FP32 sum of the blocks before (-0.0 until `started`) and
     their sticky `flag`. Each PE adds its group to `block`; after the bottom row a beat marked
@@ -87,6 +97,7 @@ class MxPartialSum:
     0xFF scale; golden.mx.mx_block_dot) and added to `sum` in FP32 RNE (rtl.fp32.fp32_add), so
     blocks add in K order from -0.0: golden.mx.mx_tile with one lane."""
 
+    finishes = True
     act_fields, tile_fields = {"side": 8, "block_last": 1}, {"side": 8}
 
     def __init__(self, block_sum):
@@ -124,14 +135,14 @@ class MxPartialSum:
         return out, out.sum, out.flag
 
 
-class PositPartialSum:
+class PositPartialSum(PartialSum):
     """Kind "posit": a record is a quire (`value`, Q bits of rtl.mac_posit.PositMac, wrapping),
     `nar` (a NaR operand met) and `bound` (a partial sum reached |S| >= 2^(Q-1): the quire's
     carry guard overflowed, golden.posit_mac); each PE adds its group's exact sum, the sum is
     rounded once to the posit format after the bottom row (`round_quire`); NaR when `nar` or
     `bound`, whose flag raises `overflow` on the last K-block."""
 
-    act_fields, tile_fields = {}, {}
+    finishes = True
 
     def __init__(self, mac):
         self.mac, self.q = mac, mac.quire_bits
@@ -156,7 +167,7 @@ class PositPartialSum:
                 delay(m, total.bound, later, f"{name}_bound", reset_less=True))
 
 
-class MpgemmPartialSum:
+class MpgemmPartialSum(PartialSum):
     """Kind "mpgemm": a record is the current quantization group's exact sums (`s` = sum w*a,
     `t` = sum a, rtl.mac_mpgemm.MpgemmMac), the accumulator of the groups before (`acc`,
     acc_bits, wrapping) and the sticky `flag` (acc left its range). Each PE adds its group's
@@ -166,6 +177,7 @@ class MpgemmPartialSum:
     (MpgemmMac.requantize: the last K-block's is the output, golden.dot.mpgemm_gemm), the flag
     adding the output's saturation."""
 
+    finishes = True
     act_fields = {"block_last": 1}
 
     def __init__(self, mac):
