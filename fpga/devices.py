@@ -11,7 +11,8 @@ Family fields:
   (the device's own ``synth_args`` are appended); ``pre_synth`` / ``post_synth`` Yosys commands run
   before / after it, with ``{top}`` replaced by the placed top module (ECP5: public wire names
   before ABC9; Gowin: I/O buffers on the top's ports only);
-* ``pack_dsp_registers`` run `nmforge.fpga.dsp_pack` on the netlist (ECP5);
+* ``pack_dsp_registers`` run `nmforge.fpga.dsp_pack` on the netlist (ECP5); ``pack_bram_registers``
+  `nmforge.fpga.bram_pack` (ECP5);
 * ``nextpnr`` the nextpnr flavour (a tool of `nmforge.fpga.tools`); ``pnr_args`` options after the
   device's own ``device_args`` (the merged entry's ``pnr_args`` is ``device_args + pnr_args``);
 * ``ooc_args`` options for an out-of-context run, ``None`` when the flavour has none;
@@ -82,6 +83,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
         # Move the flip-flops that feed multipliers into the MULT18X18D input registers
         # (fpga/dsp_pack.py): Yosys leaves them in the fabric, tiles away from the block.
         "pack_dsp_registers": True,
+        # And the read registers behind the DP16KD block RAMs into their output registers
+        # (fpga/bram_pack.py): without them a block's clock-to-out is 5.8 ns of an 8.3 ns cycle.
+        "pack_bram_registers": True,
         "nextpnr": "nextpnr-ecp5",
         # A heavier timing weight in the placer: the MULT18X18D sites sit in rows apart from
         # the logic, and the default weight leaves the register -> DSP -> register paths of a

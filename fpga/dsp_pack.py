@@ -27,26 +27,26 @@ def pack_mult_registers(netlist: dict) -> dict:
     """Rewrite `netlist` (Yosys JSON, all modules) in place; returns counts of what moved in the
     placed design (a module instantiated k times counts k times)."""
     stats = {"mult_blocks": 0, "input_registers": 0, "flip_flops_removed": 0}
-    placements = _placements(netlist)
+    copies_of = placements(netlist)
     for module_name, module in netlist["modules"].items():
         cells = module.get("cells", {})
         mults = [name for name, cell in cells.items() if cell["type"] == "MULT18X18D"]
         if not mults:
             continue
-        copies = placements[module_name]
-        flip_flops_before = _count_flip_flops(module)
+        copies = copies_of[module_name]
+        flip_flops_before = count_flip_flops(module)
         for name in mults:
             stats["mult_blocks"] += copies
-            drivers, _ = _connectivity(module)
+            drivers, _ = connectivity(module)
             for side in ("A", "B"):
                 if _pack_input(cells, cells[name], side, drivers):
                     stats["input_registers"] += copies
         _remove_unloaded_flip_flops(module)
-        stats["flip_flops_removed"] += copies * (flip_flops_before - _count_flip_flops(module))
+        stats["flip_flops_removed"] += copies * (flip_flops_before - count_flip_flops(module))
     return stats
 
 
-def _placements(netlist):
+def placements(netlist):
     """Module name -> how many times the module is placed under the top module (every module
     once when no module is marked top)."""
     modules = netlist["modules"]
@@ -66,11 +66,11 @@ def _placements(netlist):
     return counts
 
 
-def _count_flip_flops(module):
+def count_flip_flops(module):
     return sum(cell["type"] == "TRELLIS_FF" for cell in module.get("cells", {}).values())
 
 
-def _connectivity(module):
+def connectivity(module):
     """bit -> (cell, port) of its driver, and bit -> [(cell, port)] of its loads; module ports
     count as loads (outputs) and drivers (inputs) under the cell name None."""
     drivers, loads = {}, {}
@@ -147,7 +147,7 @@ def _pack_input(cells, mult, side, drivers):
 def _remove_unloaded_flip_flops(module):
     """Delete flip-flops whose output no longer drives anything."""
     while True:
-        _, loads = _connectivity(module)
+        _, loads = connectivity(module)
         dead = [name for name, cell in module["cells"].items()
                 if cell["type"] == "TRELLIS_FF" and not loads.get(cell["connections"]["Q"][0])]
         if not dead:

@@ -1,8 +1,10 @@
 """Shared fixtures: configs built in code, and a session-wide Verilator build cache."""
+import json
 import pathlib
 
 import pytest
 
+from nmforge.fpga.tools import run_tool
 from nmforge.gen.config import ConfigError, parse_config
 from nmforge.gen.generate import generate
 from nmforge.sim.regression import run_regression
@@ -31,6 +33,17 @@ def flow_lines(lines: list[str]) -> list[str]:
     Yosys or nextpnr's phase, printed once it has run a few seconds, so more of them on a
     loaded machine)."""
     return [line for line in lines if not line.startswith("      ")]
+
+
+def ecp5_fmax(tmp_path, netlist, name) -> float:
+    """Fmax (MHz) of a Yosys JSON `netlist` placed and routed out of context on the LFE5U-85F by
+    nextpnr-ecp5 (target 100 MHz), in `tmp_path` as `name`.json."""
+    (tmp_path / f"{name}.json").write_text(json.dumps(netlist))
+    run_tool("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--json", f"{name}.json", "--out-of-context",
+                              "--freq", "100", "--report", f"{name}_report.json", "-q"],
+             cwd=tmp_path, log_file=tmp_path / f"{name}.log")
+    report = json.loads((tmp_path / f"{name}_report.json").read_text())
+    return next(iter(report["fmax"].values()))["achieved"]
 
 
 def config_error(table) -> ConfigError:

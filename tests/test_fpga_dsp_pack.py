@@ -1,6 +1,7 @@
 """The MULT18X18D input-register packing pass, on real Yosys netlists placed by real nextpnr."""
 import json
 
+from conftest import ecp5_fmax
 from nmforge.fpga.dsp_pack import pack_mult_registers
 from nmforge.fpga.tools import run_tool
 
@@ -27,20 +28,11 @@ def cells_of(netlist, kind):
     return [c for c in netlist["modules"]["mul8"]["cells"].values() if c["type"] == kind]
 
 
-def fmax(tmp_path, netlist, name):
-    (tmp_path / f"{name}.json").write_text(json.dumps(netlist))
-    run_tool("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--json", f"{name}.json", "--out-of-context",
-                              "--freq", "100", "--report", f"{name}_report.json", "-q"],
-             cwd=tmp_path, log_file=tmp_path / f"{name}.log")
-    report = json.loads((tmp_path / f"{name}_report.json").read_text())
-    return next(iter(report["fmax"].values()))["achieved"]
-
-
 def test_input_registers_move_into_the_multiplier(tmp_path):
     netlist = synthesize(tmp_path)
     ports = netlist["modules"]["mul8"]["ports"]
     flip_flops = len(cells_of(netlist, "TRELLIS_FF"))
-    before = fmax(tmp_path, netlist, "plain")
+    before = ecp5_fmax(tmp_path, netlist, "plain")
     stats = pack_mult_registers(netlist)
     assert stats == {"mult_blocks": 1, "input_registers": 2, "flip_flops_removed": 16}
     assert len(cells_of(netlist, "TRELLIS_FF")) == flip_flops - 16
@@ -51,7 +43,7 @@ def test_input_registers_move_into_the_multiplier(tmp_path):
     assert [mult["connections"][f"A{i}"][0] for i in range(8)] == ports["a"]["bits"]
     assert [mult["connections"][f"B{i}"][0] for i in range(8)] == ports["b"]["bits"]
     assert {mult["connections"][f"A{i}"][0] for i in range(8, 18)} == {ports["a"]["bits"][7]}
-    after = fmax(tmp_path, netlist, "packed")
+    after = ecp5_fmax(tmp_path, netlist, "packed")
     assert after > before * 1.15, f"packing should shorten the critical path: {before} -> {after} MHz"
 
 
