@@ -35,6 +35,15 @@ def flow_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if not line.startswith("      ")]
 
 
+def ecp5_netlist(tmp_path, verilog, top, synth_options="") -> dict:
+    """The Yosys JSON netlist of `verilog` (text) synthesized for ECP5 (`synth_ecp5`), in
+    `tmp_path`."""
+    (tmp_path / f"{top}.v").write_text(verilog)
+    run_tool("yosys", ["-q", "-p", f"read_verilog {top}.v; synth_ecp5 {synth_options} -top {top} -json n.json"],
+             cwd=tmp_path, log_file=tmp_path / "yosys.log")
+    return json.loads((tmp_path / "n.json").read_text())
+
+
 def ecp5_fmax(tmp_path, netlist, name) -> float:
     """Fmax (MHz) of a Yosys JSON `netlist` placed and routed out of context on the LFE5U-85F by
     nextpnr-ecp5 (target 100 MHz), in `tmp_path` as `name`.json."""

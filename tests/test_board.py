@@ -120,15 +120,21 @@ def test_icebreaker_rejects_4x4(tmp_path, capsys):
     assert BOARDS == ("ulx3s", "icebreaker")
 
 
+def int_accelerator_table(name, size, nm, depth):
+    """The config table of a size x size INT8 accelerator with 32-bit streams and `depth`-word
+    ACT, WEIGHT and OUT buffers."""
+    return {"name": name, "array": {"rows": size, "cols": size, "dataflow": "output_stationary"},
+            "sparsity": {"nm": nm},
+            "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
+                   "overflow": "wrap"},
+            "accelerator": {"stream_width": 32, "act_depth": depth, "weight_depth": depth,
+                            "param_depth": 16, "out_depth": depth}}
+
+
 def test_icebreaker_counts_the_output_stages_multipliers():
     """A 2x2 2:4 accelerator: the array's 8 multipliers fill the UP5K, its two output stages
     need 4 more; a 2x2 1:4 one (4 + 4) fits."""
-    table = {"name": "a", "array": {"rows": 2, "cols": 2, "dataflow": "output_stationary"},
-             "sparsity": {"nm": "2:4"},
-             "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
-                    "overflow": "wrap"},
-             "accelerator": {"stream_width": 32, "act_depth": 64, "weight_depth": 64,
-                             "param_depth": 16, "out_depth": 64}}
+    table = int_accelerator_table("a", 2, "2:4", 64)
     with pytest.raises(BoardFitError, match=r"needs 12 multipliers \(8 in the array, 4 in the "
                                             r"output stages\), the iCE40UP5K has 8 DSP blocks"):
         check_fit(parse_config(table, source="test"), "icebreaker")
@@ -139,13 +145,7 @@ def test_icebreaker_names_what_nextpnr_found_too_small(tmp_path, capsys):
     """A design past the multiplier check that nextpnr cannot place: one line naming the
     resources from its utilisation table (its buffers need 80 block RAMs of the UP5K's 30),
     exit status 2."""
-    table = {"name": "big", "array": {"rows": 1, "cols": 1, "dataflow": "output_stationary"},
-             "sparsity": {"nm": "1:4"},
-             "pe": {"kind": "int", "act_width": 8, "weight_width": 8, "acc_width": 32,
-                    "overflow": "wrap"},
-             "accelerator": {"stream_width": 32, "act_depth": 4096, "weight_depth": 4096,
-                             "param_depth": 16, "out_depth": 4096}}
-    config = parse_config(table, source="test")
+    config = parse_config(int_accelerator_table("big", 1, "1:4", 4096), source="test")
     check_fit(config, "icebreaker")
     assert cmd_build(config, tmp_path, types.SimpleNamespace(board="icebreaker")) == 2
     err = capsys.readouterr().err

@@ -1,9 +1,7 @@
 """The DP16KD output-register packing pass, on real Yosys netlists placed by real nextpnr."""
-import json
 
-from conftest import ecp5_fmax
+from conftest import ecp5_fmax, ecp5_netlist
 from nmforge.fpga.bram_pack import pack_bram_output_registers
-from nmforge.fpga.tools import run_tool
 
 # A 512 x 36 memory read into `data` (the block RAM's own read register), then into `q`
 # ({RESET}, {LOGIC} vary it) and `r`, which is summed into `total` ({SUM} sums `q` instead). `no_rw_check` as on the accelerator's buffers
@@ -27,10 +25,7 @@ endmodule
 def synthesize(tmp_path, reset="", logic="", share="", sum_of="r"):
     text = (MEMORY.replace("{RESET}", reset).replace("{LOGIC}", logic).replace("{SHARE}", share)
             .replace("{SUM}", sum_of))
-    (tmp_path / "ram.v").write_text(text)
-    run_tool("yosys", ["-q", "-p", "read_verilog ram.v; synth_ecp5 -top ram -json n.json"],
-             cwd=tmp_path, log_file=tmp_path / "yosys.log")
-    return json.loads((tmp_path / "n.json").read_text())
+    return ecp5_netlist(tmp_path, text, "ram")
 
 
 def cells_of(netlist, kind):

@@ -1,9 +1,7 @@
 """The MULT18X18D input-register packing pass, on real Yosys netlists placed by real nextpnr."""
-import json
 
-from conftest import ecp5_fmax
+from conftest import ecp5_fmax, ecp5_netlist
 from nmforge.fpga.dsp_pack import pack_mult_registers
-from nmforge.fpga.tools import run_tool
 
 MULTIPLY = """
 module mul8(input clk, input rst, input signed [7:0] a, input signed [7:0] b,
@@ -18,10 +16,8 @@ endmodule
 
 
 def synthesize(tmp_path, reset="", share=""):
-    (tmp_path / "mul.v").write_text(MULTIPLY.replace("{RESET}", reset).replace("{SHARE}", share))
-    run_tool("yosys", ["-q", "-p", "read_verilog mul.v; synth_ecp5 -noflatten -top mul8 -json n.json"],
-             cwd=tmp_path, log_file=tmp_path / "yosys.log")
-    return json.loads((tmp_path / "n.json").read_text())
+    return ecp5_netlist(tmp_path, MULTIPLY.replace("{RESET}", reset).replace("{SHARE}", share), "mul8",
+                        "-noflatten")
 
 
 def cells_of(netlist, kind):
