@@ -59,7 +59,7 @@ from amaranth.lib import io
 from ..rtl.host_link import LinkedAccelerator, LinkedArray
 from ..rtl.uart import divisor_for
 from .devices import DEVICES, device
-from .report import parse_nextpnr_report, utilisation_table
+from .report import overused_bels, parse_nextpnr_report
 from .tools import FlowError, last_error_line
 
 DEFAULT_BAUD = 115200
@@ -298,8 +298,7 @@ def _failure(board, build_dir, name, log_path, returncode) -> Exception:
     BELs), else FlowError with the tools' last error."""
     texts = [_read(build_dir / f"{name}.tim"), _read(build_dir / f"{name}.rpt"), _read(log_path)]
     where = f"the {_spec(board)['device']}"
-    over = [(bel, used, available) for bel, (used, available) in utilisation_table(texts[0]).items()
-            if used > available]
+    over = overused_bels(texts[0])
     if over:
         needs = ", ".join(f"{used} {bel} where {where} has {available}" for bel, used, available in over)
         return BoardFitError(f"{name} does not fit {where}: it needs {needs} [log: {build_dir / (name + '.tim')}]")

@@ -50,7 +50,7 @@ from .dsp_pack import pack_mult_registers
 from .harness import harness_instance_type, harness_verilog, normalize_ports, ports_from_verilog
 from .report import (classify_resources, count_cells, device_utilization, fit_problems,
                      format_report as _format_report, nextpnr_log_counts, parse_nextpnr_report,
-                     placed_utilization, utilisation_table)
+                     overused_bels, placed_utilization, utilisation_table)
 from .zero_init import strip_zero_memory_init
 from .tools import FlowError, package_version, run_tool, tool_path, tool_version, yosys_data_file
 
@@ -180,11 +180,6 @@ def _pin_constraints(dev: dict, harness_ports: list[dict[str, Any]], clock: str,
     path = out / f"{design_top}.cst"
     path.write_text("\n".join(lines) + "\n")
     return [a.format(path=tool_path(path, out)) for a in spec["args"]]
-
-
-def _overused_bels(log_text: str) -> list[tuple[str, int, int]]:
-    """``(bel, used, available)`` of nextpnr's last "Device utilisation" table where used > available."""
-    return [(bel, u, a) for bel, (u, a) in utilisation_table(log_text).items() if u > a]
 
 
 def _fullest_bels(log_text: str, dev: dict, n: int = 2) -> list[tuple[str, int, int]]:
@@ -350,7 +345,7 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
                  log_file=out / "nextpnr.log", progress=log)
     except FlowError as e:
         log_text = _read_text(out / "nextpnr.log")
-        over = _overused_bels(log_text)
+        over = overused_bels(log_text)
         if over:  # name the resource; the tool's own line follows
             what = ", ".join(f"{u} {bel} where the device has {a}" for bel, u, a in over)
             raise _does_not_fit(dev, what, f" ({e})") from None

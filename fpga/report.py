@@ -45,7 +45,7 @@ from typing import Any
 from .devices import device
 
 __all__ = ["count_cells", "classify_resources", "parse_nextpnr_report", "format_report", "dsp_units",
-           "device_utilization", "fit_problems", "logic_levels", "utilisation_table", "nextpnr_log_counts",
+           "device_utilization", "fit_problems", "logic_levels", "overused_bels", "utilisation_table", "nextpnr_log_counts",
            "placed_utilization", "CARRY_PORTS"]
 
 # Carry-chain ports of the families' carry cells: ECP5 CCU2C (FCI/FCO), iCE40 SB_CARRY / logic cell
@@ -193,6 +193,11 @@ def utilisation_table(log_text: str) -> dict[str, tuple[int, int]]:
         if m:
             table[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     return table
+
+
+def overused_bels(log_text: str) -> list[tuple[str, int, int]]:
+    """``(bel, used, available)`` of nextpnr's last "Device utilisation" table where used > available."""
+    return [(bel, u, a) for bel, (u, a) in utilisation_table(log_text).items() if u > a]
 
 
 def nextpnr_log_counts(log_text: str) -> dict[str, Any]:

@@ -307,7 +307,8 @@ def test_too_many_dsps_is_one_line_naming_the_resource(tmp_path):
 def test_nextpnr_overuse_is_read_from_its_log():
     """When nextpnr itself runs out of a BEL type, its utilisation table names it (lines of the real
     log of the working tree's 4x4 2:4 array on the UP5K, placed without the flow's own check)."""
-    from nmforge.fpga.flow import _fullest_bels, _overused_bels
+    from nmforge.fpga.flow import _fullest_bels
+    from nmforge.fpga.report import overused_bels
 
     log = ("Info: Device utilisation:\n"
            "Info: \t         ICESTORM_LC:    4262/   5280    80%\n"
@@ -315,8 +316,8 @@ def test_nextpnr_overuse_is_read_from_its_log():
            "Info: \t        ICESTORM_DSP:      16/      8   200%\n"
            "ERROR: Unable to place cell 'u_top.pe_1_0.mac.sum0_0_SB_MAC16_O_DSP', no BELs remaining "
            "to implement cell type 'ICESTORM_DSP'\n")
-    assert _overused_bels(log) == [("ICESTORM_DSP", 16, 8)]
-    assert _overused_bels(log.replace("16/", " 8/")) == []
+    assert overused_bels(log) == [("ICESTORM_DSP", 16, 8)]
+    assert overused_bels(log.replace("16/", " 8/")) == []
     assert _fullest_bels(log, device("ice40")) == [("ICESTORM_DSP", 16, 8), ("ICESTORM_LC", 4262, 5280)]
 
 
