@@ -42,11 +42,11 @@ def pack_bram_output_registers(netlist: dict) -> dict:
             continue
         copies = copies_of[module_name]
         flip_flops_before = count_flip_flops(module)
+        _, loads = connectivity(module)   # kept current by _pack_port (one scan per module)
         for name in brams:
             for halves, clock_pin in _read_ports(cells[name]):
-                _, loads = connectivity(module)
                 stats["bram_read_ports"] += copies
-                if _pack_port(cells, cells[name], halves, clock_pin, loads):
+                if _pack_port(cells, name, halves, clock_pin, loads):
                     stats["output_registers"] += copies
         stats["flip_flops_removed"] += copies * (flip_flops_before - count_flip_flops(module))
     return stats
@@ -88,28 +88,37 @@ def _register_controls(flip_flop, clock):
     return None
 
 
+def _users(cells, loads, bit):
+    """The loads of `bit`: `loads` entries of cells that still take it (packing deletes
+    flip-flops without rescanning the module)."""
+    return [(name, port) for name, port in loads.get(bit, [])
+            if name is None or (name in cells and bit in cells[name]["connections"].get(port, []))]
+
+
 def _drives_direct_loads_only(cells, flip_flop, loads):
     """The flip-flop's output drives only DIRECT_LOADS (no LUT logic, no module port)."""
-    users = loads.get(flip_flop["connections"]["Q"][0], [])
+    users = _users(cells, loads, flip_flop["connections"]["Q"][0])
     return bool(users) and all(name is not None and cells[name]["type"] in DIRECT_LOADS
                                for name, _ in users)
 
 
-def _pack_port(cells, bram, halves, clock_pin, loads):
+def _pack_port(cells, bram_name, halves, clock_pin, loads):
     """Move the port's flip-flops into the block; False (nothing changed) when not packable.
-    Data pins whose nets have no load are left as they are."""
+    Data pins whose nets have no load are left as they are. `loads` gains the block's new
+    enable and reset inputs."""
+    bram = cells[bram_name]
     params, conn = bram.setdefault("parameters", {}), bram["connections"]
     if any(params.get(f"REGMODE_{half}", "NOREG") != "NOREG" for half in halves):
         return False
     pins = [(pin, bits[0]) for pin, bits in conn.items()
             if pin[:3] in {f"DO{half}" for half in halves} and isinstance(bits[0], int)
-            and loads.get(bits[0])]
+            and _users(cells, loads, bits[0])]
     clock = conn.get(clock_pin, [None])[0]
     if not pins or not isinstance(clock, int):
         return False
     flip_flops, controls = {}, set()
     for pin, bit in pins:
-        users = loads[bit]
+        users = _users(cells, loads, bit)
         if len(users) != 1 or users[0][0] is None or users[0][1] != "DI":
             return False
         control = _register_controls(cells[users[0][0]], clock)
@@ -126,9 +135,11 @@ def _pack_port(cells, bram, halves, clock_pin, loads):
     directions = bram.setdefault("port_directions", {})
     for half in halves:
         params[f"REGMODE_{half}"] = "OUTREG"
-        conn[f"OCE{half}"], directions[f"OCE{half}"] = [enable], "input"
-        if reset != "0":
-            conn[f"RST{half}"], directions[f"RST{half}"] = [reset], "input"
+        controls = {f"OCE{half}": enable, **({f"RST{half}": reset} if reset != "0" else {})}
+        for pin, net in controls.items():
+            conn[pin], directions[pin] = [net], "input"
+            if isinstance(net, int):
+                loads.setdefault(net, []).append((bram_name, pin))
     if reset != "0":
         params["RESETMODE"] = "SYNC"
     return True
