@@ -80,7 +80,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         # `x[3].values` the same, and reintegration asserts on the duplicate (rtlil.cc:2872, seen
         # on the accelerator's execute unit): such names are made private first (`rename -hide`).
         "pre_synth": ["hierarchy -top {top}", "rename -hide w:*]", "autoname"],
-        # Move the flip-flops that feed multipliers into the MULT18X18D input registers
+        # Move the flip-flops around multipliers into the MULT18X18D input and output registers
         # (fpga/dsp_pack.py): Yosys leaves them in the fabric, tiles away from the block.
         "pack_dsp_registers": True,
         # And the read registers behind the DP16KD block RAMs into their output registers

@@ -9,24 +9,29 @@ A packable flip-flop is a TRELLIS_FF with no clock enable, clocked like the othe
 and either without set/reset or with a synchronous reset to 0 (LSR over CE, REGSET=RESET) shared
 by the others: that reset drives the block's reset pin of that side (A: RST0, B: RST1) with
 RESETMODE=SYNC.
+  output side: when every P pin that drives anything drives exactly one load, the D input of a
+               packable flip-flop, and all those flip-flops share one clock and reset, they become
+               the block's output register: each P pin drives the flip-flop's output net.
 Nothing is added, only moved, so the cycle behaviour (and the latency) is unchanged; flip-flops
-left without loads are deleted. The output register is deliberately left in the fabric: with
-both registers inside the block nextpnr would no longer time the 3.9 ns multiply at all, while
-with input registers only it is timed as clock-to-P of the block. The block's registers are always enabled (CE0 = 1), as the
-flip-flops they replace were.
+left without loads are deleted. With both sides registered the multiply itself runs between the
+block's own registers (nextpnr's MULT18X18D_REGS_ALL timing class, from the vendor's database),
+as in vendor flows; nextpnr times its inputs' setup and its output's clock-to-out, so the routes
+from and to the block each get a whole cycle. The block's registers are always enabled (CE0 = 1),
+as the flip-flops they replace were.
 """
 
 from .report import _truthy
 
 WIDTH = {"A": 18, "B": 18}
-REGISTER_PARAMS = {"A": "REG_INPUTA", "B": "REG_INPUTB"}
-RESET_PIN = {"A": "RST0", "B": "RST1"}  # one reset pin per side: each keeps its own reset
+REGISTER_PARAMS = {"A": "REG_INPUTA", "B": "REG_INPUTB", "P": "REG_OUTPUT"}
+RESET_PIN = {"A": "RST0", "B": "RST1", "P": "RST2"}  # one reset pin per side: each keeps its own
+PRODUCT_PINS = 36
 
 
 def pack_mult_registers(netlist: dict) -> dict:
     """Rewrite `netlist` (Yosys JSON, all modules) in place; returns counts of what moved in the
     placed design (a module instantiated k times counts k times)."""
-    stats = {"mult_blocks": 0, "input_registers": 0, "flip_flops_removed": 0}
+    stats = {"mult_blocks": 0, "input_registers": 0, "output_registers": 0, "flip_flops_removed": 0}
     copies_of = placements(netlist)
     for module_name, module in netlist["modules"].items():
         cells = module.get("cells", {})
@@ -35,6 +40,10 @@ def pack_mult_registers(netlist: dict) -> dict:
             continue
         copies = copies_of[module_name]
         flip_flops_before = count_flip_flops(module)
+        _, loads = connectivity(module)  # P loads: unchanged by other blocks' output packing
+        for name in mults:
+            if _pack_output(cells, name, loads):
+                stats["output_registers"] += copies
         for name in mults:
             stats["mult_blocks"] += copies
             drivers, _ = connectivity(module)
@@ -107,6 +116,29 @@ def _plain_flip_flop(cell):
                              and params.get("LSRMUX", "LSR") == "LSR"):
         return None
     return conn["CLK"][0], reset
+
+
+def _pack_output(cells, name, loads):
+    mult = cells[name]
+    conn = mult["connections"]
+    if mult.get("parameters", {}).get("REG_OUTPUT_CLK", "NONE") != "NONE":
+        return False
+    registers, controls = {}, set()
+    for i in range(PRODUCT_PINS):
+        bits = conn.get(f"P{i}", [None])
+        if not isinstance(bits[0], int) or not loads.get(bits[0]):
+            continue
+        (load, port), *others = loads[bits[0]]
+        control = _plain_flip_flop(cells[load]) if load is not None and port == "DI" and not others else None
+        if control is None:
+            return False
+        registers[i] = load
+        controls.add(control)
+    if len(controls) != 1 or not _enable_register(mult, "P", *controls.pop()):
+        return False
+    for i, register in registers.items():
+        conn[f"P{i}"] = cells.pop(register)["connections"]["Q"]
+    return True
 
 
 def _enable_register(mult, side, clock, reset):

@@ -311,9 +311,9 @@ def synthesize(verilog: VerilogInput, top: str, target: str, out_dir: str | os.P
     extra = ""
     dsp_packed, bram_packed = (packed or {}).get("dsp"), (packed or {}).get("bram")
     if dsp_packed:
-        extra += (f", {dsp_packed['input_registers']} multiplier input registers packed into "
-                  f"{dsp_packed['mult_blocks']} {dev.get('dsp_unit', 'DSP')} ({dsp_packed['flip_flops_removed']} "
-                  f"flip-flops moved)")
+        extra += (f", {dsp_packed['input_registers']} multiplier input and {dsp_packed['output_registers']} "
+                  f"output registers packed into {dsp_packed['mult_blocks']} {dev.get('dsp_unit', 'DSP')} "
+                  f"({dsp_packed['flip_flops_removed']} flip-flops moved)")
     if bram_packed and bram_packed["output_registers"]:
         extra += (f", {bram_packed['output_registers']} of {bram_packed['bram_read_ports']} block RAM read "
                   f"ports with their output register ({bram_packed['flip_flops_removed']} flip-flops moved)")

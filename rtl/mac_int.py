@@ -7,7 +7,8 @@ Pipeline from the `a`/`w` ports:
   4.. adder tree, one register per level (ceil(log2 N) levels)
   last: accumulate; on a `last` beat the final sum goes to `result` and the accumulator restarts.
 Stages 1 and 3 exist for FPGA timing: DSP blocks sit in columns away from the logic, so the
-registers on both sides of a multiplier let the placer keep the long routes register-to-register.
+registers on both sides of a multiplier let the placer keep the long routes register-to-register
+(on ECP5 the flow moves stages 1 and 2 into the MULT18X18D: fpga/dsp_pack.py).
 """
 from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring

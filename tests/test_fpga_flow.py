@@ -38,6 +38,10 @@ module mul8 (
     end
 endmodule
 """
+# The same with a register behind the product register: on ECP5, dsp_pack moves a_r, b_r and the
+# product register into the MULT18X18D, and p keeps a fabric flip-flop for nextpnr to time.
+MUL8_PIPELINED = MUL8.replace("p   <= a_r * b_r;", "p_r <= a_r * b_r;\n        p   <= p_r;").replace(
+    "reg signed [7:0] a_r, b_r;", "reg signed [7:0] a_r, b_r;\n    reg signed [15:0] p_r;")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def ecp5_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("fpga_ecp5")
     src = base / "src" / "mul8.v"
     src.parent.mkdir()
-    src.write_text(MUL8)
+    src.write_text(MUL8_PIPELINED)
     out = base / "out"
     lines: list[str] = []
     report = synthesize(src, "mul8", "ecp5", out, clock_mhz=100.0, log=lines.append)
@@ -61,7 +65,10 @@ def test_ecp5_multiply_report(ecp5_run):
     res = report["resources"]
     assert res["DSP"] == 1
     assert res["LUT4"] >= 0
-    assert res["FF"] >= 16
+    # dsp_pack moved a_r, b_r and p_r into the block's input and output registers: p is left
+    assert res["FF"] == 16
+    assert report["dsp_register_packing"] == {"mult_blocks": 1, "input_registers": 2, "output_registers": 1,
+                                              "flip_flops_removed": 32}
     assert res["BRAM"] == 0
     assert res["cells"]["MULT18X18D"] == 1
     assert res["LUT4_total"] == res["LUT4"] + 2 * res["CARRY"]
