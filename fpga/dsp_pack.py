@@ -44,9 +44,9 @@ def pack_mult_registers(netlist: dict) -> dict:
         for name in mults:
             if _pack_output(cells, name, loads):
                 stats["output_registers"] += copies
+        drivers, _ = connectivity(module)  # after output packing; input packing moves no driver
         for name in mults:
             stats["mult_blocks"] += copies
-            drivers, _ = connectivity(module)
             for side in ("A", "B"):
                 if _pack_input(cells, cells[name], side, drivers):
                     stats["input_registers"] += copies
